@@ -1,0 +1,1 @@
+"""golf: a research lab for the Parameter Golf challenge."""

@@ -1,0 +1,95 @@
+"""From a composed Hydra config to a validated :class:`GolfConfig`, or one clear :class:`ConfigError`.
+
+``load_config`` merges the composed config into the typed schema (unknown key, wrong type and missing
+value errors name the key), converts it to dataclasses, then :func:`validate` runs each group's checks
+and the cross-group ones. All of this happens before any data is read or any job is queued.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from golf.averaging.config import validate_averaging
+from golf.config.errors import ConfigError
+from golf.config.schema import GolfConfig
+from golf.data.config import validate_data
+from golf.eval.config import validate_eval
+from golf.logging.config import validate_logger
+from golf.model.config import validate_arch
+from golf.optim.config import validate_optimizer
+from golf.quant.config import validate_quant
+
+
+def _schema_error(err: OmegaConfBaseException) -> ConfigError:
+    key = getattr(err, "full_key", None) or "<config>"
+    msg = getattr(err, "msg", None) or str(err)
+    msg = msg.splitlines()[0] if msg else type(err).__name__
+    value = getattr(err, "value", None)
+    return ConfigError(key, value, msg)
+
+
+def load_config(composed: DictConfig | dict, world_size: int | None = None) -> GolfConfig:
+    """Merge into the schema, resolve, convert and validate. Raises :class:`ConfigError`."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(GolfConfig), composed)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise _schema_error(err) from None
+    validate(cfg, world_size if world_size is not None else cfg.nproc_per_node)
+    return cfg
+
+
+def grad_accum_steps(cfg: GolfConfig, world_size: int) -> int:
+    """Micro-steps per optimizer step: explicit, or the official ``8 // world_size`` (at least 1)."""
+    if cfg.train.grad_accum_steps is not None:
+        return cfg.train.grad_accum_steps
+    return max(1, 8 // world_size)
+
+
+def eval_seq_len(cfg: GolfConfig) -> int:
+    return cfg.eval.seq_len or cfg.train.seq_len
+
+
+def validate(cfg: GolfConfig, world_size: int = 1) -> None:
+    """Every check, group by group and then across groups."""
+    validate_data(cfg.data, "data")
+    validate_arch(cfg.arch, "arch")
+    validate_optimizer(cfg.optimizer, "optimizer")
+    validate_quant(cfg.quant, "quant")
+    if cfg.averaging is not None:
+        validate_averaging(cfg.averaging, "averaging")
+    validate_eval(cfg.eval, "eval")
+    validate_logger(cfg.logger, "logger")
+
+    t = cfg.train
+    for key in ("iterations", "batch_tokens", "seq_len"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"train.{key}", getattr(t, key), "must be positive")
+    if t.grad_accum_steps is not None and t.grad_accum_steps < 1:
+        raise ConfigError("train.grad_accum_steps", t.grad_accum_steps, "must be positive (or null for 8 // world)")
+    if t.max_wallclock_s is not None and t.max_wallclock_s < 0:
+        raise ConfigError("train.max_wallclock_s", t.max_wallclock_s, "must be >= 0 (or null for no cap)")
+    for key in ("warmup_steps", "val_every", "log_every"):
+        if getattr(t, key) < 0:
+            raise ConfigError(f"train.{key}", getattr(t, key), "must be >= 0")
+    if t.checkpoint_every_s is not None and t.checkpoint_every_s <= 0:
+        raise ConfigError("train.checkpoint_every_s", t.checkpoint_every_s, "must be positive (or null)")
+    accum = grad_accum_steps(cfg, world_size)
+    unit = t.seq_len * world_size * accum
+    if t.batch_tokens % unit:
+        raise ConfigError(
+            "train.batch_tokens", t.batch_tokens,
+            f"must be divisible by seq_len x world_size x grad_accum_steps = {t.seq_len} x {world_size} x {accum} = {unit}",
+        )
+    if cfg.data.vocab_size != cfg.arch.vocab_size:
+        raise ConfigError("arch.vocab_size", cfg.arch.vocab_size,
+                          f"differs from data.vocab_size={cfg.data.vocab_size} (the tokenizer's vocabulary)")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError("device", cfg.device, "must be auto, cpu or cuda")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
+    if cfg.code_bytes not in ("imported", "package"):
+        raise ConfigError("code_bytes", cfg.code_bytes, "must be 'imported' or 'package'")
+    if cfg.nproc_per_node < 1:
+        raise ConfigError("nproc_per_node", cfg.nproc_per_node, "must be >= 1")

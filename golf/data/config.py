@@ -1,0 +1,103 @@
+"""Config schema of the ``data`` group: where the shards and the tokenizer come from.
+
+Two kinds of data: files on disk in the official layout (``conf/data/fineweb_sp1024.yaml``, the
+default, produced by ``python -m golf.data.download``), or the embedded demo corpus built on first use
+(``conf/data/demo.yaml``; :mod:`golf.data.demo`). The demo is on when ``demo`` is set; it then builds
+its own shards and tokenizer, so the three paths must be left null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from golf.config.errors import ConfigError
+
+PYTHON_DOCS = "python-docs"
+MAX_VOCAB = 65536
+MIN_DEMO_VOCAB = 261  # 4 special ids + 256 byte-fallback pieces + at least one merged piece
+SOURCE_SUFFIXES = (".txt", ".jsonl")
+
+
+@dataclass
+class DemoConfig:
+    """Settings of the embedded demo corpus builder; every field is part of the cache key."""
+
+    # Built corpora live in <cache_dir>/<hash of sources + settings>/ ("~" is expanded).
+    cache_dir: str = "~/.cache/golf/demo"
+    # Text sources: "python-docs" (the language reference and stdlib docstrings shipped with Python),
+    # or paths to .txt files (one document per blank-line-separated paragraph) or .jsonl files
+    # (one {"text": ...} document per line).
+    sources: list[str] = field(default_factory=lambda: [PYTHON_DOCS])
+    # The first val_docs documents (after the seeded shuffle) form the validation split.
+    val_docs: int = 500
+    # Seed of the one-time document shuffle (the official export is a frozen shuffle too).
+    seed: int = 1337
+    # SentencePiece character coverage; corpora with many distinct characters need less than 0.999.
+    character_coverage: float = 0.999
+    # Tokens per shard file (official: 10**8); the last shard of each split is shorter.
+    shard_tokens: int = 100_000_000
+
+
+@dataclass
+class DataConfig:
+    """Training/validation shards, tokenizer and vocabulary size."""
+
+    # Name of the data option, recorded with the run.
+    name: str = "fineweb_sp1024"
+    # Directory that relative paths below are resolved against (relative to the working directory).
+    root: str = "data"
+    # Glob of training shards (official format), sorted by path; relative paths are under root.
+    train_pattern: str | None = "datasets/fineweb10B_sp1024/fineweb_train_*.bin"
+    # Glob of validation shards; evaluation/tests only, never trained on.
+    val_pattern: str | None = "datasets/fineweb10B_sp1024/fineweb_val_*.bin"
+    # SentencePiece model file.
+    tokenizer_path: str | None = "tokenizers/fineweb_1024_bpe.model"
+    # Tokenizer vocabulary size; the model file must have exactly this many pieces.
+    vocab_size: int = 1024
+    # Embedded demo corpus; None = use the files above.
+    demo: DemoConfig | None = None
+
+
+def validate_data(cfg: DataConfig, prefix: str = "data") -> None:
+    """Cheap checks of a data config (no file access); raises :class:`ConfigError`."""
+    if not 0 < cfg.vocab_size <= MAX_VOCAB:
+        raise ConfigError(f"{prefix}.vocab_size", cfg.vocab_size, f"must be in (0, {MAX_VOCAB}] (uint16 shards)")
+    if not cfg.root:
+        raise ConfigError(f"{prefix}.root", cfg.root, "must be a directory path")
+    paths = ("train_pattern", "val_pattern", "tokenizer_path")
+    if cfg.demo is None:
+        for key in paths:
+            if not getattr(cfg, key):
+                raise ConfigError(f"{prefix}.{key}", getattr(cfg, key), "is required when data.demo is not set")
+        return
+    for key in paths:
+        if getattr(cfg, key) is not None:
+            raise ConfigError(
+                f"{prefix}.{key}", getattr(cfg, key), "must be null when data.demo is set (the demo builds its own)"
+            )
+    _validate_demo(cfg.demo, cfg.vocab_size, prefix)
+
+
+def _validate_demo(demo: DemoConfig, vocab_size: int, data_prefix: str) -> None:
+    if vocab_size < MIN_DEMO_VOCAB:
+        raise ConfigError(
+            f"{data_prefix}.vocab_size",
+            vocab_size,
+            f"the demo tokenizer needs at least {MIN_DEMO_VOCAB} pieces (4 special + 256 byte pieces + merges)",
+        )
+    prefix = f"{data_prefix}.demo"
+    if not demo.cache_dir:
+        raise ConfigError(f"{prefix}.cache_dir", demo.cache_dir, "must be a directory path")
+    if not demo.sources:
+        raise ConfigError(f"{prefix}.sources", list(demo.sources), f"needs at least one source (e.g. {PYTHON_DOCS!r})")
+    for i, src in enumerate(demo.sources):
+        if src != PYTHON_DOCS and not str(src).endswith(SOURCE_SUFFIXES):
+            raise ConfigError(
+                f"{prefix}.sources[{i}]", src, f"must be {PYTHON_DOCS!r} or a path ending in .txt or .jsonl"
+            )
+    if demo.val_docs < 1:
+        raise ConfigError(f"{prefix}.val_docs", demo.val_docs, "must be >= 1")
+    if not 0.0 < demo.character_coverage <= 1.0:
+        raise ConfigError(f"{prefix}.character_coverage", demo.character_coverage, "must be in (0, 1]")
+    if demo.shard_tokens < 1:
+        raise ConfigError(f"{prefix}.shard_tokens", demo.shard_tokens, "must be >= 1")

@@ -1,0 +1,261 @@
+"""Download the official FineWeb shards and tokenizer from the Hugging Face hub, verified and resumable.
+
+Source: the challenge's ``data/cached_challenge_fineweb.py`` (spec ``data.md`` §1). The dataset repo
+``willdepueoai/parameter-golf`` (repo type ``dataset``) holds, under ``datasets/``: ``manifest.json``
+(per dataset: tokenizer name, vocab size, shard counts and token totals), the shards
+``datasets/fineweb10B_<variant>/fineweb_{val,train}_%06d.bin`` and ``tokenizers/<name>.model|.vocab``.
+Everything lands in the same layout under ``out`` (``out/datasets/fineweb10B_sp1024/...``,
+``out/tokenizers/...``, ``out/manifest.json``): all validation shards and the first ``train_shards``
+training shards.
+
+Each file is checked before it is accepted: its size against the hub's metadata, its sha256 against the
+hub's LFS ETag when the ETag is one, shards against the format (header, size, ids below the manifest's
+vocab size) and the tokenizer by loading it; the validation token total must match the manifest.
+Files download to ``out/.download/`` through ``huggingface_hub`` (which retries and resumes interrupted
+transfers within a call; a failed file restarts on the next run) and are moved into place only once
+verified. ``out/.golf-download.json`` records verified files (size, mtime, ETag): a re-run skips them
+without touching the network, and a file changed since (e.g. corrupted) is checked against the hub and
+fetched again if it differs.
+
+CLI: ``python -m golf.data.download --out data --train-shards 80 [--repo-id ...] [--endpoint URL]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+from golf.data.shards import ShardError, read_header, read_shard
+from golf.data.tokenizer import TokenizerError, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
+DEFAULT_REMOTE_ROOT = "datasets"
+RECORD_FILE = ".golf-download.json"
+STAGING_DIR = ".download"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class DownloadError(RuntimeError):
+    """A remote file is missing, or what arrived failed verification."""
+
+
+@dataclass
+class DownloadResult:
+    """What :func:`download_challenge_data` left in ``out`` (paths are under ``out``)."""
+
+    dataset_dir: Path
+    tokenizer_path: Path
+    val_files: list[Path]
+    train_files: list[Path]
+    fetched: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+
+
+class _Fetcher:
+    """Fetch files of one hub repo into ``out``, verifying each one and recording what was verified."""
+
+    def __init__(self, out: Path, repo_id: str, remote_root: str, revision: str | None,
+                 endpoint: str | None, token: str | None, recheck: bool):
+        self.out, self.repo_id, self.remote_root = out, repo_id, remote_root.strip("/")
+        self.revision, self.endpoint, self.token, self.recheck = revision, endpoint, token, recheck
+        self.record_path = out / RECORD_FILE
+        self.records = json.loads(self.record_path.read_text()) if self.record_path.is_file() else {}
+        self.fetched: list[Path] = []
+        self.skipped: list[Path] = []
+
+    def fetch(self, rel: str, check: Callable[[Path], None]) -> Path:
+        """Make ``out/rel`` a verified copy of ``<remote_root>/rel``; ``check`` raises on bad content."""
+        dest = self.out / rel
+        remote = f"{self.remote_root}/{rel}" if self.remote_root else rel
+        if not self.recheck and self._recorded(rel, dest):
+            self.skipped.append(dest)
+            return dest
+        try:
+            url = hf_hub_url(self.repo_id, remote, repo_type="dataset", revision=self.revision, endpoint=self.endpoint)
+            meta = get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint)
+        except Exception as e:
+            raise DownloadError(f"cannot get {remote} of {self.repo_id} ({type(e).__name__}: {e})") from e
+        sha = meta.etag if meta.etag and _SHA256.fullmatch(meta.etag) else None
+        if dest.is_file():
+            problem = _problem(dest, meta.size, sha, check)
+            if problem is None:
+                self._record(rel, dest, meta.etag)
+                self.skipped.append(dest)
+                return dest
+            log.warning("%s: %s; fetching it again", dest, problem)
+        try:
+            staged = Path(hf_hub_download(
+                self.repo_id, remote, repo_type="dataset", revision=meta.commit_hash,
+                local_dir=self.out / STAGING_DIR, endpoint=self.endpoint, token=self.token,
+            ))
+        except Exception as e:
+            raise DownloadError(f"downloading {remote} of {self.repo_id} failed ({type(e).__name__}: {e})") from e
+        problem = _problem(staged, meta.size, sha, check)
+        if problem is not None:
+            staged.unlink(missing_ok=True)
+            raise DownloadError(f"{self.repo_id}/{remote} is rejected: {problem}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, dest)
+        self._record(rel, dest, meta.etag)
+        self.fetched.append(dest)
+        log.info("fetched %s (%d bytes)", dest, dest.stat().st_size)
+        return dest
+
+    def _recorded(self, rel: str, dest: Path) -> bool:
+        rec = self.records.get(rel)
+        if rec is None or not dest.is_file():
+            return False
+        st = dest.stat()
+        return rec["size"] == st.st_size and rec["mtime_ns"] == st.st_mtime_ns
+
+    def _record(self, rel: str, dest: Path, etag: str | None) -> None:
+        st = dest.stat()
+        self.records[rel] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "etag": etag}
+        tmp = self.record_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.records, indent=1, sort_keys=True))
+        os.replace(tmp, self.record_path)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _problem(path: Path, size: int | None, sha: str | None, check: Callable[[Path], None]) -> str | None:
+    """Why ``path`` is not the expected file, or None if it passes every check."""
+    actual = path.stat().st_size
+    if size is not None and actual != size:
+        return f"size {actual} bytes != {size} bytes reported by the hub"
+    if sha is not None and (digest := _sha256(path)) != sha:
+        return f"sha256 {digest} != {sha} (the hub's checksum)"
+    try:
+        check(path)
+    except (ShardError, TokenizerError, ValueError) as e:
+        return str(e)
+    return None
+
+
+def _check_manifest(path: Path) -> None:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: manifest is not valid JSON ({e})") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("datasets"), list):
+        raise ValueError(f"{path}: manifest has no 'datasets' list")
+
+
+def _int_field(entry: dict, key: str, dataset: str) -> int:
+    try:
+        return int(entry[key])
+    except (KeyError, TypeError, ValueError) as e:
+        raise DownloadError(f"manifest entry of {dataset} has no integer {key!r} (found {entry.get(key)!r})") from e
+
+
+def _relative(value: object, what: str) -> str:
+    """A manifest path, which must stay inside the remote root."""
+    p = PurePosixPath(str(value))
+    if not str(value) or p.is_absolute() or ".." in p.parts:
+        raise DownloadError(f"manifest {what} {value!r} is not a relative path inside the repository")
+    return p.as_posix()
+
+
+def download_challenge_data(
+    out: str | os.PathLike = "data",
+    *,
+    train_shards: int = 80,
+    variant: str = "sp1024",
+    repo_id: str = DEFAULT_REPO_ID,
+    remote_root: str = DEFAULT_REMOTE_ROOT,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    recheck: bool = False,
+) -> DownloadResult:
+    """Fetch the manifest, every validation shard, ``train_shards`` training shards and the tokenizer.
+
+    ``recheck`` verifies every local file against the hub even if it is recorded as verified.
+    """
+    if train_shards < 0:
+        raise DownloadError(f"train_shards must be >= 0, got {train_shards}")
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    fetcher = _Fetcher(out, repo_id, remote_root, revision, endpoint, token, recheck)
+
+    manifest = json.loads(fetcher.fetch("manifest.json", _check_manifest).read_text(encoding="utf-8"))
+    name = f"fineweb10B_{variant}"
+    entry = next((d for d in manifest["datasets"] if d.get("name") == name), None)
+    if entry is None:
+        names = [d.get("name") for d in manifest["datasets"]]
+        raise DownloadError(f"dataset {name!r} is not in the manifest of {repo_id} (it lists {names})")
+    stats = entry.get("stats") or {}
+    vocab_size = _int_field(entry, "vocab_size", name)
+    files_train, files_val = _int_field(stats, "files_train", name), _int_field(stats, "files_val", name)
+    if train_shards > files_train:
+        raise DownloadError(f"{name} has {files_train} training shards on {repo_id}; {train_shards} requested")
+    tok_entry = next((t for t in manifest.get("tokenizers", []) if t.get("name") == entry.get("tokenizer_name")), None)
+    if tok_entry is None or not tok_entry.get("model_path"):
+        raise DownloadError(f"tokenizer {entry.get('tokenizer_name')!r} of {name} has no model file in the manifest")
+
+    def check_shard(path: Path) -> None:
+        read_shard(path, vocab_size)
+
+    def check_tokenizer(path: Path) -> None:
+        load_tokenizer(path, vocab_size)
+
+    tokenizer = fetcher.fetch(_relative(tok_entry["model_path"], "model_path"), check_tokenizer)
+    if tok_entry.get("vocab_path"):
+        fetcher.fetch(_relative(tok_entry["vocab_path"], "vocab_path"), lambda path: None)
+    shard_dir = f"datasets/{name}"
+    val_files = [fetcher.fetch(f"{shard_dir}/fineweb_val_{i:06d}.bin", check_shard) for i in range(files_val)]
+    train_files = [fetcher.fetch(f"{shard_dir}/fineweb_train_{i:06d}.bin", check_shard) for i in range(train_shards)]
+    _check_totals(val_files, stats.get("tokens_val"), "validation")
+    if train_shards == files_train:
+        _check_totals(train_files, stats.get("tokens_train"), "training")
+    log.info("%s: %d files fetched, %d already present", out, len(fetcher.fetched), len(fetcher.skipped))
+    return DownloadResult(out / shard_dir, tokenizer, val_files, train_files, fetcher.fetched, fetcher.skipped)
+
+
+def _check_totals(files: list[Path], expected: object, split: str) -> None:
+    if expected is None:
+        return
+    total = sum(read_header(f) for f in files)
+    if total != int(expected):
+        raise DownloadError(f"{split} shards hold {total} tokens; the manifest says {int(expected)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Download the challenge's FineWeb shards and tokenizer.")
+    parser.add_argument("--out", default="data", help="local data root (default: data)")
+    parser.add_argument("--train-shards", type=int, default=80, help="training shards to fetch (default: 80)")
+    parser.add_argument("--variant", default="sp1024", help="tokenizer variant: dataset fineweb10B_<variant>")
+    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="hub dataset repository")
+    parser.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder of the export in the repo")
+    parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
+    parser.add_argument("--endpoint", default=None, help="hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT)")
+    parser.add_argument("--recheck", action="store_true", help="verify every local file against the hub")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = download_challenge_data(
+        args.out, train_shards=args.train_shards, variant=args.variant, repo_id=args.repo_id,
+        remote_root=args.remote_root, revision=args.revision, endpoint=args.endpoint, recheck=args.recheck,
+    )
+    print(f"shards: {result.dataset_dir} ({len(result.val_files)} val, {len(result.train_files)} train)")
+    print(f"tokenizer: {result.tokenizer_path}")
+
+
+if __name__ == "__main__":
+    main()

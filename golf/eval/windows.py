@@ -1,0 +1,108 @@
+"""Standard and sliding-window evaluation over a validation token stream.
+
+Both evaluators score next-token predictions of ``tokens[1:]`` given ``tokens[:-1]`` and accumulate
+:class:`golf.eval.bpb.BPBAccumulator` sums, so their ``val_bpb`` uses identical byte accounting.
+
+* Standard (official baseline ``eval_val``): non-overlapping windows of ``W`` tokens, split contiguously
+  across ranks, ``batch_tokens`` tokens per forward over all ranks.
+* Sliding (records since ``2026-03-19_SlidingWindowEval``, stride 64 in every seed): windows of ``W``
+  tokens start every ``S`` tokens; the first window scores all its ``W`` targets, each later window only
+  its last ``S``. The records re-scored the last targets several times at the tail; here the tail gets one
+  extra window ending exactly at the last target that scores only what is still unscored, so every target
+  is counted exactly once with at least ``W - S`` tokens of context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+
+from golf.dist import DistInfo
+from golf.eval.bpb import BPBAccumulator, EvalResult
+
+Forward = Callable[[torch.Tensor], torch.Tensor]  # ids [B, T] -> logits [B, T, V]
+
+
+def sliding_windows(num_targets: int, window: int, stride: int) -> list[tuple[int, int, int]]:
+    """The windows of a sliding evaluation as ``(start, length, first_scored_offset)``.
+
+    Window ``(s, n, o)`` feeds ``tokens[s : s+n]`` and scores the targets ``tokens[s+o+1 : s+n+1]``
+    (positions ``o..n-1`` of its output). Targets are ``tokens[1 : num_targets+1]``; each is scored once.
+    """
+    if num_targets <= window:
+        return [(0, num_targets, 0)]
+    out = [(0, window, 0)]
+    start = stride
+    while start + window <= num_targets:
+        out.append((start, window, window - stride))
+        start += stride
+    scored_to = out[-1][0] + window  # targets 1..scored_to are done
+    if scored_to < num_targets:
+        last = num_targets - window
+        out.append((last, window, scored_to - last))
+    return out
+
+
+def _split(n: int, rank: int, world: int) -> tuple[int, int]:
+    return n * rank // world, n * (rank + 1) // world
+
+
+@torch.no_grad()
+def evaluate_standard(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: int, batch_tokens: int,
+                      dist: DistInfo, autocast=contextlib.nullcontext) -> EvalResult:
+    """Non-overlapping ``seq_len`` windows over ``tokens`` (``len(tokens) - 1`` targets)."""
+    device = dist.device
+    total_seqs = (tokens.numel() - 1) // seq_len
+    first, last = _split(total_seqs, dist.rank, dist.world_size)
+    per_batch = max(1, batch_tokens // (dist.world_size * seq_len))
+    acc = BPBAccumulator(device)
+    for s in range(first, last, per_batch):
+        e = min(s + per_batch, last)
+        chunk = tokens[s * seq_len : e * seq_len + 1].to(device=device, dtype=torch.int64)
+        x = chunk[:-1].view(-1, seq_len)  # [B, T]
+        y = chunk[1:].view(-1, seq_len)
+        with autocast():
+            logits = forward(x)
+        acc.add(logits.reshape(-1, logits.size(-1)), y.reshape(-1), x.reshape(-1), luts)
+    return acc.result()
+
+
+@torch.no_grad()
+def evaluate_sliding(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: int, stride: int,
+                     batch_windows: int, dist: DistInfo, autocast=contextlib.nullcontext) -> EvalResult:
+    """Sliding windows of ``seq_len`` every ``stride`` tokens; every target scored exactly once."""
+    device = dist.device
+    windows = sliding_windows(tokens.numel() - 1, seq_len, stride)
+    first, last = _split(len(windows), dist.rank, dist.world_size)
+    mine = windows[first:last]
+    acc = BPBAccumulator(device)
+    positions = torch.arange(seq_len, device=device)
+    for b in range(0, len(mine), batch_windows):
+        group = mine[b : b + batch_windows]
+        n = group[0][1]
+        if any(w[1] != n for w in group):  # only the single short window of a tiny stream differs
+            raise AssertionError("windows in one batch must have equal length")
+        idx = torch.tensor([w[0] for w in group]).unsqueeze(1) + torch.arange(n + 1)  # [B, n+1]
+        chunk = tokens[idx].to(device=device, dtype=torch.int64)
+        x, y = chunk[:, :-1], chunk[:, 1:]
+        with autocast():
+            logits = forward(x)  # [B, n, V]
+        offsets = torch.tensor([w[2] for w in group], device=device).unsqueeze(1)
+        keep = positions[:n].unsqueeze(0) >= offsets  # [B, n] scored positions
+        acc.add(logits[keep], y[keep], x[keep], luts)
+    return acc.result()
+
+
+def evaluate(forward: Forward, tokens: torch.Tensor, luts, cfg, *, seq_len: int, dist: DistInfo,
+             autocast=contextlib.nullcontext, kind: str | None = None) -> EvalResult:
+    """Dispatch on ``kind`` (default ``cfg.kind``) with an :class:`golf.eval.config.EvalConfig`."""
+    kind = kind or cfg.kind
+    if cfg.max_tokens is not None:
+        tokens = tokens[: cfg.max_tokens + 1]
+    if kind == "standard":
+        return evaluate_standard(forward, tokens, luts, seq_len=seq_len, batch_tokens=cfg.batch_tokens,
+                                 dist=dist, autocast=autocast)
+    return evaluate_sliding(forward, tokens, luts, seq_len=seq_len, stride=cfg.stride,
+                            batch_windows=cfg.batch_windows, dist=dist, autocast=autocast)

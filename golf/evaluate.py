@@ -1,0 +1,90 @@
+"""Eval-only entry point: score a saved artifact on a data split with any eval config.
+
+    python -m golf.evaluate run=<run dir> eval=sliding2048 [split=val] [data_root=...]
+
+The run's ``config.yaml`` gives the architecture and the data; the artifact (``model.golf``) is loaded
+as plain data, dequantized into a freshly built model and scored exactly as at the end of training.
+The result is printed and written to ``<run>/eval/<time>_<eval>/result.json``. Works as a single
+process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from golf.config.errors import ConfigError
+from golf.config.validate import load_config
+from golf.data import build_byte_luts, load_validation_tokens, prepare_data
+from golf.dist import init_distributed, shutdown
+from golf.eval import EvalConfig, evaluate, validate_eval
+from golf.finish import ARTIFACT_NAME, load_artifact_file
+from golf.model import build_model
+from golf.trainer import autocast_factory
+
+
+def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None = None, split: str = "val",
+                   data_root: str | None = None, device: str = "auto", precision: str = "auto",
+                   compile_model: bool | None = None) -> dict:
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError("run", str(run_dir), "is not a golf run directory (no config.yaml)")
+    artifact = Path(artifact) if artifact else run_dir / ARTIFACT_NAME
+    if not artifact.is_file():
+        raise ConfigError("artifact", str(artifact), "no such artifact file")
+    if split not in ("val", "train"):
+        raise ConfigError("split", split, "must be 'val' or 'train'")
+    validate_eval(eval_cfg, "eval")
+    recorded = OmegaConf.load(config_file)
+    if data_root is not None:
+        recorded.data.root = data_root
+    cfg = load_config(recorded)
+    cfg.precision, cfg.compile = precision, compile_model
+
+    dist = init_distributed(device)
+    try:
+        paths = prepare_data(cfg.data)
+        seq_len = eval_cfg.seq_len or cfg.train.seq_len
+        pattern = paths.val_pattern if split == "val" else paths.train_pattern
+        tokens = load_validation_tokens(pattern, seq_len, cfg.arch.vocab_size)
+        luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dist.device)
+        model = build_model(cfg.arch)
+        state = load_artifact_file(artifact)
+        model.load_state_dict({k: v.to(dtype=model.state_dict()[k].dtype) for k, v in state.items()})
+        model = model.to(dist.device).eval()
+        use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
+        forward = torch.compile(model, fullgraph=True, dynamic=False) if use_compile else model
+        result = evaluate(forward, tokens, luts, eval_cfg, seq_len=seq_len, dist=dist,
+                          autocast=autocast_factory(cfg, dist.device))
+    finally:
+        shutdown()
+    return {"artifact": str(artifact), "split": split, "eval": eval_cfg.name, "eval_kind": eval_cfg.kind,
+            "seq_len": seq_len, "stride": eval_cfg.stride, **result.to_dict()}
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+def main(composed: DictConfig) -> float:
+    try:
+        eval_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalConfig), composed.eval))
+        result = score_artifact(Path(composed.run), eval_cfg, artifact=composed.artifact, split=composed.split,
+                                data_root=composed.data_root, device=composed.device,
+                                precision=composed.precision, compile_model=composed.compile)
+    except ConfigError as err:
+        print(f"golf.evaluate: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    out = Path(HydraConfig.get().runtime.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result["val_bpb"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The end of a run: exported weights ─► artifact ─► round trip ─► the reported score.
+
+1. The averager picks the weights to export (raw, EMA, SWA, ...); they are loaded into the model.
+2. ``prequant_val_bpb``: those weights scored with the configured evaluator (optional).
+3. Quantize ─► pack ─► compress on the main rank; ``artifact_bytes = model_bytes + code_bytes``
+   (see :mod:`golf.code_bytes`); the budget is checked.
+4. Every rank decompresses and dequantizes the *same bytes* and loads them into the model.
+5. ``val_bpb``: the round-tripped model scored with the configured evaluator. This is the score.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from golf.code_bytes import count_code_bytes
+from golf.config.schema import GolfConfig
+from golf.dist import DistInfo, broadcast_object
+from golf.logging import RunRecorder
+from golf.quant import check_budget, export_state_dict, load_artifact
+
+log = logging.getLogger("golf")
+
+ARTIFACT_NAME = "model.golf"
+
+
+def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, *, model, averager,
+               qat, run_eval, step: int) -> dict:
+    state, source = averager.final_state_dict(model)
+    if qat is not None:
+        qat.remove(model)
+    model.load_state_dict(state)
+    recorder.update_summary(export_weights=source, eval=cfg.eval.name, eval_kind=cfg.eval.kind)
+
+    if cfg.eval.prequant:
+        pre = run_eval()
+        recorder.log("prequant_eval", step, **pre.to_dict())
+        recorder.update_summary(**pre.to_dict(prefix="prequant_"))
+        log.info("prequant val_loss:%.4f val_bpb:%.6f (%s weights)", pre.val_loss, pre.val_bpb, source)
+
+    # Quantize and compress once, on the main rank; every rank loads exactly those bytes.
+    payload = None
+    if dist.is_main:
+        cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        blob, report = export_state_dict(cpu_state, cfg.quant)
+        code_bytes, code_files = count_code_bytes(cfg.code_bytes)
+        artifact_bytes = report.model_bytes + code_bytes
+        (run_dir / ARTIFACT_NAME).write_bytes(blob)
+        (run_dir / "quant_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+        (run_dir / "code_files.txt").write_text("\n".join(code_files) + "\n")
+        sizes = dict(model_bytes=report.model_bytes, code_bytes=code_bytes, artifact_bytes=artifact_bytes,
+                     artifact_limit=cfg.quant.limit_bytes, quant=cfg.quant.name)
+        recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes)
+        recorder.log("artifact", step, **sizes)
+        log.info("artifact: model %d + code %d = %d bytes (limit %d)", report.model_bytes, code_bytes,
+                 artifact_bytes, cfg.quant.limit_bytes)
+        check_budget(artifact_bytes, cfg.quant)
+        payload = blob
+    blob = broadcast_object(payload)
+
+    restored = load_artifact(blob)
+    model.load_state_dict({k: v.to(dtype=model.state_dict()[k].dtype) for k, v in restored.items()})
+    result = run_eval()
+    recorder.log("final_eval", step, **result.to_dict())
+    recorder.update_summary(**result.to_dict())
+    log.info("final %s eval of the round-tripped artifact: val_loss:%.4f val_bpb:%.6f (%d targets, %d bytes)",
+             cfg.eval.kind, result.val_loss, result.val_bpb, result.val_tokens, result.val_bytes)
+    return dict(recorder.summary) if dist.is_main else result.to_dict()
+
+
+def load_artifact_file(path: Path) -> dict[str, torch.Tensor]:
+    """Dequantized state dict of a saved artifact (plain data; never executes code)."""
+    return load_artifact(Path(path).read_bytes())

@@ -1,0 +1,38 @@
+"""Logger settings (the ``logger`` config group). The run directory is always written; W&B mirrors it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from golf.config.errors import ConfigError
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class WandbConfig:
+    project: str = "golf"
+    entity: str | None = None
+    # offline (default: never needs the network), online, or disabled
+    mode: str = "offline"
+    # runs of one sweep share a group (default: the sweep directory's name, or the run name)
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    # where wandb writes its files; None = inside the run directory
+    dir: str | None = None
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"
+    # None = run directory only
+    wandb: WandbConfig | None = None
+    # print a train-loss line every this many steps (0 = never)
+    console_every: int = 50
+
+
+def validate_logger(cfg: LoggerConfig, prefix: str = "logger") -> None:
+    if cfg.wandb is not None and cfg.wandb.mode not in WANDB_MODES:
+        raise ConfigError(f"{prefix}.wandb.mode", cfg.wandb.mode, f"must be one of {', '.join(WANDB_MODES)}")
+    if cfg.console_every < 0:
+        raise ConfigError(f"{prefix}.console_every", cfg.console_every, "must be >= 0")

@@ -1,0 +1,89 @@
+"""The run record: ``metrics.jsonl`` + ``summary.json`` in the run directory, mirrored to W&B.
+
+The run directory is the primary record (W&B is never the only copy). Only the main rank writes.
+``metrics.jsonl`` holds one JSON object per logged event (``{"event": "train", "step": 100, ...}``);
+``summary.json`` is rewritten whenever the summary changes, so a crashed run still leaves what it had.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from golf.logging.config import LoggerConfig
+
+log = logging.getLogger("golf")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+class RunRecorder:
+    """Append-only metrics, an always-current summary, and an optional W&B run."""
+
+    def __init__(self, run_dir: Path, cfg: LoggerConfig, *, enabled: bool, run_name: str,
+                 config: dict | None = None, group: str | None = None):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.summary: dict[str, Any] = {}
+        self._t0 = time.time()
+        self._wandb = None
+        if not enabled:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        if cfg.wandb is not None and cfg.wandb.mode != "disabled":
+            import wandb
+
+            w = cfg.wandb
+            wandb_dir = Path(w.dir) if w.dir else self.run_dir
+            wandb_dir.mkdir(parents=True, exist_ok=True)
+            self._wandb = wandb.init(
+                project=w.project, entity=w.entity, mode=w.mode, dir=str(wandb_dir), name=run_name,
+                group=w.group or group, tags=list(w.tags), job_type="train", config=config,
+                settings=wandb.Settings(console="off", silent=True),
+            )
+
+    def log(self, event: str, step: int, **metrics: Any) -> None:
+        if not self.enabled:
+            return
+        row = {"event": event, "step": step, "wall_s": round(time.time() - self._t0, 3), **metrics}
+        self._metrics.write(json.dumps(_jsonable(row)) + "\n")
+        self._metrics.flush()
+        if self._wandb is not None:
+            self._wandb.log({f"{event}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                            step=step)
+
+    def update_summary(self, **values: Any) -> None:
+        if not self.enabled:
+            return
+        self.summary.update(_jsonable(values))
+        tmp = self.run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(self.run_dir / "summary.json")
+        if self._wandb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float, str, bool)):
+                    self._wandb.summary[k] = v
+
+    def finish(self, status: str) -> None:
+        if not self.enabled:
+            return
+        self.update_summary(status=status)
+        self._metrics.close()
+        if self._wandb is not None:
+            self._wandb.finish(exit_code=0 if status == "completed" else 1)
+            self._wandb = None

@@ -1,0 +1,42 @@
+"""The model: the official baseline GPT and every architecture technique of the five seeds.
+
+``build_model(cfg: ArchConfig) -> GPT``; ``model(input_ids [B, T]) -> logits [B, T, V]`` (float32,
+soft-capped; the caller computes the loss); ``count_parameters(model) -> {"total": n, <top-level>: n}``.
+Config: :class:`golf.model.config.ArchConfig` (the ``arch`` group, presets in ``conf/arch/``),
+checked by :func:`golf.model.config.validate_arch`.
+
+PARAMS - parameter names by technique (optimizer, quantization and QAT tables match on these):
+
+baseline (spec §1.5)
+    tok_emb.weight                                  [V, d]  tied head (untied: lm_head.weight [V, d])
+    blocks.{i}.attn.c_q.weight / c_k / c_v          [d, d] / [kv, d] / [kv, d]   kv = Hkv * head_dim
+    blocks.{i}.attn.proj.weight                     [d, d]  zero-init
+    blocks.{i}.attn.q_gain                          [H]
+    blocks.{i}.mlp.fc.weight / mlp.proj.weight      [h, d] / [d, h] (proj zero-init)
+    blocks.{i}.attn_scale, mlp_scale                [d]
+    blocks.{i}.resid_mix                            [2, d]
+    skip_weights                                    [min(E, L-E), d]
+SwiGLU MLP            blocks.{i}.mlp.gate.weight [h, d]
+gated U-Net skips     skip_gates [n_skip, d]
+catalytic residuals   blocks.{i}.cat_attn, blocks.{i}.cat_mlp [d]
+backout               backout_lambda [1]
+value residual        blocks.{i}.attn.vr_lambda [2]
+gated attention       blocks.{i}.attn.attn_gate.weight [H, d] (input gate only), .attn_gate.bias [H]
+XSA, RoPE, LN scale   (no parameters)
+value embeddings      ve_shared.embed.weight [V, k], ve_shared.proj.weight [kv, k], ve_shared.scale [1],
+                      ve_shared.layer_scales [n targets]
+BigramHash            bigram.embed.weight [B, k], bigram.proj.weight [d, k], bigram.scale [1] or [L]
+                      (per-layer form; no scale in #187's form)
+TrigramHash           trigram.embed.weight [B, k], trigram.proj.weight [d, k], trigram.scale [1]
+SmearGate             smear.gate [d] (variants A, B) or [k] (variant C) and smear.scale [1] (C)
+pre-enrichment        pre_enrich.up.weight [h, d], pre_enrich.down.weight [d, h]
+recycled core         recycle_mods.{j}.scale, recycle_mods.{j}.bias [d]
+
+All parameters are float32; every Linear is a bias-free ``nn.Linear`` except the input-dependent
+attention gate (a control tensor with a bias, deliberately not an ``nn.Linear``).
+"""
+
+from golf.model.build import as_arch_config, build_model, count_parameters
+from golf.model.config import ArchConfig, validate_arch
+
+__all__ = ["ArchConfig", "as_arch_config", "build_model", "count_parameters", "validate_arch"]

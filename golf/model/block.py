@@ -1,0 +1,55 @@
+"""A transformer block (pre-norm), spec §1.5:
+
+    x <- m0 * x + m1 * x0                      resid_mix = [m0; m1]
+    x <- x + g_attn * attn(RMSNorm(x) * s)     g_attn = attn_scale (* cat_attn ...)
+    x <- x + g_mlp  * mlp(RMSNorm(x) * s)      g_mlp  = mlp_scale  (* cat_mlp ...)
+
+``s`` is the layer's LN scale (1 unless layer-wise LN scale is on). The block builds its attention,
+MLP and extra branch gains from sub-configs and its :class:`LayerPlan`; it never asks which variant
+it holds. With zero output projections the block is the identity on the residual stream at init
+(when resid_mix is the plain [1; 0]).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from golf.model.attention import CausalSelfAttention
+from golf.model.catalytic import branch_gains
+from golf.model.config import ArchConfig
+from golf.model.mlp import build_mlp
+from golf.model.plan import LayerPlan
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ArchConfig, layer: LayerPlan):
+        super().__init__()
+        d = cfg.model_dim
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.mlp = build_mlp(cfg)
+        self.attn_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
+        self.mlp_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))).float())  # [2, d]
+        self.ln_scale = layer.ln_scale
+        extra = branch_gains(cfg.residual.catalytic, d)
+        for params in extra.values():
+            for name, p in params.items():
+                self.register_parameter(name, p)
+        self._attn_gains = ("attn_scale", *extra["attn"])
+        self._mlp_gains = ("mlp_scale", *extra["mlp"])
+
+    def _gain(self, names: tuple[str, ...], dtype: torch.dtype) -> Tensor:
+        g = getattr(self, names[0])
+        for name in names[1:]:
+            g = g * getattr(self, name)
+        return g.to(dtype)
+
+    def forward(self, x: Tensor, x0: Tensor, ctx: dict, value_input: Tensor | None = None) -> Tensor:
+        mix = self.resid_mix.to(x.dtype)
+        x = mix[0] * x + mix[1] * x0
+        a = self.attn(F.rms_norm(x, (x.size(-1),)) * self.ln_scale, ctx, value_input)
+        x = x + self._gain(self._attn_gains, x.dtype) * a
+        m = self.mlp(F.rms_norm(x, (x.size(-1),)) * self.ln_scale)
+        return x + self._gain(self._mlp_gains, x.dtype) * m

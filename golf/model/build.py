@@ -1,0 +1,39 @@
+"""Building a model from its config, and counting its parameters."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from golf.model.config import ArchConfig, validate_arch
+from golf.model.gpt import GPT
+from golf.model.init import initialize
+
+
+def as_arch_config(cfg: ArchConfig | DictConfig | dict) -> ArchConfig:
+    """An :class:`ArchConfig` from the dataclass itself or a (composed) mapping of its fields."""
+    if isinstance(cfg, ArchConfig):
+        return cfg
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ArchConfig), cfg))
+
+
+def build_model(cfg: ArchConfig | DictConfig | dict) -> GPT:
+    """Validate ``cfg``, build the GPT (float32 parameters) and initialise it.
+
+    Works under ``with torch.device("meta"):`` (for counting); the init is then skipped.
+    """
+    cfg = as_arch_config(cfg)
+    validate_arch(cfg)
+    model = GPT(cfg)
+    initialize(model, cfg)
+    return model
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """``{"total": n, <top-level name>: n, ...}``: e.g. tok_emb, blocks, skip_weights, bigram, ..."""
+    counts: dict[str, int] = {"total": 0}
+    for name, p in model.named_parameters():
+        top = name.split(".")[0]
+        counts[top] = counts.get(top, 0) + p.numel()
+        counts["total"] += p.numel()
+    return counts

@@ -1,0 +1,246 @@
+"""The ``arch`` config group: the model's typed schema and its validation.
+
+Defaults are the official baseline (spec §1.5): 9 layers of width 512, 8 query / 4 KV heads, relu² MLP
+x2, tied embeddings, plain U-Net skips, 17,059,912 parameters. Every technique is a sub-config that is
+``None`` when off; variants are enums. :func:`validate_arch` rejects impossible settings with the full
+dotted key before anything is built. Presets live in ``conf/arch/`` (one per seed submission).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from golf.config.errors import ConfigError
+from golf.model.config_parts import (
+    AttentionConfig,
+    AttnGateConfig,
+    BackoutConfig,
+    BackoutSource,
+    BigramConfig,
+    BigramForm,
+    CatalyticConfig,
+    DepthConfig,
+    EmbedInit,
+    EncoderRecurrenceConfig,
+    GateKind,
+    InitConfig,
+    InputConfig,
+    MLPActivation,
+    MLPConfig,
+    OrthoRule,
+    PreEnrichConfig,
+    ProjInit,
+    RecycleConfig,
+    ResidMixInit,
+    ResidualConfig,
+    RopeConfig,
+    SkipConfig,
+    SkipKind,
+    SmearConfig,
+    SmearVariant,
+    TrigramConfig,
+    ValueEmbedConfig,
+    ValueResidualConfig,
+    ValueResidualInit,
+    XSAConfig,
+    XSAValue,
+)
+from golf.model.layers import parse_layers
+
+__all__ = [
+    "ArchConfig",
+    "AttentionConfig",
+    "AttnGateConfig",
+    "BackoutConfig",
+    "BackoutSource",
+    "BigramConfig",
+    "BigramForm",
+    "CatalyticConfig",
+    "DepthConfig",
+    "EmbedInit",
+    "EncoderRecurrenceConfig",
+    "GateKind",
+    "InitConfig",
+    "InputConfig",
+    "MLPActivation",
+    "MLPConfig",
+    "OrthoRule",
+    "PreEnrichConfig",
+    "ProjInit",
+    "RecycleConfig",
+    "ResidMixInit",
+    "ResidualConfig",
+    "RopeConfig",
+    "SkipConfig",
+    "SkipKind",
+    "SmearConfig",
+    "SmearVariant",
+    "TrigramConfig",
+    "ValueEmbedConfig",
+    "ValueResidualConfig",
+    "ValueResidualInit",
+    "XSAConfig",
+    "XSAValue",
+    "encoder_layers",
+    "head_dim",
+    "mlp_hidden",
+    "rope_dims",
+    "validate_arch",
+]
+
+# ----------------------------------------------------------------------------- the group
+
+
+@dataclass
+class ArchConfig:
+    # preset name (used in run names)
+    name: str = "baseline"
+    vocab_size: int = 1024
+    num_layers: int = 9
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    # logits <- cap * tanh(logits / cap)
+    logit_softcap: float = 30.0
+    tie_embeddings: bool = True
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    residual: ResidualConfig = field(default_factory=ResidualConfig)
+    skips: SkipConfig | None = field(default_factory=SkipConfig)
+    backout: BackoutConfig | None = None
+    input: InputConfig = field(default_factory=InputConfig)
+    depth: DepthConfig = field(default_factory=DepthConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+
+
+def head_dim(cfg: ArchConfig) -> int:
+    return cfg.model_dim // cfg.num_heads
+
+
+def rope_dims(cfg: ArchConfig) -> int:
+    dims = cfg.attention.rope.dims
+    return head_dim(cfg) if dims is None else dims
+
+
+def encoder_layers(cfg: ArchConfig) -> int:
+    e = cfg.depth.encoder_layers
+    return cfg.num_layers // 2 if e is None else e
+
+
+def _whole(x: float) -> bool:
+    return abs(x - round(x)) < 1e-9
+
+
+def mlp_hidden(cfg: ArchConfig) -> int:
+    """The MLP hidden size (validated to be a whole number by :func:`validate_arch`)."""
+    m = cfg.mlp
+    if m.hidden is not None:
+        return m.hidden
+    width = m.mult * cfg.model_dim
+    return round(2 * width / 3) if m.activation is MLPActivation.swiglu else round(width)
+
+
+def _positive(cfg, prefix: str, *keys: str) -> None:
+    for k in keys:
+        v = getattr(cfg, k)
+        if v is None or v <= 0:
+            raise ConfigError(f"{prefix}.{k}", v, "must be positive")
+
+
+def _validate_attention(cfg: ArchConfig, prefix: str) -> None:
+    a, L, p = cfg.attention, cfg.num_layers, f"{prefix}.attention"
+    hd = head_dim(cfg)
+    r = a.rope
+    _positive(r, f"{p}.rope", "base")
+    if r.dims is not None and (r.dims <= 0 or r.dims % 2 or r.dims > hd):
+        raise ConfigError(f"{p}.rope.dims", r.dims, f"must be even and in [2, head dim {hd}]")
+    if r.ntk_reference_len is not None:
+        _positive(r, f"{p}.rope", "ntk_reference_len")
+        if rope_dims(cfg) <= 2:
+            raise ConfigError(f"{p}.rope.dims", r.dims, "NTK scaling uses the exponent dims/(dims-2): needs dims > 2")
+    if a.xsa is not None:
+        parse_layers(a.xsa.layers, L, f"{p}.xsa.layers")
+    if a.gate is not None:
+        parse_layers(a.gate.layers, L, f"{p}.gate.layers")
+    if a.value_residual is not None:
+        parse_layers(a.value_residual.layers, L, f"{p}.value_residual.layers")
+    if a.value_embed is not None:
+        _positive(a.value_embed, f"{p}.value_embed", "dim")
+        if a.value_embed.embed_std < 0:
+            raise ConfigError(f"{p}.value_embed.embed_std", a.value_embed.embed_std, "must be >= 0")
+        parse_layers(a.value_embed.layers, L, f"{p}.value_embed.layers")
+
+
+def _validate_mlp(cfg: ArchConfig, prefix: str) -> None:
+    m, p = cfg.mlp, f"{prefix}.mlp"
+    if m.hidden is not None:
+        _positive(m, p, "hidden")
+        return
+    _positive(m, p, "mult")
+    width = m.mult * cfg.model_dim
+    if not _whole(width):
+        raise ConfigError(f"{p}.mult", m.mult, f"mult x model_dim = {width} is not a whole hidden size")
+    if m.activation is MLPActivation.swiglu and not _whole(2 * width / 3):
+        raise ConfigError(f"{p}.mult", m.mult,
+                          f"SwiGLU's parameter-matched hidden 2 x {width:g} / 3 = {2 * width / 3:.3f} is not a "
+                          "whole number; set mlp.hidden explicitly")
+
+
+def _validate_input(cfg: ArchConfig, prefix: str) -> None:
+    i, p = cfg.input, f"{prefix}.input"
+    if i.bigram is not None:
+        _positive(i.bigram, f"{p}.bigram", "dim")
+        if i.bigram.buckets < 2:
+            raise ConfigError(f"{p}.bigram.buckets", i.bigram.buckets, "must be >= 2")
+        if i.bigram.table_std < 0:
+            raise ConfigError(f"{p}.bigram.table_std", i.bigram.table_std, "must be >= 0")
+        if i.bigram.form is BigramForm.xor_per_layer and i.bigram.scale_init is None:
+            raise ConfigError(f"{p}.bigram.scale_init", None, "xor_per_layer needs per-layer scales")
+    if i.trigram is not None:
+        _positive(i.trigram, f"{p}.trigram", "dim")
+        if i.trigram.buckets < 2:
+            raise ConfigError(f"{p}.trigram.buckets", i.trigram.buckets, "must be >= 2")
+    if i.smear is not None and i.smear.variant is SmearVariant.scalar_gate:
+        if not 1 <= i.smear.gate_dims <= cfg.model_dim:
+            raise ConfigError(f"{p}.smear.gate_dims", i.smear.gate_dims, f"must be in [1, model_dim {cfg.model_dim}]")
+    if i.pre_enrich is not None:
+        _positive(i.pre_enrich, f"{p}.pre_enrich", "hidden")
+
+
+def _validate_depth(cfg: ArchConfig, prefix: str) -> None:
+    d, L, p = cfg.depth, cfg.num_layers, f"{prefix}.depth"
+    e = encoder_layers(cfg)
+    if not 0 <= e <= L:
+        raise ConfigError(f"{p}.encoder_layers", d.encoder_layers, f"must be in [0, num_layers {L}]")
+    if d.encoder_recurrence is not None:
+        if d.encoder_recurrence.passes < 1:
+            raise ConfigError(f"{p}.encoder_recurrence.passes", d.encoder_recurrence.passes, "must be >= 1")
+        if e == 0:
+            raise ConfigError(f"{p}.encoder_recurrence", "passes", "the model has no encoder layers to repeat")
+    if d.recycle is not None:
+        if d.recycle.repeats < 1:
+            raise ConfigError(f"{p}.recycle.repeats", d.recycle.repeats, "must be >= 1")
+        parse_layers(d.recycle.layers, L, f"{p}.recycle.layers")
+    b = cfg.backout
+    if b is not None:
+        if b.source is BackoutSource.encoder_output and e == 0:
+            raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no encoder layers")
+        if b.source is BackoutSource.first_decoder_output and e == L:
+            raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no decoder layers")
+
+
+def validate_arch(cfg: ArchConfig, prefix: str = "arch") -> None:
+    """Every check of the ``arch`` group; raises :class:`ConfigError` naming the dotted key."""
+    _positive(cfg, prefix, "vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "logit_softcap")
+    if cfg.model_dim % cfg.num_heads:
+        raise ConfigError(f"{prefix}.num_heads", cfg.num_heads, f"must divide model_dim {cfg.model_dim}")
+    if cfg.num_heads % cfg.num_kv_heads:
+        raise ConfigError(f"{prefix}.num_kv_heads", cfg.num_kv_heads, f"must divide num_heads {cfg.num_heads}")
+    if head_dim(cfg) % 2:
+        raise ConfigError(f"{prefix}.model_dim", cfg.model_dim,
+                          f"head dim {head_dim(cfg)} = model_dim / num_heads must be even for RoPE")
+    _positive(cfg.init, f"{prefix}.init", "embed_std")
+    _validate_attention(cfg, prefix)
+    _validate_mlp(cfg, prefix)
+    _validate_input(cfg, prefix)
+    _validate_depth(cfg, prefix)

@@ -1,0 +1,115 @@
+"""The GPT skeleton: embedding, input stage, the depth schedule of blocks, exits, tied soft-capped head.
+
+Every technique is a part built elsewhere and run here generically:
+
+    x  = tok_emb[ids] + input terms; pre-norm transforms; RMSNorm; post-norm transforms   -> x0
+    for step in the depth schedule:
+        (renorm) (modulation) (merge a U-Net skip) (+ per-layer stream inputs)
+        x = blocks[step.layer](x, x0, ctx, per-layer value inputs)
+        (push a skip) (record a tap)
+    exits (subtract taps); RMSNorm; logits = x W_emb^T (tied) or lm_head(x); cap * tanh(logits / cap)
+
+Parts whose parameters live directly on the GPT (U-Net skip weights, exit scalars) are hosted: they
+hand their parameters over at build time and read them back from the host in forward.
+The forward has no data-dependent control flow and no training-phase flags: all branching is on the
+static plan, so ``torch.compile(fullgraph=True)`` traces it once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from golf.model.backout import build_exits
+from golf.model.block import Block
+from golf.model.config import ArchConfig
+from golf.model.depth import build_depth
+from golf.model.init import output_linear
+from golf.model.input_stage import build_input_parts
+from golf.model.plan import resolve_plan
+from golf.model.skips import build_skips
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ArchConfig):
+        super().__init__()
+        plan = resolve_plan(cfg)
+        self.logit_softcap = cfg.logit_softcap
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
+        parts = build_input_parts(cfg, plan)
+        for name, module in parts.modules.items():
+            self.add_module(name, module)
+        self._terms, self._pre_norm, self._post_norm = tuple(parts.terms), tuple(parts.pre_norm), tuple(parts.post_norm)
+        self._stream_inputs, self._value_inputs = tuple(parts.stream_inputs), tuple(parts.value_inputs)
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in plan.layers)
+        depth = build_depth(cfg, plan, with_skips=cfg.skips is not None)
+        for name, module in depth.modules.items():
+            self.add_module(name, module)
+        self._steps = depth.steps
+        self._skips = build_skips(cfg.skips, depth.num_skips, cfg.model_dim)
+        self._exits = build_exits(cfg.backout)
+        for part in (self._skips, *self._exits):
+            if part is not None:
+                for name, p in part.host_parameters().items():
+                    self.register_parameter(name, p)
+        self.lm_head = None if cfg.tie_embeddings else output_linear(cfg.model_dim, cfg.vocab_size)
+
+    def _module(self, path: str) -> nn.Module:
+        m = self
+        for name in path.split("."):
+            m = getattr(m, name)
+        return m
+
+    def _layer_inputs(self, names: tuple[str, ...], ids: Tensor) -> list[tuple[nn.Module, Tensor]]:
+        return [(getattr(self, n), getattr(self, n)(ids)) for n in names]
+
+    @staticmethod
+    def _at_layer(inputs: list[tuple[nn.Module, Tensor]], layer: int) -> Tensor | None:
+        total = None
+        for module, base in inputs:
+            if layer in module.layers:
+                term = module.at_layer(base, layer)
+                total = term if total is None else total + term
+        return total
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        """``input_ids`` [B, T] int64 -> soft-capped logits [B, T, vocab] float32."""
+        x = self.tok_emb(input_ids)
+        for name in self._terms:
+            x = x + getattr(self, name)(input_ids)
+        for name in self._pre_norm:
+            x = getattr(self, name)(x)
+        x = F.rms_norm(x, (x.size(-1),))
+        for name in self._post_norm:
+            x = getattr(self, name)(x)
+        x0 = x
+        stream_inputs = self._layer_inputs(self._stream_inputs, input_ids)
+        value_inputs = self._layer_inputs(self._value_inputs, input_ids)
+        ctx: dict = {}
+        skips: list[Tensor] = []
+        taps: dict[str, Tensor] = {}
+        for step in self._steps:
+            if step.renorm:
+                x = F.rms_norm(x, (x.size(-1),))
+            if step.pre is not None:
+                x = self._module(step.pre)(x)
+            if step.merge_skip is not None:
+                x = self._skips.merge(self, x, skips.pop(), step.merge_skip)
+            value_input = None
+            if step.per_layer_inputs:
+                extra = self._at_layer(stream_inputs, step.layer)
+                if extra is not None:
+                    x = x + extra
+                value_input = self._at_layer(value_inputs, step.layer)
+            x = self.blocks[step.layer](x, x0, ctx, value_input)
+            if step.push_skip:
+                skips.append(x)
+            if step.tap is not None:
+                taps[step.tap] = x
+        for part in self._exits:
+            x = part.apply(self, x, taps)
+        x = F.rms_norm(x, (x.size(-1),))
+        weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+        logits = F.linear(x, weight).float()
+        return self.logit_softcap * torch.tanh(logits / self.logit_softcap)

@@ -1,0 +1,85 @@
+"""Stop requests from the scheduler: checkpoint, then hand over to whoever requeues the job.
+
+Slurm warns a job before preemption or its time limit with a signal (``--signal=USR2@<s>``; ``scancel``
+and preemption send TERM). By default Slurm signals every process of the job step, so with local
+workers (``nproc_per_node > 1``) each worker receives it as well as the process that started them.
+
+* In a process that trains, :class:`StopSignal` records the request; the loop notices it at the next
+  step boundary (ranks agree through an all-reduce), writes a checkpoint, calls
+  :meth:`StopSignal.after_checkpoint` and raises :class:`Preempted`. ``after_checkpoint`` runs the
+  handler that was installed before training: submitit's requeue handler when the run is a plain
+  submitit job, or the recording handler of an outer :class:`StopSignal` (golf's Slurm launcher holds
+  one around the whole Hydra job and hands over once the job has stopped).
+* In the process that started local workers, the request must wait until the workers have written
+  their checkpoint: requeueing at once would make Slurm kill the step mid-write. The outer
+  :class:`StopSignal` only records the signal; the workers stop, and then the holder calls
+  ``after_checkpoint``. torch's elastic agent takes over SIGTERM while workers run (it forwards TERM to
+  them and waits for them to exit, then raises an exception carrying ``sigval``); :func:`stop_signal_of`
+  reads the signal back from that exception.
+
+submitit's requeue handler ends with ``sys.exit``; ``after_checkpoint`` turns that into
+:class:`Preempted`, which derives from ``BaseException`` so that neither Hydra's ``run_job`` nor
+submitit's job wrapper (both catch ``Exception``) mistake it for a result: a requeued job must end
+without one, and its next start resumes from the checkpoint in the same run directory.
+"""
+
+from __future__ import annotations
+
+import signal
+
+
+class Preempted(BaseException):
+    """Raised after a checkpoint was written because the job was asked to stop (a requeue may follow)."""
+
+
+def stop_signal_of(err: BaseException | None) -> int | None:
+    """The signal number carried by an exception that a termination signal caused (torch elastic's
+    ``SignalException``), else None."""
+    sigval = getattr(err, "sigval", None)
+    return int(sigval) if sigval is not None else None
+
+
+class StopSignal:
+    """Context manager: records SIGUSR2/SIGTERM instead of dying mid-step."""
+
+    SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: the scheduler's signal cannot reach us here
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.record(signum)
+
+    def record(self, signum: int) -> None:
+        """Note a stop request (from this handler, or one another handler saw first)."""
+        self.requested = True
+        self.signum = signum
+
+    def after_checkpoint(self) -> None:
+        """Give the signal to the handler that was there before (e.g. submitit's requeue).
+
+        Raises :class:`Preempted` when that handler exits the process (submitit does, after requeueing).
+        """
+        previous = self._previous.get(self.signum) if self.signum is not None else None
+        self.__exit__(None, None, None)
+        if callable(previous):
+            try:
+                previous(self.signum, None)
+            except SystemExit as exit_:
+                raise Preempted(f"stopped by signal {signal.Signals(self.signum).name}; "
+                                "the scheduler's handler took over (requeue)") from exit_
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()

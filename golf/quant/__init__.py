@@ -1,0 +1,29 @@
+"""Post-training quantization, packing and compression into the 16,000,000-byte artifact, plus QAT.
+
+Public API (see each module for the technique and its sources):
+    blob, report = export_state_dict(state_dict, cfg)    # golf.quant.export
+    state_dict = load_artifact(blob)
+    check_budget(artifact_bytes, cfg)                     # golf.quant.report
+    estimate_artifact_bytes(model_or_shapes, cfg)         # golf.quant.estimate
+    qat = golf.quant.qat.apply_qat(model, cfg.qat)        # golf.quant.qat
+"""
+
+from golf.quant.config import QATConfig, QuantConfig, validate_quant
+from golf.quant.container import ArtifactError
+from golf.quant.estimate import estimate_artifact_bytes
+from golf.quant.export import export_state_dict, load_artifact
+from golf.quant.report import BudgetExceededError, BudgetWarning, QuantReport, check_budget
+
+__all__ = [
+    "ArtifactError",
+    "BudgetExceededError",
+    "BudgetWarning",
+    "QATConfig",
+    "QuantConfig",
+    "QuantReport",
+    "check_budget",
+    "estimate_artifact_bytes",
+    "export_state_dict",
+    "load_artifact",
+    "validate_quant",
+]

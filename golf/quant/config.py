@@ -1,0 +1,256 @@
+"""Typed configuration of the post-training export (quantize → pack → compress) and of STE QAT.
+
+Defaults reproduce the official baseline export (spec §1.8): tensors of at most 65,536 elements pass
+through (fp32 for control tensors, fp16 otherwise), every other float tensor is int8 with a per-row
+99.99984th-percentile clip and a ``max(c/127, 1/127)`` fp16 scale, zlib level 9, no QAT, no pruning.
+Presets in ``conf/quant/`` reproduce each seed's export; :func:`validate_quant` checks a composed
+config once, before any work, and names the offending dotted key.
+
+Schemes are named entries (``schemes``); an ordered rule table (``rules``, regex → scheme name) routes
+each tensor by parameter name, first match wins (see :mod:`golf.quant.routing`). QAT has its own
+scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights during training.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from enum import Enum
+
+from golf.config.errors import ConfigError
+
+BASELINE_CLIP_QUANTILE = 0.9999984  # the baseline's 99.99984th percentile as a fraction
+BASELINE_CONTROL_PATTERNS = ["attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
+                             "resid_mixes", "q_gain", "skip_weight", "skip_weights"]
+MIN_BITS, MAX_BITS = 2, 8
+
+
+class SchemeKind(Enum):
+    """What a scheme stores: per-row/per-tensor integers, or the float tensor itself."""
+
+    int = "int"
+    fp16 = "fp16"
+    fp32 = "fp32"
+
+
+class ClipRule(Enum):
+    """How the per-row clip value ``c`` is chosen."""
+
+    percentile = "percentile"  # c = the `clip_quantile` quantile of |W_r| (linear interpolation)
+    rowmax = "rowmax"          # c = max |W_r|
+    search = "search"          # GPTQ-lite: the candidate quantile with the lowest reconstruction MSE
+
+
+class SearchGranularity(Enum):
+    """GPTQ-lite picks one candidate for the whole matrix (03-22, #1573) or one per row (#344)."""
+
+    matrix = "matrix"
+    row = "row"
+
+
+class ScaleFloor(Enum):
+    """Lower bound on the per-row scale ``s = c/qmax``."""
+
+    qmax = "qmax"  # s = max(c/qmax, 1/qmax): baseline, #187, GPTQ-lite
+    tiny = "tiny"  # s = max(c/qmax, 1e-12): the "amax" schemes of #295 and its lineage
+
+
+class RangeConvention(Enum):
+    """Integer range of a k-bit code."""
+
+    symmetric = "symmetric"  # ±(2^(k−1) − 1): baseline, #187, GPTQ-lite
+    full = "full"            # [−2^(k−1), 2^(k−1) − 1]: #295 and its lineage, late QAT
+
+
+class RoundingScale(Enum):
+    """Which scale divides the weights before rounding; dequantization always uses the stored fp16 one."""
+
+    fp32 = "fp32"  # the unrounded scale (baseline, #507)
+    fp16 = "fp16"  # the stored fp16 scale (#295 lineage, GPTQ-lite)
+
+
+class Packing(Enum):
+    """How integer codes are laid out in the artifact."""
+
+    int8 = "int8"  # one int8 container per value; the compressor removes the unused high bits
+    bits = "bits"  # true bit-packing: k-bit codes, 8 values in k bytes (#1573)
+
+
+class Compressor(Enum):
+    zlib = "zlib"
+    zstd = "zstd"
+    lzma = "lzma"
+
+
+class OverLimit(Enum):
+    """What :func:`golf.quant.check_budget` does when the artifact is over ``limit_bytes``."""
+
+    error = "error"
+    warn = "warn"
+
+
+class QATSchedule(Enum):
+    """When fake quantization switches on (it never switches off)."""
+
+    always = "always"                  # from step 0 (#187, #295)
+    wallclock_fraction = "wallclock_fraction"  # elapsed ≥ start_fraction · max wall-clock (#344)
+    lr_below = "lr_below"              # LR multiplier < lr_threshold (03-22 lineage, #1573)
+
+
+LEVEL_RANGES = {Compressor.zlib: (0, 9), Compressor.zstd: (1, 22), Compressor.lzma: (0, 9)}
+
+
+@dataclass
+class SchemeConfig:
+    """One named storage scheme. Integer fields apply to ``kind: int`` only."""
+
+    kind: SchemeKind = SchemeKind.int
+    bits: int = 8                                  # k of the int-k code
+    clip: ClipRule = ClipRule.percentile
+    clip_quantile: float = BASELINE_CLIP_QUANTILE  # quantile (fraction) for clip=percentile
+    candidates: list[float] = field(default_factory=list)  # quantiles tried by clip=search; 1.0 = rowmax
+    search_granularity: SearchGranularity = SearchGranularity.matrix
+    scale_floor: ScaleFloor = ScaleFloor.qmax
+    range: RangeConvention = RangeConvention.symmetric
+    rounding_scale: RoundingScale = RoundingScale.fp32
+    grid_step: int = 1  # #507: codes rounded to multiples of this step (4 ≈ "int6", 8 ≈ "int5" on int8)
+
+
+@dataclass
+class RuleConfig:
+    """Route tensors whose name matches ``pattern`` (``re.search``) to scheme ``scheme``."""
+
+    pattern: str = ""
+    scheme: str = ""
+
+
+@dataclass
+class PruneConfig:
+    """Magnitude pruning before quantization (spec §2.22)."""
+
+    fraction: float = 0.08   # entries with |w| below this quantile of |W| become 0 (#295: 0.08)
+    min_numel: int = 65_536  # only 2-D float tensors with more elements than this are pruned
+
+
+@dataclass
+class QATConfig:
+    """STE fake quantization of selected Linear weights during training (spec §2.20). Defaults: #187."""
+
+    schedule: QATSchedule = QATSchedule.always
+    start_fraction: float = 0.85  # schedule=wallclock_fraction
+    lr_threshold: float = 0.15    # schedule=lr_below
+    schemes: dict[str, SchemeConfig] = field(default_factory=lambda: {
+        "int6": SchemeConfig(bits=6, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny)})
+    rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(pattern=".*", scheme="int6")])
+    min_numel: int = 0  # Linear weights with at most this many elements stay unquantized (#295: 65,536)
+
+
+def _baseline_schemes() -> dict[str, SchemeConfig]:
+    return {"int8": SchemeConfig(), "fp16": SchemeConfig(kind=SchemeKind.fp16),
+            "fp32": SchemeConfig(kind=SchemeKind.fp32)}
+
+
+@dataclass
+class QuantConfig:
+    """The export chain: (prune) → route → quantize → pack → serialize → compress."""
+
+    name: str = "int8"  # the preset's name, for run names and reports
+    schemes: dict[str, SchemeConfig] = field(default_factory=_baseline_schemes)
+    rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(pattern=".*", scheme="int8")])
+    passthrough_max_numel: int = 65_536  # float tensors this small are stored as floats, never quantized
+    control_patterns: list[str] = field(default_factory=lambda: list(BASELINE_CONTROL_PATTERNS))
+    prune: PruneConfig | None = None
+    packing: Packing = Packing.int8
+    compressor: Compressor = Compressor.zlib
+    level: int = 9  # zlib/zstd level or lzma preset
+    qat: QATConfig | None = None
+    limit_bytes: int = 16_000_000  # the challenge cap on model + code bytes (decimal)
+    over_limit: OverLimit = OverLimit.error
+
+
+def as_scheme(scheme) -> SchemeConfig:
+    """A plain :class:`SchemeConfig` copy of a scheme given as a dataclass or an OmegaConf node."""
+    values = {f.name: getattr(scheme, f.name) for f in fields(SchemeConfig)}
+    values["candidates"] = [float(c) for c in values["candidates"]]
+    return SchemeConfig(**values)
+
+
+def _check_pattern(pattern: str, key: str) -> None:
+    if not pattern:
+        raise ConfigError(key, pattern, "empty pattern")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(key, pattern, f"not a valid regular expression ({exc})") from None
+
+
+def validate_scheme(scheme: SchemeConfig, prefix: str) -> None:
+    if scheme.kind is not SchemeKind.int:
+        return
+    if not MIN_BITS <= scheme.bits <= MAX_BITS:
+        raise ConfigError(f"{prefix}.bits", scheme.bits, f"must be in [{MIN_BITS}, {MAX_BITS}]")
+    if not 0.0 < scheme.clip_quantile <= 1.0:
+        raise ConfigError(f"{prefix}.clip_quantile", scheme.clip_quantile, "must be a fraction in (0, 1]")
+    if scheme.clip is ClipRule.search:
+        if len(scheme.candidates) == 0:
+            raise ConfigError(f"{prefix}.candidates", list(scheme.candidates), "clip=search needs candidates")
+        for i, q in enumerate(scheme.candidates):
+            if not 0.0 < q <= 1.0:
+                raise ConfigError(f"{prefix}.candidates[{i}]", q, "must be a fraction in (0, 1]")
+    elif len(scheme.candidates) > 0:
+        raise ConfigError(f"{prefix}.candidates", list(scheme.candidates), "only used with clip=search")
+    qmax = (1 << (scheme.bits - 1)) - 1
+    if not 1 <= scheme.grid_step <= qmax:
+        raise ConfigError(f"{prefix}.grid_step", scheme.grid_step, f"must be in [1, {qmax}] for {scheme.bits} bits")
+
+
+def _validate_rules(rules, schemes, prefix: str) -> None:
+    if len(rules) == 0:
+        raise ConfigError(f"{prefix}.rules", [], "needs at least one rule")
+    for i, rule in enumerate(rules):
+        _check_pattern(rule.pattern, f"{prefix}.rules[{i}].pattern")
+        if rule.scheme not in schemes:
+            raise ConfigError(f"{prefix}.rules[{i}].scheme", rule.scheme,
+                              f"unknown scheme (defined: {sorted(schemes.keys())})")
+
+
+def validate_qat(cfg: QATConfig, prefix: str = "quant.qat") -> None:
+    for name, scheme in cfg.schemes.items():
+        validate_scheme(scheme, f"{prefix}.schemes.{name}")
+        if scheme.kind is not SchemeKind.int:
+            raise ConfigError(f"{prefix}.schemes.{name}.kind", scheme.kind.value, "QAT schemes must be int")
+        if scheme.clip is ClipRule.search:
+            raise ConfigError(f"{prefix}.schemes.{name}.clip", "search",
+                              "the clip search is an export-time method; use rowmax or percentile for QAT")
+    _validate_rules(cfg.rules, cfg.schemes, prefix)
+    if not 0.0 <= cfg.start_fraction <= 1.0:
+        raise ConfigError(f"{prefix}.start_fraction", cfg.start_fraction, "must be in [0, 1]")
+    if not 0.0 < cfg.lr_threshold <= 1.0:
+        raise ConfigError(f"{prefix}.lr_threshold", cfg.lr_threshold, "must be in (0, 1]")
+    if cfg.min_numel < 0:
+        raise ConfigError(f"{prefix}.min_numel", cfg.min_numel, "must be >= 0")
+
+
+def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
+    """Raise :class:`ConfigError` on the first invalid value of a quant config."""
+    if len(cfg.schemes) == 0:
+        raise ConfigError(f"{prefix}.schemes", {}, "needs at least one scheme")
+    for name, scheme in cfg.schemes.items():
+        validate_scheme(scheme, f"{prefix}.schemes.{name}")
+    _validate_rules(cfg.rules, cfg.schemes, prefix)
+    for i, pattern in enumerate(cfg.control_patterns):
+        _check_pattern(pattern, f"{prefix}.control_patterns[{i}]")
+    if cfg.passthrough_max_numel < 0:
+        raise ConfigError(f"{prefix}.passthrough_max_numel", cfg.passthrough_max_numel, "must be >= 0")
+    if cfg.prune is not None:
+        if not 0.0 <= cfg.prune.fraction < 1.0:
+            raise ConfigError(f"{prefix}.prune.fraction", cfg.prune.fraction, "must be in [0, 1)")
+        if cfg.prune.min_numel < 0:
+            raise ConfigError(f"{prefix}.prune.min_numel", cfg.prune.min_numel, "must be >= 0")
+    lo, hi = LEVEL_RANGES[cfg.compressor]
+    if not lo <= cfg.level <= hi:
+        raise ConfigError(f"{prefix}.level", cfg.level, f"{cfg.compressor.value} takes levels {lo}..{hi}")
+    if cfg.limit_bytes <= 0:
+        raise ConfigError(f"{prefix}.limit_bytes", cfg.limit_bytes, "must be > 0")
+    if cfg.qat is not None:
+        validate_qat(cfg.qat, f"{prefix}.qat")

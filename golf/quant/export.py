@@ -1,0 +1,84 @@
+"""The post-training chain on state dicts (DESIGN principle 6), each stage a pure function:
+
+    export:  prune → route → quantize (store) → serialize (pack) → compress/frame → bytes
+    load:    unframe/decompress → parse (unpack) → dequantize → state dict
+
+``export_state_dict`` returns the artifact's model bytes and a :class:`QuantReport`; ``load_artifact``
+needs nothing but the bytes (the container is self-describing) and returns tensors with the original
+names, shapes and dtypes. The reported val_bpb must come from the loaded state dict, never the live
+model. Baseline reference: ``quantize_state_dict_int8`` / ``dequantize_state_dict_int8`` (spec §1.8).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from golf.quant.config import Packing, QuantConfig, SchemeKind, validate_quant
+from golf.quant.container import StoredTensor, frame, parse, serialize, unframe
+from golf.quant.packing import packed_nbytes
+from golf.quant.prune import prune_state_dict
+from golf.quant.quantizer import QuantizedTensor, dequantize, quantize
+from golf.quant.report import QuantReport, TensorReport, code_entropy_bits
+from golf.quant.routing import Route, route_state_dict
+
+
+def store_tensor(t: Tensor, route: Route) -> StoredTensor:
+    """Apply one route: int codes + scales, an fp16/fp32 copy, or the raw tensor."""
+    if route.scheme is None:
+        data = t
+    elif route.scheme.kind is SchemeKind.int:
+        data = quantize(t, route.scheme)
+    else:
+        data = t.to(torch.float16 if route.scheme.kind is SchemeKind.fp16 else torch.float32)
+    return StoredTensor(route.scheme_name, t.dtype, data.contiguous() if isinstance(data, Tensor) else data)
+
+
+def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig) -> tuple[dict[str, StoredTensor], dict[str, Route]]:
+    """Prune (if configured), route and quantize every tensor (CPU copies; the input is not modified)."""
+    sd = {name: t.detach().cpu() for name, t in state_dict.items()}
+    if cfg.prune is not None:
+        sd = prune_state_dict(sd, cfg.prune)
+    routes = route_state_dict(sd, cfg)
+    return {name: store_tensor(t, routes[name]) for name, t in sd.items()}, routes
+
+
+def restore_tensor(st: StoredTensor) -> Tensor:
+    """Dequantize one stored tensor back to its original dtype."""
+    if isinstance(st.data, QuantizedTensor):
+        return dequantize(st.data, st.dtype)
+    return st.data.to(st.dtype)
+
+
+def dequantize_state_dict(stored: dict[str, StoredTensor]) -> dict[str, Tensor]:
+    return {name: restore_tensor(st) for name, st in stored.items()}
+
+
+def _row(name: str, t: Tensor, st: StoredTensor, route: Route, packing: Packing) -> TensorReport:
+    before = t.numel() * t.element_size()
+    if isinstance(st.data, QuantizedTensor):
+        qt = st.data
+        packed = packing is Packing.bits and qt.bits < 8
+        code_bytes = packed_nbytes(qt.q.numel(), qt.bits) if packed else qt.q.numel()
+        after = code_bytes + qt.scale.numel() * qt.scale.element_size()
+        return TensorReport(name, st.scheme, route.reason, list(t.shape), qt.bits, before, after, code_bytes,
+                            code_entropy_bits(qt.q))
+    data = st.data
+    return TensorReport(name, st.scheme, route.reason, list(t.shape), data.element_size() * 8, before,
+                        data.numel() * data.element_size(), 0, None)
+
+
+def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig) -> tuple[bytes, QuantReport]:
+    """The artifact's model bytes for a state dict, and the report of how they were made."""
+    validate_quant(cfg)
+    stored, routes = quantize_state_dict(state_dict, cfg)
+    body = serialize(stored, cfg.packing)
+    blob = frame(body, cfg.compressor, cfg.level)
+    rows = [_row(name, state_dict[name], stored[name], routes[name], cfg.packing) for name in stored]
+    report = QuantReport(rows, len(blob), len(body), cfg.compressor.value, int(cfg.level), cfg.packing.value)
+    return blob, report
+
+
+def load_artifact(blob: bytes) -> dict[str, Tensor]:
+    """Dequantized tensors (original names, shapes, dtypes) from artifact bytes; raises ArtifactError."""
+    return dequantize_state_dict(parse(unframe(blob)))

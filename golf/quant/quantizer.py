@@ -1,0 +1,165 @@
+"""Symmetric int-k quantizers: per-row for matrices, per-tensor otherwise (spec §1.8, §2.21).
+
+For a matrix W (one scale per row r):
+    c_r = clip(|W_r|)             percentile (baseline 99.99984th), row max, or a GPTQ-lite search
+    s_r = max(c_r / qmax, floor)  qmax = 2^(k−1) − 1, floor = 1/qmax or 1e−12; stored as fp16
+    q   = clamp(round(clamp(W_r, ±c_r) / s_r), lo, hi)   [lo, hi] = ±qmax or [−qmax−1, qmax]
+    Ŵ_r = q · s_r (fp16 scale)
+#507's "int8-grid step" scheme then rounds q to a multiple of ``grid_step`` before the final clamp.
+The scale that divides W is the unrounded fp32 one (baseline) or the stored fp16 one (#295 lineage,
+GPTQ-lite): ``rounding_scale``. GPTQ-lite (signalrush 03-22 record; #1573 per matrix, #344 per row)
+tries each candidate clip quantile and keeps the one with the lowest reconstruction MSE; it is not
+Hessian-based GPTQ.
+
+Tensors that are not 2-D follow the baseline's per-tensor rule: one fp32 scale ``c/qmax`` (1.0 when
+c = 0, no floor). The same functions serve export (:mod:`golf.quant.export`) and QAT's fake
+quantization (:mod:`golf.quant.qat`), so training sees exactly the grid the artifact stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from golf.quant.config import (
+    ClipRule,
+    RangeConvention,
+    RoundingScale,
+    ScaleFloor,
+    SchemeConfig,
+    SearchGranularity,
+)
+
+TINY_SCALE = 1e-12
+_QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs
+
+
+@dataclass
+class QuantizedTensor:
+    """Integer codes of one tensor with their scales (per row: fp16 [rows]; per tensor: fp32 [])."""
+
+    q: Tensor  # int8, the original shape
+    scale: Tensor
+    bits: int
+    lo: int
+    hi: int
+
+
+def code_range(scheme: SchemeConfig) -> tuple[int, int]:
+    """Smallest and largest code of a k-bit scheme under its range convention."""
+    qmax = (1 << (scheme.bits - 1)) - 1
+    lo = -qmax - 1 if scheme.range is RangeConvention.full else -qmax
+    return lo, qmax
+
+
+def quantile(x: Tensor, q: float, dim: int | None = None) -> Tensor:
+    """``torch.quantile`` (linear interpolation), also for inputs above its 2^24-element limit."""
+    if x.numel() <= _QUANTILE_MAX_NUMEL:
+        return torch.quantile(x, q, dim=dim)
+    flat = x.flatten() if dim is None else x
+    d = -1 if dim is None else dim
+    ordered = flat.sort(dim=d).values
+    pos = q * (ordered.shape[d] - 1)
+    below = ordered.narrow(d, int(pos), 1).squeeze(d)
+    above = ordered.narrow(d, min(int(pos) + 1, ordered.shape[d] - 1), 1).squeeze(d)
+    return torch.lerp(below, above, torch.tensor(pos - int(pos), dtype=x.dtype))
+
+
+def _row_clip(absw: Tensor, q: float) -> Tensor:
+    """Per-row clip value: the q-quantile of |W_r| (q = 1 → row max)."""
+    if absw.shape[1] == 0:
+        return torch.zeros(absw.shape[0], dtype=absw.dtype)
+    return absw.amax(dim=1) if q >= 1.0 else quantile(absw, q, dim=1)
+
+
+def _round_codes(x: Tensor, scheme: SchemeConfig) -> Tensor:
+    """Round scaled values to codes on the scheme's grid and clamp to its range (float result)."""
+    lo, hi = code_range(scheme)
+    q = torch.round(x)
+    if scheme.grid_step > 1:
+        q = torch.round(q / scheme.grid_step) * scheme.grid_step
+    return q.clamp(lo, hi)
+
+
+def _quantize_rows(t32: Tensor, clip: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+    """Codes (float, exact integers) and fp16 scales of a matrix for the given per-row clips."""
+    qmax = (1 << (scheme.bits - 1)) - 1
+    floor = 1.0 / qmax if scheme.scale_floor is ScaleFloor.qmax else TINY_SCALE
+    scale32 = (clip / qmax).clamp_min(floor)
+    scale16 = scale32.to(torch.float16)
+    divisor = scale32 if scheme.rounding_scale is RoundingScale.fp32 else scale16.float()
+    clipped = torch.maximum(torch.minimum(t32, clip[:, None]), -clip[:, None])
+    safe = torch.where(divisor > 0, divisor, torch.ones_like(divisor))  # an all-zero row → codes 0
+    codes = _round_codes(clipped / safe[:, None], scheme) * (divisor > 0)[:, None]
+    return codes, scale16
+
+
+def _candidates(scheme: SchemeConfig) -> list[float]:
+    if scheme.clip is ClipRule.search:
+        return [float(c) for c in scheme.candidates]
+    return [1.0 if scheme.clip is ClipRule.rowmax else float(scheme.clip_quantile)]
+
+
+def _quantize_matrix(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+    absw = t32.abs()
+    cands = _candidates(scheme)
+    if len(cands) == 1:
+        return _quantize_rows(t32, _row_clip(absw, cands[0]), scheme)
+    per_row = scheme.search_granularity is SearchGranularity.row
+    best_codes, best_scale, best_err = None, None, None
+    for cand in cands:
+        codes, scale = _quantize_rows(t32, _row_clip(absw, cand), scheme)
+        err = (t32 - codes * scale.float()[:, None]).square().mean(dim=1)  # [rows]
+        if best_err is None:
+            best_codes, best_scale, best_err = codes, scale, err
+        elif per_row:
+            better = err < best_err  # strict: ties keep the earlier candidate
+            best_codes = torch.where(better[:, None], codes, best_codes)
+            best_scale = torch.where(better, scale, best_scale)
+            best_err = torch.where(better, err, best_err)
+        elif err.mean() < best_err.mean():
+            best_codes, best_scale, best_err = codes, scale, err
+    return best_codes, best_scale
+
+
+def _quantize_flat(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+    """Per-tensor codes with one fp32 scale (baseline rule for non-matrix tensors)."""
+    qmax = (1 << (scheme.bits - 1)) - 1
+    flat = t32.flatten()
+    best = None
+    for cand in _candidates(scheme):
+        if flat.numel() == 0:
+            clip = 0.0
+        else:
+            clip = float(flat.abs().max()) if cand >= 1.0 else float(quantile(flat.abs(), cand))
+        scale = clip / qmax if clip > 0 else 1.0
+        codes = _round_codes(flat.clamp(-clip, clip) / scale, scheme)
+        err = float((flat - codes * scale).square().mean()) if flat.numel() else 0.0
+        if best is None or err < best[2]:
+            best = (codes, scale, err)
+    codes, scale, _ = best
+    return codes.view(t32.shape), torch.tensor(scale, dtype=torch.float32)
+
+
+def quantize(t: Tensor, scheme: SchemeConfig) -> QuantizedTensor:
+    """Quantize a float tensor with an int scheme (per row if 2-D, else per tensor)."""
+    t32 = t.detach().float()
+    codes, scale = _quantize_matrix(t32, scheme) if t32.ndim == 2 else _quantize_flat(t32, scheme)
+    lo, hi = code_range(scheme)
+    return QuantizedTensor(codes.to(torch.int8).contiguous(), scale.contiguous(), scheme.bits, lo, hi)
+
+
+def dequantize(qt: QuantizedTensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``q · s`` in fp32 (per-row fp16 scales widened), cast to ``dtype``."""
+    q = qt.q.float()
+    if qt.scale.ndim == 1:
+        return (q * qt.scale.float()[:, None]).to(dtype)
+    return (q * float(qt.scale)).to(dtype)
+
+
+def fake_quantize(w: Tensor, scheme: SchemeConfig) -> Tensor:
+    """``dequantize(quantize(w))`` of a matrix in w's dtype, as pure tensor ops (QAT's forward)."""
+    codes, scale = _quantize_matrix(w.float(), scheme)
+    return (codes * scale.float()[:, None]).to(w.dtype)

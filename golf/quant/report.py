@@ -1,0 +1,122 @@
+"""What an export produced, byte by byte, and the budget check against the 16,000,000-byte cap.
+
+Per tensor: scheme, bits, bytes before (numel × original itemsize) and after (stored bytes before
+compression: codes + scales, or the kept float tensor), and the empirical order-0 entropy of its codes.
+Totals: the compressed model bytes (the artifact's model part; the trainer adds the code bytes), and an
+entropy reference = Σ numel·H(codes)/8 + side bytes (scales and kept tensors, counted verbatim). No
+coder that codes each symbol independently can beat the first term; zstd/lzma can, by using context,
+so a ratio below 1 is possible and means the compressor found structure beyond symbol frequencies.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from golf.quant.config import OverLimit, QuantConfig
+
+
+class BudgetExceededError(RuntimeError):
+    """The artifact (model + code bytes) is over ``quant.limit_bytes``."""
+
+
+class BudgetWarning(UserWarning):
+    """The artifact is over budget and ``quant.over_limit`` is ``warn``."""
+
+
+def code_entropy_bits(q: torch.Tensor) -> float:
+    """Empirical entropy (bits per symbol) of int8 codes."""
+    if q.numel() == 0:
+        return 0.0
+    counts = np.bincount(q.reshape(-1).numpy().astype(np.int16) + 128, minlength=256)
+    p = counts[counts > 0] / q.numel()
+    return float(-(p * np.log2(p)).sum())
+
+
+@dataclass
+class TensorReport:
+    name: str
+    scheme: str
+    reason: str
+    shape: list[int]
+    bits: int              # code bits (int schemes) or storage bits of the kept tensor
+    bytes_before: int
+    bytes_after: int
+    code_bytes: int             # part of bytes_after holding integer codes (0 for kept tensors)
+    entropy_bits: float | None  # bits per code; None for kept tensors
+
+
+@dataclass
+class QuantReport:
+    """Per-tensor rows and totals of one export. ``model_bytes`` = len(artifact blob)."""
+
+    tensors: list[TensorReport] = field(default_factory=list)
+    model_bytes: int = 0
+    body_bytes: int = 0      # header + payload before compression
+    compressor: str = ""
+    level: int = 0
+    packing: str = ""
+
+    @property
+    def code_entropy_bytes(self) -> float:
+        return sum(t.entropy_bits * math.prod(t.shape) / 8 for t in self.tensors if t.entropy_bits is not None)
+
+    @property
+    def side_bytes(self) -> int:
+        """Scales and kept tensors, stored verbatim."""
+        return sum(t.bytes_after - t.code_bytes for t in self.tensors)
+
+    @property
+    def entropy_bound_bytes(self) -> float:
+        return self.code_entropy_bytes + self.side_bytes
+
+    def to_dict(self) -> dict:
+        """JSON-able: every row plus the totals."""
+        return {
+            "tensors": [asdict(t) for t in self.tensors],
+            "totals": {
+                "model_bytes": self.model_bytes,
+                "body_bytes": self.body_bytes,
+                "bytes_before": sum(t.bytes_before for t in self.tensors),
+                "bytes_after": sum(t.bytes_after for t in self.tensors),
+                "code_entropy_bytes": round(self.code_entropy_bytes),
+                "side_bytes": self.side_bytes,
+                "entropy_bound_bytes": round(self.entropy_bound_bytes),
+                "ratio_to_entropy_bound": self.model_bytes / max(self.entropy_bound_bytes, 1.0),
+                "compressor": self.compressor,
+                "level": self.level,
+                "packing": self.packing,
+            },
+        }
+
+    def summary(self) -> str:
+        """A short human-readable table: bytes per scheme and the totals."""
+        by_scheme: dict[str, list[int]] = {}
+        for t in self.tensors:
+            row = by_scheme.setdefault(t.scheme, [0, 0, 0])
+            row[0] += 1
+            row[1] += math.prod(t.shape)
+            row[2] += t.bytes_after
+        lines = [f"{'scheme':<12}{'tensors':>8}{'params':>12}{'stored B':>12}"]
+        lines += [f"{k:<12}{v[0]:>8}{v[1]:>12,}{v[2]:>12,}" for k, v in sorted(by_scheme.items())]
+        d = self.to_dict()["totals"]
+        lines.append(f"model bytes {self.model_bytes:,} ({self.compressor}-{self.level}, {self.packing} packing); "
+                     f"entropy reference {d['entropy_bound_bytes']:,} (ratio {d['ratio_to_entropy_bound']:.3f})")
+        return "\n".join(lines)
+
+
+def check_budget(artifact_bytes: int, cfg: QuantConfig) -> int:
+    """Return the headroom ``limit − artifact_bytes``; over the limit raise or warn per ``over_limit``."""
+    headroom = cfg.limit_bytes - artifact_bytes
+    if headroom >= 0:
+        return headroom
+    msg = (f"!!! ARTIFACT OVER BUDGET: {artifact_bytes:,} bytes > limit {cfg.limit_bytes:,} "
+           f"by {-headroom:,} bytes (model + code); this run cannot be a valid submission !!!")
+    if cfg.over_limit is OverLimit.error:
+        raise BudgetExceededError(msg)
+    warnings.warn(msg, BudgetWarning, stacklevel=2)
+    return headroom

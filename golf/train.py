@@ -1,0 +1,156 @@
+"""Entry point: ``python -m golf.train [group=option ...] [key=value ...]``.
+
+Hydra composes ``conf/train.yaml`` with the command-line overrides; the result is validated against
+the typed schema before anything expensive happens (one :class:`golf.config.errors.ConfigError` line
+names the bad key and value). Then, depending on how the process was started:
+
+* ``dry_run=true``: build the model on the meta device, print the resolved config, parameter counts per
+  group and optimizer group, and the artifact-size estimate; no data is read, nothing is trained.
+* a single process (``nproc_per_node=1``), or one rank of a group started by ``torchrun`` or ``srun``:
+  train here.
+* ``nproc_per_node=N>1`` outside a group: start N local workers (in-process torchrun, free port) that
+  each train one rank; the Hydra job (run directory, sweep result) stays in this process.
+
+The run directory is Hydra's output directory; it receives the resolved config, ``metrics.jsonl``,
+``summary.json``, the artifact and, under W&B offline mode, the W&B files.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from golf.config.errors import ConfigError
+from golf.config.schema import GolfConfig
+from golf.config.validate import load_config
+from golf.dist import in_worker_group, init_distributed, rank_env, scheduler_job_id, shutdown
+
+log = logging.getLogger("golf")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_revision() -> dict:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    rev = git("rev-parse", "HEAD")
+    return {"git_rev": rev or None, "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def write_run_header(cfg: GolfConfig, run_dir: Path) -> None:
+    if rank_env()[0] != 0:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+    meta = {**git_revision(), "slurm_job_id": scheduler_job_id(), "overrides": overrides, "argv": sys.argv}
+    (run_dir / "provenance.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(meta)))
+
+
+def dry_run(cfg: GolfConfig) -> dict:
+    """Print what the run would build, without reading data or training."""
+    import torch
+
+    from golf.model import build_model, count_parameters
+    from golf.optim import build_optimizer
+    from golf.quant import estimate_artifact_bytes
+
+    print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    with torch.device("meta"):
+        model = build_model(cfg.arch)
+    counts = count_parameters(model)
+    print("parameters:")
+    for group, n in counts.items():
+        print(f"  {group:<24} {n:>12,}")
+    opt = build_optimizer(model, cfg.optimizer, world_size=1, rank=0)
+    print("optimizer groups:")
+    for name, names, numel in opt.group_table():
+        print(f"  {name:<24} {numel:>12,}  ({len(names)} tensors)")
+    estimate = estimate_artifact_bytes(model, cfg.quant)
+    print(f"estimated compressed model bytes ({cfg.quant.name}): {estimate:,} (limit {cfg.quant.limit_bytes:,})")
+    return {"model_params": counts["total"], "estimated_model_bytes": estimate}
+
+
+@record
+def _worker(container: dict, run_dir: str) -> dict:
+    """One rank of a local worker group (started by :func:`_launch_workers`)."""
+    rank, _, world = rank_env()
+    _log_to_files(Path(run_dir), rank)
+    cfg = load_config(container, world_size=world)
+    return _train_here(cfg, Path(run_dir))
+
+
+def _log_to_files(run_dir: Path, rank: int) -> None:
+    """Workers started here have no Hydra logging: rank r logs to <run_dir>/rank{r}.log (rank 0 also to stderr)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(f"[%(asctime)s][%(name)s][rank{rank}][%(levelname)s] - %(message)s")
+    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / f"rank{rank}.log")]
+    if rank == 0:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+
+
+def _train_here(cfg: GolfConfig, run_dir: Path) -> dict:
+    from golf.trainer import run_training
+
+    dist = init_distributed(cfg.device)
+    try:
+        return run_training(cfg, dist, run_dir)
+    finally:
+        shutdown()
+
+
+def _launch_workers(cfg: GolfConfig, run_dir: Path) -> dict:
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=cfg.nproc_per_node,
+                          run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="localhost:0",
+                          max_restarts=0, monitor_interval=0.5)
+    container = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    results = elastic_launch(launch, _worker)(container, str(run_dir))
+    return results[0]
+
+
+def run(cfg: GolfConfig, run_dir: Path) -> dict:
+    """Run a validated config in ``run_dir`` (dry run, local workers, or this process)."""
+    if cfg.dry_run:
+        return dry_run(cfg)
+    write_run_header(cfg, run_dir)
+    if cfg.nproc_per_node > 1 and not in_worker_group():
+        return _launch_workers(cfg, run_dir)
+    return _train_here(cfg, run_dir)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(composed: DictConfig) -> float | None:
+    world = rank_env()[2] if in_worker_group() else None
+    try:
+        cfg = load_config(composed, world_size=world)
+        if not cfg.dry_run and cfg.data.demo is None:
+            from golf.data import prepare_data
+
+            prepare_data(cfg.data)  # missing or inconsistent files fail here, named by their key
+    except ConfigError as err:
+        print(f"golf: invalid configuration: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+    cfg.run_dir = str(run_dir)
+    summary = run(cfg, run_dir)
+    return summary.get("val_bpb")
+
+
+if __name__ == "__main__":
+    main()

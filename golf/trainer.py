@@ -1,0 +1,268 @@
+"""One training run, from a validated config to the reported score.
+
+    data ─► model ─► optimizer/averager/QAT ─► (compile warm-up, rolled back) ─► timed loop
+    ─► averaged weights ─► quantize ─► compress ─► artifact ─► decompress ─► dequantize ─► eval
+
+The loop follows the official script's semantics (spec §1.2, §1.7): the training clock excludes
+validation and warm-up; the schedule multiplier ``lr_mul`` is recomputed every step from the step and
+the clock and is also what averaging and late QAT key off; ranks agree on stopping through an
+all-reduce. The score is always measured on the round-tripped artifact (:mod:`golf.finish`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import time
+import traceback
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from golf.averaging import build_averager
+from golf.checkpoint import load_checkpoint, save_checkpoint
+from golf.config.schema import GolfConfig
+from golf.config.validate import eval_seq_len, grad_accum_steps
+from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
+from golf.dist import DistInfo, all_reduce_, barrier
+from golf.eval import evaluate
+from golf.finish import finish_run
+from golf.logging import RunRecorder
+from golf.model import build_model, count_parameters
+from golf.optim import build_optimizer
+from golf.optim.schedule import lr_multiplier
+from golf.preempt import Preempted, StopSignal
+from golf.quant.qat import apply_qat
+
+log = logging.getLogger("golf")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast_factory(cfg: GolfConfig, device: torch.device):
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
+    """Train, export and score one configuration; returns the summary (same on every rank)."""
+    run_dir = Path(run_dir)
+    if dist.is_main and (run_dir / "error.txt").exists():
+        (run_dir / "error.txt").unlink()  # left by an earlier attempt of this run (requeue, retry)
+    recorder = RunRecorder(
+        run_dir, cfg.logger, enabled=dist.is_main, run_name=cfg.run_name,
+        config=OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
+        group=run_dir.parent.name if run_dir.parent.name not in ("", ".") else None,
+    )
+    try:
+        with StopSignal() as stop:
+            summary = _train(cfg, dist, run_dir, recorder, stop)
+    except Preempted:
+        recorder.update_summary(status="preempted")
+        raise
+    except BaseException as err:
+        if dist.is_main:
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            recorder.update_summary(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+            recorder.finish("failed")
+        raise
+    recorder.finish("completed")
+    return summary
+
+
+def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, stop: StopSignal) -> dict:
+    t_setup = time.perf_counter()
+    device = dist.device
+    seed_everything(cfg.seed)
+    autocast = autocast_factory(cfg, device)
+    tc = cfg.train
+    accum = grad_accum_steps(cfg, dist.world_size)
+
+    # ---- data (the main rank builds cached demo data first; the others then find it) ----
+    if not dist.is_main:
+        barrier()
+    paths = prepare_data(cfg.data)
+    if dist.is_main:
+        barrier()
+    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(device)
+    val_tokens = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg), cfg.arch.vocab_size)
+    periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)
+    periodic_tokens = (val_tokens if periodic_len == eval_seq_len(cfg)
+                       else load_validation_tokens(paths.val_pattern, periodic_len, cfg.arch.vocab_size))
+
+    # ---- model and its training companions ----
+    model = build_model(cfg.arch).to(device)
+    qat = apply_qat(model, cfg.quant.qat)
+    opt = build_optimizer(model, cfg.optimizer, world_size=dist.world_size, rank=dist.rank)
+    averager = build_averager(cfg.averaging, model)
+    compile_model = cfg.compile if cfg.compile is not None else device.type == "cuda"
+    forward = torch.compile(model, fullgraph=True, dynamic=False) if compile_model else model
+    train_forward = forward
+    if dist.distributed:
+        train_forward = DDP(forward, device_ids=[dist.local_rank] if device.type == "cuda" else None,
+                            broadcast_buffers=False)
+    params = count_parameters(model)
+    recorder.update_summary(model_params=params["total"], seed=cfg.seed, world_size=dist.world_size,
+                            grad_accum_steps=accum, run_name=cfg.run_name)
+    log.info("model_params:%d world_size:%d grad_accum_steps:%d device:%s compile:%s",
+             params["total"], dist.world_size, accum, device, compile_model)
+
+    def new_loader() -> DistributedTokenLoader:
+        return DistributedTokenLoader(paths.train_pattern, dist.rank, dist.world_size, cfg.arch.vocab_size)
+
+    loader = new_loader()
+    vocab = cfg.arch.vocab_size
+
+    def train_step() -> torch.Tensor:
+        total = torch.zeros((), device=device)
+        for micro in range(accum):
+            x, y = loader.next_batch(tc.batch_tokens, tc.seq_len, accum)
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            sync = (train_forward.no_sync() if dist.distributed and micro < accum - 1
+                    else contextlib.nullcontext())
+            with sync:
+                with autocast():
+                    logits = train_forward(x)
+                loss = F.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1))
+                (loss / accum).backward()
+            total += loss.detach()
+        return total / accum
+
+    def run_eval(kind: str | None = None, tokens: torch.Tensor | None = None, seq_len: int | None = None):
+        model.eval()
+        result = evaluate(forward, val_tokens if tokens is None else tokens, luts, cfg.eval,
+                          seq_len=seq_len or eval_seq_len(cfg), dist=dist, autocast=autocast, kind=kind)
+        model.train()
+        return result
+
+    # ---- resume, or compile warm-up rolled back to the true initial state ----
+    step, train_time = 0, 0.0
+    resumed = load_checkpoint(run_dir, dist)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        averager.start(model)
+        averager.load_state_dict(resumed["averaging"])
+        loader.load_state_dict(resumed["loader"])
+        if qat is not None:
+            qat.load_state_dict(resumed["qat"])
+        torch.set_rng_state(resumed["rng"])
+        step, train_time = resumed["step"], resumed["train_time"]
+        recorder.log("resume", step, train_time_s=train_time)
+        log.info("resumed from checkpoint at step %d (%.1f s of training)", step, train_time)
+    else:
+        if tc.warmup_steps > 0:
+            initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            initial_opt = _clone_state(opt.state_dict())
+            model.train()
+            for w in range(tc.warmup_steps):
+                train_step()
+                opt.step(w, 1.0)
+                opt.zero_grad(set_to_none=True)
+            model.load_state_dict(initial_model)
+            opt.load_state_dict(initial_opt)
+            loader = new_loader()
+        averager.start(model)
+    recorder.update_summary(setup_s=round(time.perf_counter() - t_setup, 2))
+
+    # ---- the timed loop ----
+    cap = tc.max_wallclock_s or None
+    last_ckpt_time = train_time
+    stop_at: int | None = None
+    model.train()
+    _sync(device)
+    t0 = time.perf_counter()
+    while True:
+        last_step = step >= tc.iterations or (stop_at is not None and step >= stop_at)
+        if last_step:
+            break
+        if tc.val_every > 0 and step > 0 and step % tc.val_every == 0:
+            _sync(device)
+            train_time += time.perf_counter() - t0
+            result = run_eval(kind="standard" if cfg.eval.periodic == "standard" else None,
+                              tokens=periodic_tokens, seq_len=periodic_len)
+            recorder.log("val", step, train_time_s=train_time, **result.to_dict())
+            log.info("step:%d val_loss:%.4f val_bpb:%.4f train_time:%.1fs", step, result.val_loss,
+                     result.val_bpb, train_time)
+            t0 = time.perf_counter()
+        elapsed = train_time + (time.perf_counter() - t0)
+        lr_mul = lr_multiplier(cfg.optimizer.schedule, step, elapsed, tc.iterations, cap)
+        if qat is not None:
+            qat.update(step, elapsed, lr_mul, cap)
+        loss = train_step()
+        opt.step(step, lr_mul)
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        averager.update(model, step, lr_mul)
+        elapsed = train_time + (time.perf_counter() - t0)
+        record = tc.log_every and (step % tc.log_every == 0 or step == 1)
+        console = cfg.logger.console_every and step % cfg.logger.console_every == 0
+        if record or console:
+            loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size  # mean over ranks
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"train loss is {loss_value} at step {step}")
+        if record:
+            recorder.log("train", step, train_loss=loss_value, lr_mul=lr_mul, train_time_s=elapsed,
+                         ms_per_step=1000.0 * elapsed / step,
+                         qat_active=bool(qat.active) if qat is not None else False)
+        if console and dist.is_main:
+            log.info("step:%d/%d train_loss:%.4f lr_mul:%.3f train_time:%.1fs step_avg:%.1fms", step,
+                     tc.iterations, loss_value, lr_mul, elapsed, 1000.0 * elapsed / step)
+        flags = torch.tensor([float(cap is not None and elapsed >= cap), float(stop.requested)], device=device)
+        all_reduce_(flags, op="max")
+        if flags[0] > 0 and stop_at is None:
+            stop_at = step
+        checkpoint_due = tc.checkpoint_every_s is not None and elapsed - last_ckpt_time >= tc.checkpoint_every_s
+        if flags[1] > 0 or checkpoint_due:
+            _sync(device)
+            train_time += time.perf_counter() - t0
+            save_checkpoint(run_dir, dist, {
+                "step": step, "train_time": train_time, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
+                "loader": loader.state_dict(), "qat": qat.state_dict() if qat is not None else {},
+                "rng": torch.get_rng_state(),
+            })
+            recorder.log("checkpoint", step, train_time_s=train_time)
+            last_ckpt_time = train_time
+            if flags[1] > 0:
+                stop.after_checkpoint()
+                raise Preempted(f"stop requested at step {step}; checkpoint written to {run_dir}")
+            t0 = time.perf_counter()
+    _sync(device)
+    train_time += time.perf_counter() - t0
+    tokens_seen = step * tc.batch_tokens
+    recorder.update_summary(steps=step, train_time_s=round(train_time, 3),
+                            ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen)
+    log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", step, train_time,
+             1000.0 * train_time / max(step, 1), tokens_seen)
+
+    return finish_run(cfg, dist, run_dir, recorder, model=model, averager=averager, qat=qat,
+                      run_eval=run_eval, step=step)
+
+
+def _clone_state(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone_state(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clone_state(v) for v in obj]
+    return obj
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,1 @@
+"""golf's Hydra launchers (submitit on Slurm or locally); see :mod:`.launcher` and ``launch/README.md``."""

@@ -1,0 +1,116 @@
+"""End to end on CPU: train a tiny model, export, round trip, score; determinism; DDP equivalence."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from golf.config.validate import load_config
+from golf.train import run
+from tests.helpers import CONF_DIR, TINY, compose_config
+
+SUMMARY_KEYS = {
+    "val_bpb", "val_loss", "prequant_val_bpb", "val_tokens", "val_bytes", "artifact_bytes", "model_bytes",
+    "code_bytes", "model_params", "steps", "train_time_s", "ms_per_step", "tokens_seen", "seed", "status",
+}
+
+
+def train_losses(run_dir: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["train_loss"] for r in rows if r["event"] == "train"]
+
+
+def tiny(tmp_path: Path, *extra: str):
+    cfg = load_config(compose_config([*TINY, *extra]))
+    run_dir = tmp_path / "run"
+    cfg.run_dir = str(run_dir)
+    return cfg, run_dir
+
+
+def test_tiny_run_writes_the_full_record(tmp_path):
+    cfg, run_dir = tiny(tmp_path)
+    summary = run(cfg, run_dir)
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert SUMMARY_KEYS <= set(on_disk), SUMMARY_KEYS - set(on_disk)
+    assert on_disk["status"] == "completed"
+    assert summary["val_bpb"] == on_disk["val_bpb"]
+    assert math.isfinite(on_disk["val_bpb"]) and 0 < on_disk["val_bpb"] < 20
+    assert on_disk["val_tokens"] == 2048
+    assert on_disk["steps"] == 6 and on_disk["tokens_seen"] == 6 * 512
+    assert on_disk["artifact_bytes"] == on_disk["model_bytes"] + on_disk["code_bytes"]
+    assert on_disk["model_bytes"] == (run_dir / "model.golf").stat().st_size
+    assert (run_dir / "config.yaml").exists() and (run_dir / "provenance.yaml").exists()
+    events = [json.loads(line)["event"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert events.count("train") == 6 and events.count("val") == 1  # val at step 3 (step 6 is the final eval)
+    assert "final_eval" in events and "artifact" in events
+    counted = (run_dir / "code_files.txt").read_text().split()
+    assert "golf/trainer.py" in counted and "golf/data/download.py" not in counted
+
+
+def test_round_trip_score_uses_the_artifact(tmp_path):
+    """The reported val_bpb is that of the dequantized artifact, reproducible from the file alone."""
+    from golf.data import build_byte_luts, load_validation_tokens, prepare_data
+    from golf.dist import DistInfo
+    from golf.eval import evaluate
+    from golf.finish import load_artifact_file
+    from golf.model import build_model
+
+    cfg, run_dir = tiny(tmp_path)
+    summary = run(cfg, run_dir)
+    model = build_model(cfg.arch)
+    model.load_state_dict(load_artifact_file(run_dir / "model.golf"))
+    paths = prepare_data(cfg.data)
+    tokens = load_validation_tokens(paths.val_pattern, cfg.train.seq_len, cfg.arch.vocab_size)
+    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size)
+    cpu = DistInfo(0, 0, 1, torch.device("cpu"))
+    with torch.no_grad():
+        res = evaluate(model.eval(), tokens, luts, cfg.eval, seq_len=cfg.train.seq_len, dist=cpu)
+    assert res.val_bpb == pytest.approx(summary["val_bpb"], rel=1e-6)
+
+
+def test_same_seed_same_losses(tmp_path):
+    cfg_a, dir_a = tiny(tmp_path / "a", "eval.prequant=false")
+    cfg_b, dir_b = tiny(tmp_path / "b", "eval.prequant=false")
+    run(cfg_a, dir_a)
+    run(cfg_b, dir_b)
+    assert train_losses(dir_a) == train_losses(dir_b)
+    cfg_c, dir_c = tiny(tmp_path / "c", "eval.prequant=false", "seed=7")
+    run(cfg_c, dir_c)
+    assert train_losses(dir_c) != train_losses(dir_a)
+
+
+@pytest.mark.dist
+def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path):
+    """2 ranks x 1 micro-step see exactly the tokens of 1 rank x 2 micro-steps (the official loader's
+    layout), so DDP-averaged gradients and distributed Muon must reproduce the single-process run."""
+    common = ("train.grad_accum_steps=1", "eval.prequant=false", "train.val_every=0")
+    cfg_1, dir_1 = tiny(tmp_path / "one", "train.grad_accum_steps=2", "eval.prequant=false", "train.val_every=0")
+    run(cfg_1, dir_1)
+    cfg_2 = load_config(compose_config([*TINY, *common, "nproc_per_node=2"]), world_size=2)
+    dir_2 = tmp_path / "two" / "run"
+    cfg_2.run_dir = str(dir_2)
+    run(cfg_2, dir_2)
+    a, b = train_losses(dir_1), train_losses(dir_2)
+    assert len(a) == len(b) == 6
+    assert b == pytest.approx(a, rel=2e-4)
+    s1 = json.loads((dir_1 / "summary.json").read_text())
+    s2 = json.loads((dir_2 / "summary.json").read_text())
+    assert s2["world_size"] == 2 and s2["val_tokens"] == s1["val_tokens"]
+    assert s2["val_bpb"] == pytest.approx(s1["val_bpb"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_cli_run_end_to_end(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "golf.train", *TINY, f"hydra.run.dir={tmp_path}/cli"],
+        capture_output=True, text=True, timeout=600, cwd=CONF_DIR.parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
+    assert summary["status"] == "completed" and math.isfinite(summary["val_bpb"])

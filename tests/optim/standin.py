@@ -1,0 +1,74 @@
+"""A small module with the official baseline's parameter names, standing in for a real golf model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from golf.optim.config import AdamGroupConfig, MuonConfig, OptimizerConfig, ParamRule
+
+
+class _Attn(nn.Module):
+    def __init__(self, d: int, kv: int, heads: int):
+        super().__init__()
+        self.c_q = nn.Linear(d, d, bias=False)
+        self.c_k = nn.Linear(d, kv, bias=False)
+        self.c_v = nn.Linear(d, kv, bias=False)
+        self.proj = nn.Linear(d, d, bias=False)
+        self.q_gain = nn.Parameter(torch.full((heads,), 1.5))
+
+
+class _Mlp(nn.Module):
+    def __init__(self, d: int, hidden: int):
+        super().__init__()
+        self.fc = nn.Linear(d, hidden, bias=False)
+        self.proj = nn.Linear(hidden, d, bias=False)
+
+
+class _Block(nn.Module):
+    def __init__(self, d: int, kv: int, heads: int, hidden: int):
+        super().__init__()
+        self.attn = _Attn(d, kv, heads)
+        self.mlp = _Mlp(d, hidden)
+        self.attn_scale = nn.Parameter(torch.ones(d))
+        self.mlp_scale = nn.Parameter(torch.ones(d))
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))))
+
+
+class StandIn(nn.Module):
+    """tok_emb, blocks.{i}.attn.{c_q,c_k,c_v,proj}.weight, .attn.q_gain, .mlp.{fc,proj}.weight,
+    .attn_scale, .mlp_scale, .resid_mix, skip_weights - the baseline's names at toy sizes."""
+
+    def __init__(self, layers: int = 4, d: int = 16, kv: int = 8, heads: int = 2, hidden: int = 32, vocab: int = 32):
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab, d)
+        self.blocks = nn.ModuleList(_Block(d, kv, heads, hidden) for _ in range(layers))
+        self.skip_weights = nn.Parameter(torch.ones(layers // 2, d))
+
+
+def fill_grads(model: nn.Module, seed: int) -> None:
+    """Deterministic pseudo-gradients for every parameter."""
+    gen = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+
+
+def seeded_model() -> StandIn:
+    torch.manual_seed(0)
+    return StandIn(layers=4)
+
+
+def decoder_cfg() -> OptimizerConfig:
+    """#507-style: decoder blocks (2, 3 of 4) at 2x lr in Muon and scalar Adam; AdamW decay on tok."""
+    return OptimizerConfig(
+        muon=MuonConfig(lr=0.02, weight_decay=0.04),
+        adam_groups={"tok": AdamGroupConfig(lr=0.03, weight_decay=0.1), "scalar": AdamGroupConfig(lr=0.01)},
+        rules=[
+            ParamRule(pattern=r"^tok_emb\.weight$", group="tok"),
+            ParamRule(pattern=r"^blocks\.[23]\.(attn|mlp)\.\w+\.weight$", group="muon", lr_mul=2.0),
+            ParamRule(pattern=r"^blocks\.\d+\.(attn|mlp)\.\w+\.weight$", group="muon"),
+            ParamRule(pattern=r"^blocks\.[23]\.", group="scalar", lr_mul=2.0),
+            ParamRule(pattern=r"^blocks\.", group="scalar"),
+            ParamRule(pattern=r"^skip_weights$", group="frozen"),
+        ],
+    )

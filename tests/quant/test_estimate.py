@@ -1,0 +1,62 @@
+"""The pre-training size estimate: exact machinery on stand-in weights, and its accuracy."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from golf.config.errors import ConfigError
+from golf.quant import estimate_artifact_bytes, export_state_dict
+from golf.quant.config import Compressor, QuantConfig, RuleConfig
+
+from .conftest import load_preset
+from .tiny_lm import train_tiny_lm
+
+
+def _gaussian(shapes, std, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) * std for k, s in shapes.items()}
+
+
+def test_sampled_estimate_matches_the_export_of_gaussian_weights():
+    """With the right std the only modelling error left is sampling (rows of a big matrix)."""
+    shapes = {"big.weight": (2048, 256), "mid.weight": (300, 256), "vec": (256,)}
+    cfg = load_preset("pr1573", small=1024)
+    cfg.rules = [RuleConfig(".*", "int5_gptq")]
+    real = len(export_state_dict(_gaussian(shapes, 0.3, seed=1), cfg)[0])
+    est = estimate_artifact_bytes(shapes, cfg, weight_std=0.3)
+    assert est == pytest.approx(real, rel=0.02)
+
+
+def test_inputs_model_state_dict_or_shapes():
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8))
+    cfg = QuantConfig(passthrough_max_numel=100, compressor=Compressor.zstd, level=3)
+    from_model = estimate_artifact_bytes(model, cfg)
+    assert from_model == estimate_artifact_bytes(model.state_dict(), cfg)
+    assert estimate_artifact_bytes({k: tuple(v.shape) for k, v in model.state_dict().items()}, cfg) > 0
+    with pytest.raises(TypeError, match="expected a tensor or a shape"):
+        estimate_artifact_bytes({"w": "64x64"}, cfg)
+    with pytest.raises(ConfigError, match="matches no tensor"):
+        estimate_artifact_bytes(model, QuantConfig(rules=[RuleConfig("bigram", "int8"), RuleConfig(".*", "int8")]))
+
+
+def test_zero_init_matrices_are_not_free():
+    g = torch.Generator().manual_seed(0)
+    sd = {"a.weight": torch.randn(128, 128, generator=g) * 0.2, "b.weight": torch.zeros(128, 128)}
+    cfg = QuantConfig(passthrough_max_numel=100)
+    both = {"a.weight": sd["a.weight"], "b.weight": torch.randn(128, 128, generator=g) * 0.2}
+    assert estimate_artifact_bytes(sd, cfg) == pytest.approx(estimate_artifact_bytes(both, cfg), rel=0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["int8", "int6", "pr1573", "pr187", "pr344"])
+def test_estimate_at_init_is_within_5_percent_of_a_tiny_trained_model(preset, trained_tiny_lm):
+    model, init = trained_tiny_lm
+    cfg = load_preset(preset, small=1024)
+    real = len(export_state_dict(model.state_dict(), cfg)[0])
+    assert estimate_artifact_bytes(init, cfg) == pytest.approx(real, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def trained_tiny_lm():
+    return train_tiny_lm(steps=300, lr=3e-3)

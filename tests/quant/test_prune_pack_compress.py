@@ -1,0 +1,92 @@
+"""Pruning, bit packing and compressors: each stage alone (spec §2.21, §2.22)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from golf.quant.compress import DecompressionError, compress, decompress
+from golf.quant.config import Compressor, PruneConfig
+from golf.quant.packing import pack_codes, packed_nbytes, unpack_codes
+from golf.quant.prune import prune_state_dict, prune_tensor
+
+
+def test_prune_zeroes_exactly_the_intended_fraction():
+    # 101 distinct magnitudes: the 0.08-quantile is the 9th smallest |w| (0.08·100 = 8 exactly), and
+    # entries strictly below it — the 8 smallest — become zero.
+    mags = torch.randperm(101, generator=torch.Generator().manual_seed(0)).float() + 1
+    signs = torch.where(torch.arange(101) % 2 == 0, 1.0, -1.0)
+    w = (mags * signs).reshape(1, 101)
+    pruned = prune_tensor(w, 0.08)
+    zeroed = (pruned == 0) & (w != 0)
+    assert int(zeroed.sum()) == 8
+    assert set(w[zeroed].abs().tolist()) == set(range(1, 9))
+    assert torch.equal(pruned[~zeroed], w[~zeroed])
+
+
+def test_prune_state_dict_only_touches_large_matrices():
+    g = torch.Generator().manual_seed(0)
+    sd = {"big": torch.randn(100, 100, generator=g), "small": torch.randn(10, 10, generator=g),
+          "vec": torch.randn(20000, generator=g), "ints": torch.arange(20000).reshape(200, 100)}
+    out = prune_state_dict(sd, PruneConfig(fraction=0.25, min_numel=1000))
+    assert int((out["big"] == 0).sum()) == 2500  # 0.25·9999 = 2499.75 → 2500 entries below the threshold
+    for name in ("small", "vec", "ints"):
+        assert torch.equal(out[name], sd[name])
+    assert int((sd["big"] == 0).sum()) == 0  # the input is not modified
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("full", [True, False])
+def test_bit_packing_round_trips_every_value(bits, full):
+    hi = (1 << (bits - 1)) - 1
+    lo = -hi - 1 if full else -hi
+    values = np.arange(lo, hi + 1, dtype=np.int8)
+    codes = np.concatenate([values, values[::-1], values[:3]])  # a length that is not a multiple of 8
+    buf = pack_codes(codes, lo, bits)
+    assert len(buf) == packed_nbytes(codes.size, bits) == (codes.size * bits + 7) // 8
+    assert np.array_equal(unpack_codes(buf, lo, bits, codes.size), codes)
+
+
+def test_bit_layouts_match_the_records():
+    # int6: 4 values in 3 bytes; int5: 8 in 5; int4: 2 in 1 — value i at bits [i·k, (i+1)·k), LSB first
+    assert len(pack_codes(np.zeros(4, np.int8), -32, 6)) == 3
+    assert len(pack_codes(np.zeros(8, np.int8), -16, 5)) == 5
+    assert pack_codes(np.array([-8 + 0x3, -8 + 0xA], np.int8), -8, 4) == bytes([0xA3])
+    u = [1, 2, 3, 63]  # offsets already applied (lo = 0 for this check)
+    word = sum(v << (6 * i) for i, v in enumerate(u))
+    assert pack_codes(np.array(u, np.int8), 0, 6) == word.to_bytes(3, "little")
+
+
+def test_packing_rejects_out_of_range_and_bad_lengths():
+    with pytest.raises(ValueError, match="exceed 5 bits"):
+        pack_codes(np.array([17], np.int8), -15, 5)
+    with pytest.raises(ValueError, match="cannot hold exactly"):
+        unpack_codes(b"\x00" * 4, -16, 5, 8)
+
+
+def test_large_streams_cross_chunk_boundaries():
+    codes = np.random.default_rng(0).integers(-16, 16, size=(1 << 22) + 13).astype(np.int8)
+    assert np.array_equal(unpack_codes(pack_codes(codes, -16, 5), -16, 5, codes.size), codes)
+
+
+@pytest.mark.parametrize("compressor, level", [(Compressor.zlib, 9), (Compressor.zstd, 22), (Compressor.zstd, 3),
+                                               (Compressor.lzma, 6), (Compressor.lzma, 9)])
+def test_compressors_round_trip_bytes_exactly(compressor, level):
+    data = os.urandom(5000) + bytes(20000) + bytes(range(256)) * 40 + b""
+    packed = compress(data, compressor, level)
+    assert decompress(packed, compressor, len(data)) == data
+    assert len(packed) < len(data)
+    assert decompress(compress(b"", compressor, level), compressor, 0) == b""
+
+
+@pytest.mark.parametrize("compressor", list(Compressor))
+def test_corrupt_or_truncated_streams_raise(compressor):
+    data = bytes(range(256)) * 64
+    packed = compress(data, compressor, 6)
+    with pytest.raises(DecompressionError):
+        decompress(packed[: len(packed) // 2], compressor, len(data))
+    with pytest.raises(DecompressionError):
+        decompress(packed, compressor, len(data) + 1)

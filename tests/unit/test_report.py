@@ -1,0 +1,64 @@
+"""Sweep comparison: grouping by what differs, statistics over seeds, the record significance test."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from golf.report import find_runs, group_runs, improvement_test, main, submission_record, varying_keys
+
+
+def make_run(root, name, *, arch, seed, val_loss, status="completed"):
+    d = root / name
+    d.mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create({"arch": {"name": arch}, "seed": seed, "run_dir": str(d)}), d / "config.yaml")
+    summary = {"status": status, "seed": seed, "val_loss": val_loss, "val_bpb": val_loss / 2.0,
+               "artifact_bytes": 15_000_000 + seed, "model_bytes": 14_900_000, "code_bytes": 100_000 + seed,
+               "steps": 100, "ms_per_step": 50.0}
+    (d / "summary.json").write_text(json.dumps(summary))
+
+
+def test_welch_test_matches_hand_computation():
+    new, ref = [1.0, 1.1, 1.2], [1.3, 1.4, 1.5]
+    # means 1.1 vs 1.4 (shifted by the margin 0.05 -> 1.35); variances 0.01 each; se = sqrt(2 * 0.01 / 3)
+    t = (1.1 - 1.35) / math.sqrt(2 * 0.01 / 3)
+    res = improvement_test(new, ref, margin=0.05)
+    assert res["t"] == pytest.approx(t)
+    assert res["df"] == pytest.approx(4.0)  # equal variances and sizes: Welch df = 2(n-1)
+    from scipy.stats import t as student_t
+
+    assert res["p"] == pytest.approx(student_t.cdf(t, 4))
+
+
+def test_one_sample_against_a_published_mean():
+    res = improvement_test([1.0, 1.02, 0.98], 1.1, margin=0.005)
+    t = (1.0 - 1.095) / (0.02 / math.sqrt(3))
+    assert res["t"] == pytest.approx(t)
+    assert res["p"] < 0.01
+
+
+def test_grouping_statistics_and_submission(tmp_path, capsys):
+    for s, v in [(1, 2.0), (2, 2.2), (3, 2.4)]:
+        make_run(tmp_path, f"a{s}", arch="a", seed=s, val_loss=v)
+    for s, v in [(1, 3.0), (2, 3.2)]:
+        make_run(tmp_path, f"b{s}", arch="b", seed=s, val_loss=v)
+    make_run(tmp_path, "b3", arch="b", seed=3, val_loss=float("nan"), status="failed")
+    runs = find_runs([tmp_path])
+    assert varying_keys(runs) == ["arch.name"]  # seed and run_dir differ too but are not configuration
+    groups = group_runs(runs, ["arch.name"])
+    assert sorted(groups) == ["arch.name=a", "arch.name=b"]
+    record = submission_record(groups["arch.name=a"], "a")
+    assert record["val_loss"] == pytest.approx(2.2) and record["val_bpb"] == pytest.approx(1.1)
+    assert record["bytes_total"] == 15_000_003 and sorted(record["seeds"]) == ["1", "2", "3"]
+    rc = main([str(tmp_path), "--reference", "arch.name=b", "--json", str(tmp_path / "r.json"),
+               "--submission", "arch.name=a"])
+    assert rc == 1  # a failed run makes the report exit non-zero
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["groups"]["arch.name=b"]["failed"] == [str(tmp_path / "b3")]
+    assert report["groups"]["arch.name=a"]["val_bpb"]["mean"] == pytest.approx(1.1)
+    assert report["tests"]["arch.name=a"]["p"] < 0.05
+    assert (tmp_path / "submission.json").exists()
+    assert "arch.name=a" in capsys.readouterr().out

@@ -64,7 +64,8 @@ class GolfConfig:
     nproc_per_node: int = 1
     # build everything, print the config, parameter groups and size estimate, then stop
     dry_run: bool = False
-    # what counts as code in artifact_bytes: "imported" (golf modules the run imported) or "package"
+    # what counts as code in artifact_bytes: "imported" (golf modules the run imported), "stripped"
+    # (the same without docstrings/comments) or "package" (every module); see golf/code_bytes.py
     code_bytes: str = "imported"
     # where the run writes its records; filled from Hydra's output directory by the entry point
     run_dir: str | None = None

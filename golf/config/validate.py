@@ -85,11 +85,15 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
     if cfg.data.vocab_size != cfg.arch.vocab_size:
         raise ConfigError("arch.vocab_size", cfg.arch.vocab_size,
                           f"differs from data.vocab_size={cfg.data.vocab_size} (the tokenizer's vocabulary)")
+    qat = cfg.quant.qat
+    if qat is not None and qat.schedule.name == "wallclock_fraction" and not t.max_wallclock_s:
+        raise ConfigError("quant.qat.schedule", qat.schedule.name,
+                          "switches on at a fraction of train.max_wallclock_s, which is not set")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError("device", cfg.device, "must be auto, cpu or cuda")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
-    if cfg.code_bytes not in ("imported", "package"):
-        raise ConfigError("code_bytes", cfg.code_bytes, "must be 'imported' or 'package'")
+    if cfg.code_bytes not in ("imported", "package", "stripped"):
+        raise ConfigError("code_bytes", cfg.code_bytes, "must be imported, package or stripped")
     if cfg.nproc_per_node < 1:
         raise ConfigError("nproc_per_node", cfg.nproc_per_node, "must be >= 1")

@@ -62,6 +62,7 @@ class OptimizerSet:
                 momentum=muon_momentum(cfg.muon, 0),
                 ns_steps=cfg.muon.ns_steps,
                 ns_coefficients=cfg.muon.ns_coefficients,
+                ns_dtype=cfg.muon.ns_dtype,
                 weight_decay_before=cfg.muon.weight_decay_timing == "before",
                 world_size=world_size,
                 rank=rank,

@@ -38,6 +38,9 @@ class MuonConfig:
     # Newton-Schulz iterations and the quintic's (a, b, c)
     ns_steps: int = 5
     ns_coefficients: list[float] = field(default_factory=lambda: [3.4445, -4.7750, 2.0315])
+    # dtype of the Newton-Schulz iteration: "auto" = bfloat16 on CUDA (as the records) and float32 on
+    # CPU (CPUs without bf16 units run bf16 matmuls tens of times slower); or "bfloat16" / "float32"
+    ns_dtype: str = "auto"
     # decoupled decay p <- p * (1 - lr * weight_decay), lr including the schedule and the rule's lr_mul
     weight_decay: float = 0.0
     # "before" the update (#295, #344, #1573) or "after" it (#507, #187)
@@ -129,6 +132,8 @@ def validate_optimizer(cfg: OptimizerConfig, prefix: str = "optimizer") -> None:
                               "must be positive (or momentum_warmup null for a constant momentum)")
     if m.ns_steps < 1:
         raise ConfigError(f"{prefix}.muon.ns_steps", m.ns_steps, "must be positive")
+    if m.ns_dtype not in ("auto", "bfloat16", "float32"):
+        raise ConfigError(f"{prefix}.muon.ns_dtype", m.ns_dtype, "must be auto, bfloat16 or float32")
     if len(m.ns_coefficients) != 3:
         raise ConfigError(f"{prefix}.muon.ns_coefficients", list(m.ns_coefficients), "must be three numbers (a, b, c)")
     if m.weight_decay < 0:

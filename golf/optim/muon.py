@@ -8,11 +8,14 @@ decay ``p <- p*(1 - lr*wd)`` runs before (#295, #344, #1573) or after (#507, #18
 A 3-D parameter (a bank of matrices, PR #399) is orthogonalised slice by slice.
 
 Distributed form (world > 1): matrix i is orthogonalised on rank ``i mod world``; each rank writes its
-updates into a flat bf16 buffer (zeros elsewhere), one ``all_reduce(SUM)`` shares them and every rank
+updates into a flat buffer (zeros elsewhere), one ``all_reduce(SUM)`` shares them and every rank
 applies all of them. Gradients must already be averaged (DDP). Every rank keeps the momentum of every
 matrix (a cheap elementwise update), so optimizer state is identical on all ranks and a checkpoint
 from rank 0 resumes any world size. Matrices of equal (oriented) shape are orthogonalised together as
 one batch, which only changes how many kernels run, not the math.
+
+The iteration runs in bf16 on CUDA, as the records; on CPU it runs in float32 by default
+(``muon.ns_dtype``), because CPUs without bf16 units run bf16 matmuls tens of times slower.
 
 Interacts with: ``golf.optim.builder`` (sets ``lr`` and ``momentum`` on each group every step) and the
 routing table (which parameters come here).
@@ -30,14 +33,15 @@ from torch import Tensor
 NS_EPS = 1e-7
 
 
-def newton_schulz(u: Tensor, steps: int, coefficients: Sequence[float]) -> Tensor:
-    """Orthogonalise each matrix of ``u`` ([..., rows, cols]) in bf16; returns a bf16 tensor of u's shape.
+def newton_schulz(u: Tensor, steps: int, coefficients: Sequence[float], dtype: torch.dtype = torch.bfloat16) -> Tensor:
+    """Orthogonalise each matrix of ``u`` ([..., rows, cols]) in ``dtype`` (bf16 as the records);
+    returns a tensor of that dtype and u's shape.
 
     Each matrix is scaled to unit Frobenius norm, then its singular values are pushed towards 1 by the
     quintic ``s <- a*s + b*s^3 + c*s^5`` applied ``steps`` times (the singular vectors are unchanged).
     """
     a, b, c = coefficients
-    x = u.bfloat16()
+    x = u.to(dtype)
     transposed = x.size(-2) > x.size(-1)
     if transposed:
         x = x.mT  # [..., cols, rows]: the Gram matrix below is the smaller one
@@ -72,6 +76,7 @@ class Muon(torch.optim.Optimizer):
         weight_decay_before: bool,
         world_size: int = 1,
         rank: int = 0,
+        ns_dtype: str = "bfloat16",
     ):
         defaults = dict(lr=0.0, base_lr=0.0, weight_decay=0.0, momentum=momentum)
         super().__init__(param_groups, defaults)
@@ -84,13 +89,16 @@ class Muon(torch.optim.Optimizer):
         self.world_size = world_size
         self.rank = rank
         params = self._params()
+        if ns_dtype == "auto":
+            ns_dtype = "bfloat16" if params and params[0].device.type == "cuda" else "float32"
+        self.ns_dtype = getattr(torch, ns_dtype)
         offsets, total = [], 0
         for p in params:
             offsets.append(total)
             total += p.numel()
         self._offsets = offsets
         self._owned = [i for i in range(len(params)) if i % world_size == rank]
-        self._flat = torch.zeros(total, dtype=torch.bfloat16, device=params[0].device) if params else None
+        self._flat = torch.zeros(total, dtype=self.ns_dtype, device=params[0].device) if params else None
 
     def _params(self) -> list[Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
@@ -131,11 +139,11 @@ class Muon(torch.optim.Optimizer):
             u = _as_matrices(p.grad.add(buf, alpha=momentum))  # Nesterov: g + mu*b, as [n, rows, cols]
             if u.size(-2) > u.size(-1):
                 u = u.mT  # [n, cols, rows]
-            buckets[(u.size(-2), u.size(-1))].append((i, u.bfloat16()))
+            buckets[(u.size(-2), u.size(-1))].append((i, u.to(self.ns_dtype)))
         for members in buckets.values():
             # [sum of n, r, c] for all matrices of this oriented shape
             stacked = torch.cat([u for _, u in members]) if len(members) > 1 else members[0][1]
-            ortho = newton_schulz(stacked, self.ns_steps, self.ns_coefficients)
+            ortho = newton_schulz(stacked, self.ns_steps, self.ns_coefficients, self.ns_dtype)
             start = 0
             for i, u in members:
                 p = params[i]

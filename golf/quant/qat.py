@@ -2,15 +2,15 @@
 
 In the forward of each selected Linear, ``w_eff = w + gate · stopgrad(Q(w) − w)``: the value of the
 quantized weight Q(w), the gradient of w (spec §2.20; #187 and #295 from step 0, the 03-21/03-22
-lineage, #344 and #1573 "late QAT"). Q is :func:`golf.quant.quantizer.fake_quantize` with a scheme
-from ``QATConfig.schemes``, i.e. the same grid, clip rule and fp16 scales the export stores (#295's own
-QAT kept fp32 scales; the difference is below fp16 rounding). As in the records, fake quantization
-applies only in training mode; eval forwards see the raw weights.
+lineage, #344 and #1573 "late QAT"). Q is :func:`golf.quant.quantizer.fake_quantize` — the export's
+own quantizer, fp16 scales included — with a scheme from ``QATConfig.schemes`` (the records' QAT kept
+fp32 scales; the difference is below fp16 rounding). As in the records, fake quantization applies only
+in training mode; eval forwards see the raw weights.
 
 The switch is a tensor: every wrapped module holds a non-persistent 0-dim buffer ``qat_gate`` that the
 controller fills in place (0 → 1). A compiled graph reads the buffer as an input, so the switch takes
-effect without recompiling — unlike the records' class-attribute flag, which ``torch.compile``
-constant-folded so late QAT never switched on (spec §2.20, §5.4).
+effect without recompiling — unlike the records' class-attribute flag, which (per the 03-21 record)
+``torch.compile`` constant-folded, so late QAT never switched on (spec §2.20, §5.4).
 
 Parameter names stay stable: a selected module's class is swapped for a cached subclass whose
 ``weight`` property returns ``w_eff`` while the parameter itself stays in ``_parameters["weight"]``.

@@ -44,11 +44,13 @@ def test_default_config_is_the_official_baseline():
         ("eval.kind=fancy", "eval.kind"),
         ("device=tpu", "device"),
         ("arch.vocab_size=2048", "arch.vocab_size"),
+        ("train.max_wallclock_s=null", "quant.qat.schedule"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
+    base = ["data=demo", "quant=pr344"] if key == "quant.qat.schedule" else ["data=demo"]
     with pytest.raises(ConfigError) as err:
-        load_config(compose_config(["data=demo", override]))
+        load_config(compose_config([*base, override]))
     assert err.value.key == key, str(err.value)
     assert key in str(err.value)
 

@@ -8,15 +8,16 @@ import struct
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from golf.quant import ArtifactError, export_state_dict, load_artifact
-from golf.quant.config import Packing, SchemeKind
+from golf.quant.config import Packing, QuantConfig, SchemeKind
 from golf.quant.container import FRAME_BYTES, MAGIC, parse, unframe
 from golf.quant.prune import prune_state_dict
 from golf.quant.quantizer import dequantize, quantize
 from golf.quant.routing import route_state_dict
 
-from .conftest import PRESETS, load_preset, named_state_dict
+from .conftest import PRESET_DIR, PRESETS, load_preset, named_state_dict
 
 
 def _expected(sd, cfg):
@@ -155,3 +156,9 @@ def test_garbage_header_is_rejected():
         parse(struct.pack("<I", 3) + b"\xff{x")
     with pytest.raises(ArtifactError, match="runs past the body"):
         parse(struct.pack("<I", 100) + b"{}")
+
+
+def test_a_composed_dictconfig_exports_like_the_dataclass(state_dict):
+    node = OmegaConf.merge(OmegaConf.structured(QuantConfig), OmegaConf.load(PRESET_DIR / "pr295.yaml"))
+    node.passthrough_max_numel, node.prune.min_numel = 256, 256
+    assert export_state_dict(state_dict, node)[0] == export_state_dict(state_dict, load_preset("pr295"))[0]

@@ -8,7 +8,15 @@ import torch._dynamo.testing
 from torch import nn
 
 from golf.config.errors import ConfigError
-from golf.quant.config import ClipRule, QATConfig, QATSchedule, RangeConvention, RuleConfig, ScaleFloor, SchemeConfig
+from golf.quant.config import (
+    ClipRule,
+    QATConfig,
+    QATSchedule,
+    RangeConvention,
+    RuleConfig,
+    ScaleFloor,
+    SchemeConfig,
+)
 from golf.quant.qat import GATE, apply_qat
 from golf.quant.quantizer import fake_quantize
 

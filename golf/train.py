@@ -76,8 +76,15 @@ def dry_run(cfg: GolfConfig) -> dict:
     for name, names, numel in opt.group_table():
         print(f"  {name:<24} {numel:>12,}  ({len(names)} tensors)")
     estimate = estimate_artifact_bytes(model, cfg.quant)
-    print(f"estimated compressed model bytes ({cfg.quant.name}): {estimate:,} (limit {cfg.quant.limit_bytes:,})")
-    return {"model_params": counts["total"], "estimated_model_bytes": estimate}
+    import golf.trainer  # noqa: F401  (count the code a training run would import)
+    from golf.code_bytes import count_code_bytes
+
+    code, _ = count_code_bytes(cfg.code_bytes)
+    total = estimate + code
+    print(f"estimated artifact bytes ({cfg.quant.name}): model {estimate:,} + code {code:,} = {total:,} "
+          f"(limit {cfg.quant.limit_bytes:,}{', OVER' if total > cfg.quant.limit_bytes else ''})")
+    return {"model_params": counts["total"], "estimated_model_bytes": estimate, "code_bytes": code,
+            "estimated_artifact_bytes": total}
 
 
 @record

@@ -115,3 +115,15 @@ def test_cli_run_end_to_end(tmp_path):
     assert summary["status"] == "completed" and math.isfinite(summary["val_bpb"])
     counted = (tmp_path / "cli" / "code_files.txt").read_text().split()  # a fresh process imports only what it uses
     assert "golf/trainer.py" in counted and "golf/data/download.py" not in counted and "golf/report.py" not in counted
+
+
+def test_dry_run_reports_counts_and_estimate_without_data(tmp_path, capsys):
+    # fineweb data is not present here: a dry run must not need it
+    cfg = load_config(compose_config(["experiment=baseline", "dry_run=true", f"data.root={tmp_path}"]))
+    result = run(cfg, tmp_path / "dry")
+    out = capsys.readouterr().out
+    assert result["model_params"] == 17_059_912
+    assert "17,059,912" in out and "muon" in out and "estimated artifact bytes" in out
+    assert result["estimated_artifact_bytes"] == result["estimated_model_bytes"] + result["code_bytes"]
+    assert 10_000_000 < result["estimated_model_bytes"] < 20_000_000
+    assert not (tmp_path / "dry").exists()  # nothing was written

@@ -127,3 +127,16 @@ def test_dry_run_reports_counts_and_estimate_without_data(tmp_path, capsys):
     assert result["estimated_artifact_bytes"] == result["estimated_model_bytes"] + result["code_bytes"]
     assert 10_000_000 < result["estimated_model_bytes"] < 20_000_000
     assert not (tmp_path / "dry").exists()  # nothing was written
+
+
+@pytest.mark.slow
+def test_dry_run_estimate_is_within_5_percent_of_a_trained_tiny_model(tmp_path, capsys):
+    overrides = ["experiment=demo", "train.iterations=120", "train.val_every=0", "eval.max_tokens=4096",
+                 "eval.prequant=false"]
+    estimate = run(load_config(compose_config([*overrides, "dry_run=true"])), tmp_path / "dry")
+    cfg, run_dir = tiny(tmp_path)
+    cfg = load_config(compose_config(overrides))
+    cfg.run_dir = str(run_dir)
+    summary = run(cfg, run_dir)
+    assert summary["steps"] == 120
+    assert estimate["estimated_model_bytes"] == pytest.approx(summary["model_bytes"], rel=0.05)

@@ -55,3 +55,22 @@ def test_experiment_trains_exports_and_scores(tmp_path, experiment):
     assert on_disk["artifact_bytes"] == on_disk["model_bytes"] + on_disk["code_bytes"]
     report = json.loads((run_dir / "quant_report.json").read_text())
     assert report  # per-tensor routing was recorded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quant", ["int8", "int6", "none"])
+def test_baseline_quant_presets_round_trip(tmp_path, quant):
+    """The generic presets on the baseline at a width where MLP and attention matrices are quantized."""
+    overrides = ["experiment=baseline", f"quant={quant}", *SMALL, "arch.model_dim=256", "arch.num_layers=2",
+                 "train.iterations=2"]
+    cfg = load_config(compose_config(overrides))
+    run_dir = tmp_path / quant
+    cfg.run_dir = str(run_dir)
+    summary = run(cfg, run_dir)
+    assert math.isfinite(summary["val_bpb"])
+    report = json.loads((run_dir / "quant_report.json").read_text())
+    schemes = {t["name"]: t["scheme"] for t in report["tensors"]}
+    if quant == "none":
+        assert set(schemes.values()) <= {"fp16", "fp32"}
+    else:
+        assert schemes["blocks.0.mlp.fc.weight"] == quant  # 512x256: above the passthrough size

@@ -30,8 +30,7 @@ ARTIFACT_NAME = "model.golf"
 def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, *, model, averager,
                qat, run_eval, step: int) -> dict:
     state, source = averager.final_state_dict(model)
-    if qat is not None:
-        qat.remove(model)
+    qat.remove(model)
     model.load_state_dict(state)
     recorder.update_summary(export_weights=source, eval=cfg.eval.name, eval_kind=cfg.eval.kind)
 

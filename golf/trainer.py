@@ -157,8 +157,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         averager.start(model)
         averager.load_state_dict(resumed["averaging"])
         loader.load_state_dict(resumed["loader"])
-        if qat is not None:
-            qat.load_state_dict(resumed["qat"])
+        qat.load_state_dict(resumed["qat"])
         torch.set_rng_state(resumed["rng"])
         step, train_time = resumed["step"], resumed["train_time"]
         recorder.log("resume", step, train_time_s=train_time)
@@ -200,8 +199,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             t0 = time.perf_counter()
         elapsed = train_time + (time.perf_counter() - t0)
         lr_mul = lr_multiplier(cfg.optimizer.schedule, step, elapsed, tc.iterations, cap)
-        if qat is not None:
-            qat.update(step, elapsed, lr_mul, cap)
+        qat.update(step, elapsed, lr_mul, cap)
         loss = train_step()
         opt.step(step, lr_mul)
         opt.zero_grad(set_to_none=True)
@@ -217,7 +215,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         if record:
             recorder.log("train", step, train_loss=loss_value, lr_mul=lr_mul, train_time_s=elapsed,
                          ms_per_step=1000.0 * elapsed / step,
-                         qat_active=bool(qat.active) if qat is not None else False)
+                         qat_active=bool(qat.active))
         if console and dist.is_main:
             log.info("step:%d/%d train_loss:%.4f lr_mul:%.3f train_time:%.1fs step_avg:%.1fms", step,
                      tc.iterations, loss_value, lr_mul, elapsed, 1000.0 * elapsed / step)
@@ -232,7 +230,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             save_checkpoint(run_dir, dist, {
                 "step": step, "train_time": train_time, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
-                "loader": loader.state_dict(), "qat": qat.state_dict() if qat is not None else {},
+                "loader": loader.state_dict(), "qat": qat.state_dict(),
                 "rng": torch.get_rng_state(),
             })
             recorder.log("checkpoint", step, train_time_s=train_time)

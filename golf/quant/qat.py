@@ -106,18 +106,37 @@ class QATController:
         self._active = False
 
 
+class NoQAT:
+    """The controller when QAT is off: the training loop calls it like any other and nothing happens."""
+
+    modules: dict[str, nn.Module] = {}
+    active = False
+
+    def update(self, step: int, elapsed_s: float, lr_mul: float, max_wallclock_s: float | None) -> bool:
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def remove(self, model: nn.Module) -> None:
+        pass
+
+
 def _first_rule(name: str, cfg: QATConfig) -> int | None:
     return next((i for i, rule in enumerate(cfg.rules) if re.search(rule.pattern, name)), None)
 
 
-def apply_qat(model: nn.Module, cfg: QATConfig | None, prefix: str = "quant.qat") -> QATController | None:
-    """Wrap the Linear weights selected by ``cfg.rules``; None when QAT is off (``cfg`` is None).
+def apply_qat(model: nn.Module, cfg: QATConfig | None, prefix: str = "quant.qat") -> QATController | NoQAT:
+    """Wrap the Linear weights selected by ``cfg.rules``; a :class:`NoQAT` when QAT is off (``cfg`` is None).
 
     Rules match the parameter name ``<module>.weight`` (first match wins). Linear weights with at most
     ``cfg.min_numel`` elements stay unquantized. A rule that selects no Linear weight is an error.
     """
     if cfg is None:
-        return None
+        return NoQAT()
     modules: dict[str, nn.Module] = {}
     used = [False] * len(cfg.rules)
     for mod_name, module in model.named_modules():

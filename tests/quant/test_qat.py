@@ -86,8 +86,9 @@ def _reference(net, x, quantized):
     return x
 
 
-def test_off_is_none():
-    assert apply_qat(_net(), None) is None
+def test_off_is_a_controller_that_does_nothing():
+    off = apply_qat(_net(), None)
+    assert not off.active and not off.update(0, 1.0, 0.0, None) and off.state_dict() == {}
 
 
 def test_names_state_dict_and_parameters_are_unchanged():

@@ -5,15 +5,16 @@ momentum only for the matrices a rank orthogonalizes). A checkpoint holds the mo
 the averaging state, the data position, the schedule clock (step and training seconds), the QAT switch
 and the RNG states, so a resumed run continues exactly where the interrupted one stopped.
 
-Files: ``<run_dir>/checkpoint/rank{r}.pt`` (written to a temporary name, then renamed) and
-``<run_dir>/checkpoint/complete.json`` (written by rank 0 after every rank has finished writing; a
-checkpoint without it is ignored). Loading uses ``torch.load(weights_only=True)``: tensors and plain
+Files: ``<run_dir>/checkpoint/rank{r}.pt`` and ``complete.json``. A new checkpoint is written into
+``checkpoint.next/``; rank 0 marks it complete after every rank has written, then swaps it in, so a job
+killed mid-write still leaves the previous (or the staged, complete) checkpoint to resume from. Loading uses ``torch.load(weights_only=True)``: tensors and plain
 containers only, never arbitrary objects.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -25,27 +26,38 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoint"
 
 
+def _staging_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoint.next"
+
+
 def save_checkpoint(run_dir: Path, dist: DistInfo, state: dict) -> None:
-    d = checkpoint_dir(run_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    marker = d / "complete.json"
-    if dist.is_main and marker.exists():
-        marker.unlink()
+    """Write every rank's state into a staging folder, then swap it in; the previous checkpoint stays
+    valid until the new one is complete."""
+    final, staging = checkpoint_dir(run_dir), _staging_dir(run_dir)
+    if dist.is_main:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
     barrier()
-    tmp = d / f"rank{dist.rank}.pt.tmp"
-    torch.save(state, tmp)
-    tmp.replace(d / f"rank{dist.rank}.pt")
+    torch.save(state, staging / f"rank{dist.rank}.pt")
     barrier()
     if dist.is_main:
-        marker.write_text(json.dumps({"step": state["step"], "world_size": dist.world_size}) + "\n")
+        (staging / "complete.json").write_text(json.dumps({"step": state["step"], "world_size": dist.world_size}) + "\n")
+        old = Path(run_dir) / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        staging.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
     barrier()
 
 
 def load_checkpoint(run_dir: Path, dist: DistInfo) -> dict | None:
     """This rank's state of the last complete checkpoint, or None when there is none."""
-    d = checkpoint_dir(run_dir)
-    marker = d / "complete.json"
-    if not marker.exists():
+    for d in (checkpoint_dir(run_dir), _staging_dir(run_dir)):  # staging: complete but not yet swapped in
+        marker = d / "complete.json"
+        if marker.exists():
+            break
+    else:
         return None
     meta = json.loads(marker.read_text())
     if meta["world_size"] != dist.world_size:

@@ -40,25 +40,22 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
         recorder.update_summary(**pre.to_dict(prefix="prequant_"))
         log.info("prequant val_loss:%.4f val_bpb:%.6f (%s weights)", pre.val_loss, pre.val_bpb, source)
 
-    # Quantize and compress once, on the main rank; every rank loads exactly those bytes.
-    payload = None
+    # Quantize and compress once, on the main rank; every rank loads exactly those bytes. A failure
+    # there is broadcast too, so no rank is left waiting.
+    payload: tuple = ("error", "the main rank did not export")
     if dist.is_main:
-        cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        blob, report = export_state_dict(cpu_state, cfg.quant)
-        code_bytes, code_files = count_code_bytes(cfg.code_bytes)
-        artifact_bytes = report.model_bytes + code_bytes
-        (run_dir / ARTIFACT_NAME).write_bytes(blob)
-        (run_dir / "quant_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-        (run_dir / "code_files.txt").write_text("\n".join(code_files) + "\n")
-        sizes = dict(model_bytes=report.model_bytes, code_bytes=code_bytes, artifact_bytes=artifact_bytes,
-                     artifact_limit=cfg.quant.limit_bytes, quant=cfg.quant.name)
-        recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes)
-        recorder.log("artifact", step, **sizes)
-        log.info("artifact: model %d + code %d = %d bytes (limit %d)", report.model_bytes, code_bytes,
-                 artifact_bytes, cfg.quant.limit_bytes)
-        check_budget(artifact_bytes, cfg.quant)
-        payload = blob
-    blob = broadcast_object(payload)
+        try:
+            payload = ("ok", *_export(cfg, run_dir, recorder, model, step))
+        except Exception as err:  # re-raised below on every rank, with the original on this one
+            payload = ("error", f"{type(err).__name__}: {err}")
+            export_error = err
+    status, *rest = broadcast_object(payload)
+    if status != "ok":
+        if dist.is_main:
+            raise export_error
+        raise RuntimeError(f"artifact export failed on the main rank: {rest[0]}")
+    blob, artifact_bytes = rest
+    check_budget(artifact_bytes, cfg.quant)
 
     restored = load_artifact(blob)
     model.load_state_dict({k: v.to(dtype=model.state_dict()[k].dtype) for k, v in restored.items()})
@@ -68,6 +65,23 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     log.info("final %s eval of the round-tripped artifact: val_loss:%.4f val_bpb:%.6f (%d targets, %d bytes)",
              cfg.eval.kind, result.val_loss, result.val_bpb, result.val_tokens, result.val_bytes)
     return dict(recorder.summary) if dist.is_main else result.to_dict()
+
+
+def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: int) -> tuple[bytes, int]:
+    cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    blob, report = export_state_dict(cpu_state, cfg.quant)
+    code_bytes, code_files = count_code_bytes(cfg.code_bytes)
+    artifact_bytes = report.model_bytes + code_bytes
+    (run_dir / ARTIFACT_NAME).write_bytes(blob)
+    (run_dir / "quant_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
+    (run_dir / "code_files.txt").write_text("\n".join(code_files) + "\n")
+    sizes = dict(model_bytes=report.model_bytes, code_bytes=code_bytes, artifact_bytes=artifact_bytes,
+                 artifact_limit=cfg.quant.limit_bytes, quant=cfg.quant.name)
+    recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes)
+    recorder.log("artifact", step, **sizes)
+    log.info("artifact: model %d + code %d = %d bytes (limit %d)", report.model_bytes, code_bytes,
+             artifact_bytes, cfg.quant.limit_bytes)
+    return blob, artifact_bytes
 
 
 def load_artifact_file(path: Path) -> dict[str, torch.Tensor]:

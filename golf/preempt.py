@@ -79,6 +79,14 @@ class StopSignal:
                 raise Preempted(f"stopped by signal {signal.Signals(self.signum).name}; "
                                 "the scheduler's handler took over (requeue)") from exit_
 
+    def release(self) -> None:
+        """Training is over: restore the previous handlers (a stop now acts at once). A request that
+        arrived after the loop's last check is handed to them, as after a checkpoint."""
+        if self.requested and self._previous:
+            self.after_checkpoint()
+        else:
+            self.__exit__(None, None, None)
+
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)

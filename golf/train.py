@@ -17,6 +17,7 @@ The run directory is Hydra's output directory; it receives the resolved config, 
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -127,8 +128,25 @@ def _launch_workers(cfg: GolfConfig, run_dir: Path) -> dict:
                           run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="localhost:0",
                           max_restarts=0, monitor_interval=0.5)
     container = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
-    results = elastic_launch(launch, _worker)(container, str(run_dir))
+    try:
+        results = elastic_launch(launch, _worker)(container, str(run_dir))
+    except Exception as err:  # a worker died (any rank): make the run show as failed
+        _record_failure(run_dir, err)
+        raise
     return results[0]
+
+
+def _record_failure(run_dir: Path, err: BaseException) -> None:
+    """Mark a run failed from outside its workers (rank 0 may have been killed before it could)."""
+    summary_file = run_dir / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    if summary.get("status") == "preempted":  # checkpointed on a stop signal: the requeued job resumes
+        return
+    if summary.get("status") != "failed":
+        summary.update(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+        summary_file.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    with open(run_dir / "error.txt", "a") as f:
+        f.write(f"worker group failed: {type(err).__name__}: {err}\n")
 
 
 def run(cfg: GolfConfig, run_dir: Path) -> dict:

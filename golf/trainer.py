@@ -29,7 +29,7 @@ from golf.checkpoint import load_checkpoint, save_checkpoint
 from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
 from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
-from golf.dist import DistInfo, all_reduce_, barrier
+from golf.dist import DistInfo, all_reduce_
 from golf.eval import evaluate
 from golf.finish import finish_run
 from golf.logging import RunRecorder
@@ -90,12 +90,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     tc = cfg.train
     accum = grad_accum_steps(cfg, dist.world_size)
 
-    # ---- data (the main rank builds cached demo data first; the others then find it) ----
-    if not dist.is_main:
-        barrier()
+    # ---- data (every rank resolves it; concurrent demo builds are atomic, the first one wins) ----
     paths = prepare_data(cfg.data)
-    if dist.is_main:
-        barrier()
     luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(device)
     val_tokens = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg), cfg.arch.vocab_size)
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)
@@ -148,39 +144,37 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         model.train()
         return result
 
-    # ---- resume, or compile warm-up rolled back to the true initial state ----
-    step, train_time = 0, 0.0
+    # ---- compile warm-up rolled back to the true initial state, then resume if a checkpoint exists ----
+    if tc.warmup_steps > 0:
+        initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        initial_opt = _clone_state(opt.state_dict())
+        model.train()
+        for w in range(tc.warmup_steps):
+            train_step()
+            opt.step(w, 1.0)
+            opt.zero_grad(set_to_none=True)
+        model.load_state_dict(initial_model)
+        opt.load_state_dict(initial_opt)
+        loader = new_loader()
+    averager.start(model)
+    step, train_time, stop_at = 0, 0.0, None
     resumed = load_checkpoint(run_dir, dist)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         opt.load_state_dict(resumed["optimizer"])
-        averager.start(model)
         averager.load_state_dict(resumed["averaging"])
         loader.load_state_dict(resumed["loader"])
         qat.load_state_dict(resumed["qat"])
         torch.set_rng_state(resumed["rng"])
-        step, train_time = resumed["step"], resumed["train_time"]
+        step, train_time, stop_at = resumed["step"], resumed["train_time"], resumed["stop_at"]
         recorder.log("resume", step, train_time_s=train_time)
         log.info("resumed from checkpoint at step %d (%.1f s of training)", step, train_time)
-    else:
-        if tc.warmup_steps > 0:
-            initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            initial_opt = _clone_state(opt.state_dict())
-            model.train()
-            for w in range(tc.warmup_steps):
-                train_step()
-                opt.step(w, 1.0)
-                opt.zero_grad(set_to_none=True)
-            model.load_state_dict(initial_model)
-            opt.load_state_dict(initial_opt)
-            loader = new_loader()
-        averager.start(model)
     recorder.update_summary(setup_s=round(time.perf_counter() - t_setup, 2))
 
     # ---- the timed loop ----
     cap = tc.max_wallclock_s or None
     last_ckpt_time = train_time
-    stop_at: int | None = None
+    clock = train_time  # the training clock all ranks agreed on at the end of the previous step
     model.train()
     _sync(device)
     t0 = time.perf_counter()
@@ -197,9 +191,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             log.info("step:%d val_loss:%.4f val_bpb:%.4f train_time:%.1fs", step, result.val_loss,
                      result.val_bpb, train_time)
             t0 = time.perf_counter()
-        elapsed = train_time + (time.perf_counter() - t0)
-        lr_mul = lr_multiplier(cfg.optimizer.schedule, step, elapsed, tc.iterations, cap)
-        qat.update(step, elapsed, lr_mul, cap)
+        lr_mul = lr_multiplier(cfg.optimizer.schedule, step, clock, tc.iterations, cap)
+        qat.update(step, clock, lr_mul, cap)
         loss = train_step()
         opt.step(step, lr_mul)
         opt.zero_grad(set_to_none=True)
@@ -219,28 +212,31 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         if console and dist.is_main:
             log.info("step:%d/%d train_loss:%.4f lr_mul:%.3f train_time:%.1fs step_avg:%.1fms", step,
                      tc.iterations, loss_value, lr_mul, elapsed, 1000.0 * elapsed / step)
-        flags = torch.tensor([float(cap is not None and elapsed >= cap), float(stop.requested)], device=device)
-        all_reduce_(flags, op="max")
-        if flags[0] > 0 and stop_at is None:
-            stop_at = step
+        # one all-reduce(MAX) per step: every rank takes the same decisions from the same clock
         checkpoint_due = tc.checkpoint_every_s is not None and elapsed - last_ckpt_time >= tc.checkpoint_every_s
-        if flags[1] > 0 or checkpoint_due:
+        flags = torch.tensor([elapsed, float(stop.requested), float(checkpoint_due)], dtype=torch.float64,
+                             device=device)
+        clock, stop_requested, checkpoint_due = all_reduce_(flags, op="max").tolist()
+        if cap is not None and clock >= cap and stop_at is None:
+            stop_at = step
+        if stop_requested or checkpoint_due:
             _sync(device)
             train_time += time.perf_counter() - t0
             save_checkpoint(run_dir, dist, {
                 "step": step, "train_time": train_time, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
-                "loader": loader.state_dict(), "qat": qat.state_dict(),
+                "loader": loader.state_dict(), "qat": qat.state_dict(), "stop_at": stop_at,
                 "rng": torch.get_rng_state(),
             })
             recorder.log("checkpoint", step, train_time_s=train_time)
             last_ckpt_time = train_time
-            if flags[1] > 0:
+            if stop_requested:
                 stop.after_checkpoint()
                 raise Preempted(f"stop requested at step {step}; checkpoint written to {run_dir}")
             t0 = time.perf_counter()
     _sync(device)
     train_time += time.perf_counter() - t0
+    stop.release()  # from here on a stop signal acts at once (nothing left that a checkpoint would save)
     tokens_seen = step * tc.batch_tokens
     recorder.update_summary(steps=step, train_time_s=round(train_time, 3),
                             ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen)

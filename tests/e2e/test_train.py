@@ -140,3 +140,16 @@ def test_dry_run_estimate_is_within_5_percent_of_a_trained_tiny_model(tmp_path, 
     summary = run(cfg, run_dir)
     assert summary["steps"] == 120
     assert estimate["estimated_model_bytes"] == pytest.approx(summary["model_bytes"], rel=0.05)
+
+
+@pytest.mark.dist
+def test_a_failing_worker_group_marks_the_run_failed(tmp_path):
+    cfg = load_config(compose_config([*TINY, "nproc_per_node=2", "train.grad_accum_steps=1"]), world_size=2)
+    cfg.device = "cuda" if not torch.cuda.is_available() else "tpu-that-does-not-exist"
+    run_dir = tmp_path / "run"
+    cfg.run_dir = str(run_dir)
+    with pytest.raises(Exception, match="(?i)failed"):
+        run(cfg, run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and summary["error"]
+    assert "worker group failed" in (run_dir / "error.txt").read_text()

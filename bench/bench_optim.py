@@ -6,9 +6,9 @@
 
 golf's Muon orthogonalises all matrices of one shape as a single batch and updates momentum and weights
 with multi-tensor (foreach) kernels; the reference runs the official script's loop, one matrix at a
-time. Both do the same math (``--check`` compares one step of each first). On a CPU the bf16 matrix
-products dominate (minutes per full-size step without bf16 hardware) and batching changes little; on a
-GPU it removes most kernel launches.
+time, in the same Newton-Schulz dtype (``muon.ns_dtype``: bf16 on CUDA, float32 on CPU). Both do the
+same math (``--check`` compares one step of each first). On a CPU the matrix products dominate and
+batching changes little; on a GPU it removes most kernel launches.
 """
 
 from __future__ import annotations
@@ -31,20 +31,22 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 class LoopMuon:
-    """The official script's Muon step: per matrix momentum, NS5, scale, flat bf16 buffer, apply."""
+    """The official script's Muon step: per matrix momentum, NS5, scale, flat buffer, apply; in the same
+    Newton-Schulz dtype as golf's Muon (bf16 on CUDA, float32 on CPU by default), so only the loop differs."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, ns_steps: int, coefficients):
-        self.params, self.lr, self.momentum = params, lr, momentum
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, ns_steps: int, coefficients,
+                 dtype: torch.dtype = torch.bfloat16):
+        self.params, self.lr, self.momentum, self.dtype = params, lr, momentum, dtype
         self.ns_steps, self.coefficients = ns_steps, coefficients
         self.bufs = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
     def step(self) -> None:
-        flat = torch.zeros(sum(p.numel() for p in self.params), dtype=torch.bfloat16, device=self.params[0].device)
+        flat = torch.zeros(sum(p.numel() for p in self.params), dtype=self.dtype, device=self.params[0].device)
         offset = 0
         for p, buf in zip(self.params, self.bufs):
             buf.mul_(self.momentum).add_(p.grad)
-            u = newton_schulz(p.grad.add(buf, alpha=self.momentum), self.ns_steps, self.coefficients)
+            u = newton_schulz(p.grad.add(buf, alpha=self.momentum), self.ns_steps, self.coefficients, self.dtype)
             u *= max(1.0, p.size(-2) / p.size(-1)) ** 0.5
             flat[offset:offset + p.numel()] = u.reshape(-1)
             offset += p.numel()
@@ -97,7 +99,7 @@ def main() -> None:
     muon_params = [p for g in opt.muon.param_groups for p in g["params"]]
     momentum, coeffs = cfg.muon.momentum, cfg.muon.ns_coefficients
     loop = LoopMuon([torch.nn.Parameter(p.detach().clone()) for p in muon_params], 1.0, momentum,
-                    cfg.muon.ns_steps, coeffs)
+                    cfg.muon.ns_steps, coeffs, opt.muon.ns_dtype)
     for q, p in zip(loop.params, muon_params):
         q.grad = p.grad.clone()
 

@@ -24,7 +24,7 @@ from golf.config.validate import load_config
 from golf.data import build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import init_distributed, shutdown
 from golf.eval import EvalConfig, evaluate, validate_eval
-from golf.finish import ARTIFACT_NAME, load_artifact_file
+from golf.finish import ARTIFACT_NAME, load_artifact_file, load_into
 from golf.model import build_model
 from golf.trainer import autocast_factory
 
@@ -57,7 +57,7 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
         luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dist.device)
         model = build_model(cfg.arch)
         state = load_artifact_file(artifact)
-        model.load_state_dict({k: v.to(dtype=model.state_dict()[k].dtype) for k, v in state.items()})
+        load_into(model, state)
         model = model.to(dist.device).eval()
         use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
         forward = torch.compile(model, fullgraph=True, dynamic=False) if use_compile else model

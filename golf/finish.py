@@ -57,8 +57,7 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     blob, artifact_bytes = rest
     check_budget(artifact_bytes, cfg.quant)
 
-    restored = load_artifact(blob)
-    model.load_state_dict({k: v.to(dtype=model.state_dict()[k].dtype) for k, v in restored.items()})
+    load_into(model, load_artifact(blob))
     result = run_eval()
     recorder.log("final_eval", step, **result.to_dict())
     recorder.update_summary(**result.to_dict())
@@ -82,6 +81,12 @@ def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: 
     log.info("artifact: model %d + code %d = %d bytes (limit %d)", report.model_bytes, code_bytes,
              artifact_bytes, cfg.quant.limit_bytes)
     return blob, artifact_bytes
+
+
+def load_into(model, state: dict[str, torch.Tensor]) -> None:
+    """Load dequantized tensors into ``model``, cast to the dtypes of its own parameters."""
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(dtype=own[k].dtype) if k in own else v for k, v in state.items()})
 
 
 def load_artifact_file(path: Path) -> dict[str, torch.Tensor]:

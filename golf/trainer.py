@@ -29,7 +29,7 @@ from golf.checkpoint import load_checkpoint, save_checkpoint
 from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
 from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
-from golf.dist import DistInfo, all_reduce_
+from golf.dist import DistInfo, all_reduce_, scheduler_job_id
 from golf.eval import evaluate
 from golf.finish import finish_run
 from golf.logging import RunRecorder
@@ -171,6 +171,19 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         log.info("resumed from checkpoint at step %d (%.1f s of training)", step, train_time)
     recorder.update_summary(setup_s=round(time.perf_counter() - t_setup, 2))
 
+    saved_step = resumed["step"] if resumed is not None else None
+
+    def checkpoint() -> None:
+        nonlocal saved_step
+        save_checkpoint(run_dir, dist, {
+            "step": step, "train_time": train_time, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
+            "loader": loader.state_dict(), "qat": qat.state_dict(), "stop_at": stop_at,
+            "rng": torch.get_rng_state(),
+        })
+        recorder.log("checkpoint", step, train_time_s=train_time)
+        saved_step = step
+
     # ---- the timed loop ----
     cap = tc.max_wallclock_s or None
     last_ckpt_time = train_time
@@ -222,13 +235,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         if stop_requested or checkpoint_due:
             _sync(device)
             train_time += time.perf_counter() - t0
-            save_checkpoint(run_dir, dist, {
-                "step": step, "train_time": train_time, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
-                "loader": loader.state_dict(), "qat": qat.state_dict(), "stop_at": stop_at,
-                "rng": torch.get_rng_state(),
-            })
-            recorder.log("checkpoint", step, train_time_s=train_time)
+            checkpoint()
             last_ckpt_time = train_time
             if stop_requested:
                 stop.after_checkpoint()
@@ -236,6 +243,9 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             t0 = time.perf_counter()
     _sync(device)
     train_time += time.perf_counter() - t0
+    at_end = tc.checkpoint_at_end if tc.checkpoint_at_end is not None else scheduler_job_id() is not None
+    if at_end and saved_step != step:
+        checkpoint()  # a stop from here on (export, evaluation) resumes at the finish, not at step 0
     stop.release()  # from here on a stop signal acts at once (nothing left that a checkpoint would save)
     tokens_seen = step * tc.batch_tokens
     recorder.update_summary(steps=step, train_time_s=round(train_time, 3),

@@ -39,6 +39,9 @@ class TrainConfig:
     log_every: int = 200
     # write a resumable checkpoint every this many seconds of training (None = only on preemption)
     checkpoint_every_s: float | None = None
+    # also checkpoint when training ends, so a stop during export/evaluation resumes at the finish
+    # instead of training again; None = only inside a scheduler job (where a requeue can follow)
+    checkpoint_at_end: bool | None = None
 
 
 @dataclass

@@ -84,6 +84,38 @@ def test_same_seed_same_losses(tmp_path):
     assert train_losses(dir_c) != train_losses(dir_a)
 
 
+def events_of(run_dir: Path, kind: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["event"] == kind]
+
+
+def test_checkpoint_at_end_lets_a_stopped_finish_resume_without_training(tmp_path):
+    """A job stopped during export/evaluation is run again into the same directory: with the checkpoint
+    written when training ended it loads the trained state and repeats only the finish."""
+    cfg, run_dir = tiny(tmp_path, "train.checkpoint_at_end=true", "eval.prequant=false")
+    first = run(cfg, run_dir)
+    (ckpt,) = events_of(run_dir, "checkpoint")
+    assert ckpt["step"] == 6 and (run_dir / "checkpoint" / "rank0.pt").exists()
+    artifact = (run_dir / "model.golf").read_bytes()
+    (run_dir / "model.golf").unlink()  # as if the first attempt died while exporting
+    again = run(cfg, run_dir)
+    (resume,) = events_of(run_dir, "resume")
+    assert resume["step"] == 6
+    assert len(events_of(run_dir, "train")) == 6  # nothing trained a second time
+    assert len(events_of(run_dir, "checkpoint")) == 1  # the resumed state is not written again
+    assert (run_dir / "model.golf").read_bytes() == artifact
+    assert again["val_bpb"] == first["val_bpb"] and again["steps"] == 6
+
+
+def test_no_checkpoint_outside_a_scheduler_by_default(tmp_path, monkeypatch):
+    for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(var, raising=False)
+    cfg, run_dir = tiny(tmp_path, "eval.prequant=false")
+    assert cfg.train.checkpoint_at_end is None
+    run(cfg, run_dir)
+    assert events_of(run_dir, "checkpoint") == [] and not (run_dir / "checkpoint").exists()
+
+
 @pytest.mark.dist
 def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path):
     """2 ranks x 1 micro-step see exactly the tokens of 1 rank x 2 micro-steps (the official loader's

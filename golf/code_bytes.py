@@ -1,30 +1,35 @@
 """What counts as code in ``artifact_bytes``.
 
-The challenge counts the UTF-8 bytes of the single training script next to the compressed model. A
-framework spreads that script over modules, so golf counts the source files of the ``golf`` package
-that a submission would have to ship:
+The challenge counts the bytes of the single training script next to the compressed model. A
+framework spreads that script over modules, so golf counts what a submission would have to ship:
 
-* ``imported`` (default): every ``golf`` module the run has imported by the time the artifact is
-  written — the training loop, the model parts of the chosen techniques, the quantizer, the evaluator.
-  Technique modules that the configuration does not use are not imported and do not count.
+* ``bundle`` (default): the size of ``submission.py``, a single runnable file written next to the
+  artifact. It holds every ``golf`` module the run had imported by the time the artifact was written
+  (docstrings and comments stripped) and the run's resolved configuration, lzma-compressed and base85
+  encoded behind a short loader — the self-extracting form that record submissions also use.
+  ``python submission.py [key=value ...]`` extracts the modules to a temporary directory and runs the
+  same configuration again, without Hydra (``run_dir=...`` picks the output directory).
+* ``imported``: the plain source files of those modules.
+* ``stripped``: the same files with docstrings and comments removed (``ast`` round trip).
 * ``package``: every ``.py`` file of the package (an upper bound, independent of the configuration).
-* ``stripped``: the ``imported`` files with docstrings and comments removed (``ast`` round trip) —
-  the size of an equivalent single-purpose script, as submissions that minify their code report it.
 
-Configuration files are not counted: the resolved configuration of a run is data, a few kilobytes,
-and a submission would inline it as constants.
+Technique modules that a configuration does not use are counted only if something imported them.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
+import json
+import lzma
 import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-MODES = ("imported", "package", "stripped")
+MODES = ("bundle", "imported", "package", "stripped")
+BUNDLE_NAME = "submission.py"
 
 
 def code_files(mode: str = "imported") -> list[Path]:
@@ -33,12 +38,13 @@ def code_files(mode: str = "imported") -> list[Path]:
     if mode not in MODES:
         raise ValueError(f"code_bytes mode must be one of {', '.join(MODES)}, got {mode!r}")
     files = set()
-    for name, module in list(sys.modules.items()):
-        if name != "golf" and not name.startswith("golf."):
-            continue
+    for module in list(sys.modules.values()):  # by file, so ``python -m golf.train``'s __main__ counts too
         path = getattr(module, "__file__", None)
-        if path and Path(path).suffix == ".py":
-            files.add(Path(path).resolve())
+        if not path or Path(path).suffix != ".py":
+            continue
+        path = Path(path).resolve()
+        if path.is_relative_to(PACKAGE_DIR):
+            files.add(path)
     return sorted(files)
 
 
@@ -54,11 +60,59 @@ def strip_source(source: str) -> str:
     return ast.unparse(tree)
 
 
-def count_code_bytes(mode: str = "imported") -> tuple[int, list[str]]:
-    """(total bytes, the package-relative files counted)."""
+_LOADER = """\
+# golf submission: python submission.py [key=value ...]  (output in run_dir=..., default ./golf_run)
+# Below: the golf modules of the run (docstrings and comments stripped) and its resolved config,
+# lzma + base85. They are extracted to a temporary directory and run from there.
+import atexit,base64,json,lzma,os,shutil,sys,tempfile
+P=b"{payload}"
+D=os.environ.get("GOLF_BUNDLE_DIR")
+if not D:
+    D=tempfile.mkdtemp(prefix="golf-bundle-");os.environ["GOLF_BUNDLE_DIR"]=D;atexit.register(shutil.rmtree,D,True)
+    B=json.loads(lzma.decompress(base64.b85decode(P)))
+    for n,s in B["files"].items():
+        f=os.path.join(D,n);os.makedirs(os.path.dirname(f),exist_ok=True);open(f,"w",encoding="utf-8").write(s)
+    open(os.path.join(D,"config.yaml"),"w",encoding="utf-8").write(B["config"])
+sys.path.insert(0,D);os.environ["PYTHONPATH"]=os.pathsep.join([D]+[p for p in [os.environ.get("PYTHONPATH")] if p])
+if __name__=="__main__":
+    import golf.train as t
+    if not t.__file__.startswith(D):sys.exit("golf bundle: an installed golf shadows the bundled one: "+t.__file__)
+    t.run_bundled(open(os.path.join(D,"config.yaml"),encoding="utf-8").read(),sys.argv[1:])
+"""
+
+
+def bundle_source(config_yaml: str, files: list[Path] | None = None) -> str:
+    """The text of ``submission.py``: ``files`` (default: the imported golf modules), stripped, and the
+    resolved config, compressed behind the loader above. Deterministic for the same inputs."""
+    files = code_files("imported") if files is None else files
+    payload = {
+        "files": {str(p.relative_to(PACKAGE_DIR.parent)): strip_source(p.read_text(encoding="utf-8"))
+                  for p in sorted(files)},
+        "config": config_yaml,
+    }
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    packed = base64.b85encode(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME)).decode("ascii")
+    return _LOADER.format(payload=packed)
+
+
+def count_code_bytes(mode: str = "bundle", config_yaml: str = "") -> tuple[int, list[str]]:
+    """(total bytes, the package-relative files counted). ``config_yaml`` is the resolved config that
+    a bundle carries (see :func:`bundle_config`)."""
     files = code_files(mode)
+    names = [str(p.relative_to(PACKAGE_DIR.parent)) for p in files]
+    if mode == "bundle":
+        return len(bundle_source(config_yaml, files).encode("utf-8")), names
     total = 0
     for p in files:
         source = p.read_text(encoding="utf-8")
         total += len((strip_source(source) if mode == "stripped" else source).encode("utf-8"))
-    return total, [str(p.relative_to(PACKAGE_DIR.parent)) for p in files]
+    return total, names
+
+
+def bundle_config(cfg) -> str:
+    """The resolved config of a run as a bundle carries it (no run directory: a rerun picks its own)."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    container["run_dir"] = None
+    return OmegaConf.to_yaml(container)

@@ -3,7 +3,8 @@
 1. The averager picks the weights to export (raw, EMA, SWA, ...); they are loaded into the model.
 2. ``prequant_val_bpb``: those weights scored with the configured evaluator (optional).
 3. Quantize ─► pack ─► compress on the main rank; ``artifact_bytes = model_bytes + code_bytes``
-   (see :mod:`golf.code_bytes`); the budget is checked.
+   (see :mod:`golf.code_bytes`; by default code is the runnable ``submission.py`` written here); the
+   budget is checked.
 4. Every rank decompresses and dequantizes the *same bytes* and loads them into the model.
 5. ``val_bpb``: the round-tripped model scored with the configured evaluator. This is the score.
 """
@@ -16,11 +17,18 @@ from pathlib import Path
 
 import torch
 
-from golf.code_bytes import count_code_bytes
+from golf.code_bytes import (
+    BUNDLE_NAME,
+    PACKAGE_DIR,
+    bundle_config,
+    bundle_source,
+    code_files,
+    count_code_bytes,
+)
 from golf.config.schema import GolfConfig
 from golf.dist import DistInfo, broadcast_object
 from golf.logging import RunRecorder
-from golf.quant import check_budget, export_state_dict, load_artifact
+from golf.quant import BudgetExceededError, check_budget, export_state_dict, load_artifact
 
 log = logging.getLogger("golf")
 
@@ -55,7 +63,11 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
             raise export_error
         raise RuntimeError(f"artifact export failed on the main rank: {rest[0]}")
     blob, artifact_bytes = rest
-    check_budget(artifact_bytes, cfg.quant)
+    over_budget: BudgetExceededError | None = None
+    try:
+        check_budget(artifact_bytes, cfg.quant)
+    except BudgetExceededError as err:  # raised once the score is recorded: the training is not wasted
+        over_budget = err
 
     load_into(model, load_artifact(blob))
     result = run_eval()
@@ -63,17 +75,26 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     recorder.update_summary(**result.to_dict())
     log.info("final %s eval of the round-tripped artifact: val_loss:%.4f val_bpb:%.6f (%d targets, %d bytes)",
              cfg.eval.kind, result.val_loss, result.val_bpb, result.val_tokens, result.val_bytes)
+    if over_budget is not None:
+        raise over_budget
     return dict(recorder.summary) if dist.is_main else result.to_dict()
 
 
 def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: int) -> tuple[bytes, int]:
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     blob, report = export_state_dict(cpu_state, cfg.quant)
-    code_bytes, code_files = count_code_bytes(cfg.code_bytes)
+    if cfg.code_bytes == "bundle":  # the runnable single-file submission is what gets counted
+        files = code_files("bundle")
+        bundle = bundle_source(bundle_config(cfg), files)
+        (run_dir / BUNDLE_NAME).write_text(bundle, encoding="utf-8")
+        code_bytes = len(bundle.encode("utf-8"))
+        counted = [str(p.relative_to(PACKAGE_DIR.parent)) for p in files]
+    else:
+        code_bytes, counted = count_code_bytes(cfg.code_bytes)
     artifact_bytes = report.model_bytes + code_bytes
     (run_dir / ARTIFACT_NAME).write_bytes(blob)
     (run_dir / "quant_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-    (run_dir / "code_files.txt").write_text("\n".join(code_files) + "\n")
+    (run_dir / "code_files.txt").write_text("\n".join(counted) + "\n")
     sizes = dict(model_bytes=report.model_bytes, code_bytes=code_bytes, artifact_bytes=artifact_bytes,
                  artifact_limit=cfg.quant.limit_bytes, quant=cfg.quant.name)
     recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes)

@@ -78,9 +78,9 @@ def dry_run(cfg: GolfConfig) -> dict:
         print(f"  {name:<24} {numel:>12,}  ({len(names)} tensors)")
     estimate = estimate_artifact_bytes(model, cfg.quant)
     import golf.trainer  # noqa: F401  (count the code a training run would import)
-    from golf.code_bytes import count_code_bytes
+    from golf.code_bytes import bundle_config, count_code_bytes
 
-    code, _ = count_code_bytes(cfg.code_bytes)
+    code, _ = count_code_bytes(cfg.code_bytes, bundle_config(cfg))
     total = estimate + code
     print(f"estimated artifact bytes ({cfg.quant.name}): model {estimate:,} + code {code:,} = {total:,} "
           f"(limit {cfg.quant.limit_bytes:,}{', OVER' if total > cfg.quant.limit_bytes else ''})")
@@ -157,6 +157,27 @@ def run(cfg: GolfConfig, run_dir: Path) -> dict:
     if cfg.nproc_per_node > 1 and not in_worker_group():
         return _launch_workers(cfg, run_dir)
     return _train_here(cfg, run_dir)
+
+
+def run_bundled(config_text: str, argv: list[str]) -> dict:
+    """Entry of a ``submission.py`` bundle (:mod:`golf.code_bytes`): the run's resolved config with
+    ``key=value`` overrides, validated as usual, run without Hydra into ``run_dir`` (default
+    ``./golf_run``)."""
+    rank, _, world = rank_env()
+    try:
+        bad = [a for a in argv if "=" not in a]
+        if bad:
+            raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
+        composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
+        cfg = load_config(composed, world_size=world if in_worker_group() else None)
+    except ConfigError as err:
+        print(f"golf: invalid configuration: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run_dir = Path(cfg.run_dir or "golf_run").resolve()
+    cfg.run_dir = str(run_dir)
+    if not cfg.dry_run:
+        _log_to_files(run_dir, rank)
+    return run(cfg, run_dir)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -93,7 +93,7 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
         raise ConfigError("device", cfg.device, "must be auto, cpu or cuda")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
-    if cfg.code_bytes not in ("imported", "package", "stripped"):
-        raise ConfigError("code_bytes", cfg.code_bytes, "must be imported, package or stripped")
+    if cfg.code_bytes not in ("bundle", "imported", "package", "stripped"):
+        raise ConfigError("code_bytes", cfg.code_bytes, "must be bundle, imported, package or stripped")
     if cfg.nproc_per_node < 1:
         raise ConfigError("nproc_per_node", cfg.nproc_per_node, "must be >= 1")

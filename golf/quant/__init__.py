@@ -12,7 +12,14 @@ from golf.quant.config import QATConfig, QuantConfig, validate_quant
 from golf.quant.container import ArtifactError
 from golf.quant.estimate import estimate_artifact_bytes
 from golf.quant.export import export_state_dict, load_artifact
-from golf.quant.report import BudgetExceededError, BudgetWarning, QuantReport, check_budget
+from golf.quant.report import (
+    ESTIMATE_TOLERANCE,
+    BudgetExceededError,
+    BudgetWarning,
+    QuantReport,
+    check_budget,
+    check_estimate,
+)
 
 __all__ = [
     "ArtifactError",
@@ -22,6 +29,8 @@ __all__ = [
     "QuantConfig",
     "QuantReport",
     "check_budget",
+    "check_estimate",
+    "ESTIMATE_TOLERANCE",
     "estimate_artifact_bytes",
     "export_state_dict",
     "load_artifact",

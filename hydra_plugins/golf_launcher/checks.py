@@ -6,8 +6,8 @@ compose (same overrides, same cached ``${now:}``), then
 1. merges and validates it with :func:`golf.config.validate.load_config`, using the world size the job
    will have (``nproc_per_node`` workers in one Slurm task, or ``nodes x tasks_per_node`` Slurm tasks),
 2. builds the model on the meta device and checks ``estimate_artifact_bytes`` plus the code bytes
-   against ``quant.limit_bytes`` with :func:`golf.quant.check_budget` (an error when
-   ``quant.over_limit=error``, a warning otherwise).
+   against ``quant.limit_bytes`` with :func:`golf.quant.check_estimate` (an error when
+   ``quant.over_limit=error`` and the estimate is over by more than its tolerance, a warning otherwise).
 
 Every point is checked; one :class:`SweepRefused` lists all that failed, so nothing is submitted.
 The process layout rules live here too, since only the launcher sees both sides: a job runs either
@@ -71,16 +71,17 @@ def _budget(cfg, point: SweepPoint) -> None:
     import torch
 
     import golf.trainer  # noqa: F401  (the modules a run imports count as code bytes)
-    from golf.code_bytes import count_code_bytes
+    from golf.code_bytes import bundle_config, count_code_bytes
     from golf.model import build_model
-    from golf.quant import BudgetWarning, check_budget, estimate_artifact_bytes
+    from golf.quant import BudgetWarning, check_estimate, estimate_artifact_bytes
 
     with torch.device("meta"):
         model = build_model(cfg.arch)
-    point.estimated_bytes = estimate_artifact_bytes(model, cfg.quant) + count_code_bytes(cfg.code_bytes)[0]
+    code = count_code_bytes(cfg.code_bytes, bundle_config(cfg))[0]
+    point.estimated_bytes = estimate_artifact_bytes(model, cfg.quant) + code
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BudgetWarning)
-        check_budget(point.estimated_bytes, cfg.quant)  # raises BudgetExceededError when over_limit=error
+        check_estimate(point.estimated_bytes, cfg.quant)  # raises BudgetExceededError when clearly over
     for w in caught:
         print(f"golf: sweep point {point.label} (estimate): {w.message}", file=sys.stderr)
 

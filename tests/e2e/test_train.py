@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,6 +108,26 @@ def test_checkpoint_at_end_lets_a_stopped_finish_resume_without_training(tmp_pat
     assert again["val_bpb"] == first["val_bpb"] and again["steps"] == 6
 
 
+def test_an_artifact_over_budget_is_still_scored_then_fails_the_run(tmp_path):
+    from golf.quant import BudgetExceededError
+
+    cfg, run_dir = tiny(tmp_path, "quant.limit_bytes=1000", "eval.prequant=false")
+    with pytest.raises(BudgetExceededError, match="OVER BUDGET"):
+        run(cfg, run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "OVER BUDGET" in summary["error"]
+    assert summary["artifact_fits"] is False and summary["artifact_bytes"] > 1000
+    assert 0 < summary["val_bpb"] < 20 and len(events_of(run_dir, "final_eval")) == 1
+
+
+def test_the_counted_code_is_the_written_submission_bundle(tmp_path):
+    cfg, run_dir = tiny(tmp_path, "eval.prequant=false")
+    summary = run(cfg, run_dir)
+    bundle = run_dir / "submission.py"
+    assert summary["code_bytes"] == bundle.stat().st_size < 100_000
+    assert summary["artifact_bytes"] == summary["model_bytes"] + bundle.stat().st_size
+
+
 def test_no_checkpoint_outside_a_scheduler_by_default(tmp_path, monkeypatch):
     for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(var, raising=False)
@@ -185,3 +206,37 @@ def test_a_failing_worker_group_marks_the_run_failed(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"]
     assert "worker group failed" in (run_dir / "error.txt").read_text()
+
+
+@pytest.mark.slow
+def test_submission_bundle_reruns_the_same_run_on_its_own(tmp_path):
+    """``python submission.py`` from an empty directory, with the golf checkout nowhere on its path,
+    trains the same config to the same losses and score, and bundles itself to the same bytes."""
+    cli = tmp_path / "cli"
+    proc = subprocess.run([sys.executable, "-m", "golf.train", *TINY, "eval.prequant=false", f"hydra.run.dir={cli}"],
+                          capture_output=True, text=True, timeout=600, cwd=CONF_DIR.parent)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bundle = cli / "submission.py"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GOLF_BUNDLE_DIR")}
+    again = subprocess.run([sys.executable, str(bundle), "run_dir=again"], capture_output=True, text=True,
+                           timeout=600, cwd=elsewhere, env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = elsewhere / "again"
+    first, second = (json.loads((d / "summary.json").read_text()) for d in (cli, rerun))
+    assert second["status"] == "completed" and second["val_bpb"] == first["val_bpb"]
+    assert train_losses(rerun) == train_losses(cli)
+    assert (rerun / "submission.py").read_bytes() == bundle.read_bytes()
+    assert (rerun / "code_files.txt").read_text() == (cli / "code_files.txt").read_text()
+    assert "golf/train.py" in (cli / "code_files.txt").read_text().split()
+
+
+def test_submission_bundle_rejects_a_bad_override(tmp_path):
+    cfg, run_dir = tiny(tmp_path, "eval.prequant=false", "train.iterations=1", "train.val_every=0")
+    run(cfg, run_dir)
+    out = subprocess.run([sys.executable, str(run_dir / "submission.py"), "train.iterations=-3"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2
+    assert "train.iterations" in out.stderr and "-3" in out.stderr
+    assert not (tmp_path / "golf_run").exists()  # refused before anything was written

@@ -8,7 +8,14 @@ import warnings
 import pytest
 import torch
 
-from golf.quant import BudgetExceededError, BudgetWarning, check_budget, export_state_dict
+from golf.quant import (
+    ESTIMATE_TOLERANCE,
+    BudgetExceededError,
+    BudgetWarning,
+    check_budget,
+    check_estimate,
+    export_state_dict,
+)
 from golf.quant.config import OverLimit, QuantConfig
 from golf.quant.report import code_entropy_bits
 
@@ -53,3 +60,23 @@ def test_check_budget_returns_headroom_raises_or_warns():
         assert check_budget(1500, cfg) == -500
     assert len(caught) == 1 and issubclass(caught[0].category, BudgetWarning)
     assert "by 500 bytes" in str(caught[0].message)
+
+
+def test_estimates_are_refused_only_beyond_their_tolerance():
+    """An estimate made before training is refused when over by more than 3% (with over_limit=error);
+    less than that only warns, since the written artifact is checked exactly."""
+    assert ESTIMATE_TOLERANCE == 0.03
+    cfg = QuantConfig(limit_bytes=1_000_000)
+    assert check_estimate(999_000, cfg) == 1_000
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert check_estimate(1_030_000, cfg) == -30_000  # exactly 3.0% over: still a warning
+    assert len(caught) == 1 and issubclass(caught[0].category, BudgetWarning)
+    assert "by 30,000 bytes (3.0%)" in str(caught[0].message)
+    with pytest.raises(BudgetExceededError, match=r"by 30,001 bytes \(3.0%\).*over_limit=warn"):
+        check_estimate(1_030_001, cfg)
+    cfg.over_limit = OverLimit.warn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert check_estimate(2_000_000, cfg) == -1_000_000
+    assert len(caught) == 1

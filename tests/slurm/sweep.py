@@ -30,5 +30,8 @@ def summary(run_dir: Path) -> dict:
 
 
 def events(run_dir: Path, kind: str) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    """The rows of one event kind; a line still being written by a running job is left out."""
+    text = (run_dir / "metrics.jsonl").read_text()
+    complete = text[:text.rfind("\n") + 1]
+    rows = [json.loads(line) for line in complete.splitlines() if line]
     return [r for r in rows if r["event"] == kind]

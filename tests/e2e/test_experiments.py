@@ -74,3 +74,38 @@ def test_baseline_quant_presets_round_trip(tmp_path, quant):
         assert set(schemes.values()) <= {"fp16", "fp32"}
     else:
         assert schemes["blocks.0.mlp.fc.weight"] == quant  # 512x256: above the passthrough size
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_the_bundled_config_is_the_same_config(experiment):
+    """submission.py carries the resolved config as YAML: read back, it validates to the same run."""
+    from omegaconf import OmegaConf
+
+    from golf.code_bytes import bundle_config
+
+    cfg = load_config(compose_config([f"experiment={experiment}"]))
+    cfg.run_dir = "/somewhere/else"
+    again = load_config(OmegaConf.create(bundle_config(cfg)))
+    assert again.run_dir is None
+    cfg.run_dir = None
+    assert OmegaConf.to_container(OmegaConf.structured(again)) == OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def test_a_seed_bundle_runs_its_dry_run_on_its_own(tmp_path):
+    """The full #507 config bundled with the modules a run imports: from an empty directory,
+    ``python submission.py dry_run=true`` builds the model at the logged parameter count."""
+    import os
+    import subprocess
+    import sys
+
+    import golf.trainer  # noqa: F401  (what a training process has imported when it writes the bundle)
+    from golf.code_bytes import bundle_config, bundle_source
+
+    cfg = load_config(compose_config(["experiment=pr507"]))
+    script = tmp_path / "submission.py"
+    script.write_text(bundle_source(bundle_config(cfg)))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GOLF_BUNDLE_DIR")}
+    out = subprocess.run([sys.executable, str(script), "dry_run=true"], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "27,105,501" in out.stdout and "estimated artifact bytes (int5mix)" in out.stdout

@@ -149,10 +149,18 @@ def _record_failure(run_dir: Path, err: BaseException) -> None:
         f.write(f"worker group failed: {type(err).__name__}: {err}\n")
 
 
+def check_resume(cfg: GolfConfig, run_dir: Path) -> None:
+    """A checkpoint in ``run_dir`` must come from the same config (ConfigError otherwise)."""
+    from golf.checkpoint import check_resume_config, resolved_config
+
+    check_resume_config(run_dir, resolved_config(cfg))
+
+
 def run(cfg: GolfConfig, run_dir: Path) -> dict:
     """Run a validated config in ``run_dir`` (dry run, local workers, or this process)."""
     if cfg.dry_run:
         return dry_run(cfg)
+    check_resume(cfg, run_dir)  # before anything in the run directory is written
     write_run_header(cfg, run_dir)
     if cfg.nproc_per_node > 1 and not in_worker_group():
         return _launch_workers(cfg, run_dir)
@@ -170,11 +178,13 @@ def run_bundled(config_text: str, argv: list[str]) -> dict:
             raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
         composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
         cfg = load_config(composed, world_size=world if in_worker_group() else None)
+        run_dir = Path(cfg.run_dir or "golf_run").resolve()
+        cfg.run_dir = str(run_dir)
+        if not cfg.dry_run:
+            check_resume(cfg, run_dir)
     except ConfigError as err:
         print(f"golf: invalid configuration: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    run_dir = Path(cfg.run_dir or "golf_run").resolve()
-    cfg.run_dir = str(run_dir)
     if not cfg.dry_run:
         _log_to_files(run_dir, rank)
     return run(cfg, run_dir)
@@ -189,11 +199,13 @@ def main(composed: DictConfig) -> float | None:
             from golf.data import prepare_data
 
             prepare_data(cfg.data)  # missing or inconsistent files fail here, named by their key
+        run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
+        cfg.run_dir = str(run_dir)
+        if not cfg.dry_run:
+            check_resume(cfg, run_dir)
     except ConfigError as err:
         print(f"golf: invalid configuration: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
-    cfg.run_dir = str(run_dir)
     summary = run(cfg, run_dir)
     return summary.get("val_bpb")
 

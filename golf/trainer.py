@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golf.averaging import build_averager
-from golf.checkpoint import load_checkpoint, save_checkpoint
+from golf.checkpoint import load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
 from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
@@ -84,6 +84,7 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
 
 def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, stop: StopSignal) -> dict:
     t_setup = time.perf_counter()
+    resolved = resolved_config(cfg)  # recorded with every checkpoint (golf.train checks it before a resume)
     device = dist.device
     seed_everything(cfg.seed)
     autocast = autocast_factory(cfg, device)
@@ -180,7 +181,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
             "loader": loader.state_dict(), "qat": qat.state_dict(), "stop_at": stop_at,
             "rng": torch.get_rng_state(),
-        })
+        }, config=resolved)
         recorder.log("checkpoint", step, train_time_s=train_time)
         saved_step = step
 

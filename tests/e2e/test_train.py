@@ -128,6 +128,36 @@ def test_the_counted_code_is_the_written_submission_bundle(tmp_path):
     assert summary["artifact_bytes"] == summary["model_bytes"] + bundle.stat().st_size
 
 
+def test_a_checkpoint_of_another_config_is_not_resumed(tmp_path):
+    """Running a different config into a directory holding a checkpoint stops before anything is
+    touched; settings that do not change training (evaluation, logging) may differ."""
+    from golf.config.errors import ConfigError
+
+    cfg, run_dir = tiny(tmp_path, "train.checkpoint_at_end=true", "eval.prequant=false")
+    run(cfg, run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    other, _ = tiny(tmp_path, "train.checkpoint_at_end=true", "eval.prequant=false", "optimizer.muon.lr=0.05")
+    other.run_dir = str(run_dir)
+    with pytest.raises(ConfigError, match=r"optimizer\.muon\.lr=0\.05: the checkpoint in .* was written with 0\.04"):
+        run(other, run_dir)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    same_training, _ = tiny(tmp_path, "train.checkpoint_at_end=true", "eval.max_tokens=1024", "train.log_every=2")
+    same_training.run_dir = str(run_dir)
+    assert run(same_training, run_dir)["val_tokens"] == 1024  # resumed at the end, evaluated anew
+    assert [e["step"] for e in events_of(run_dir, "resume")] == [6]
+
+
+def test_a_bad_resume_is_one_clear_cli_error(tmp_path):
+    base = [sys.executable, "-m", "golf.train", *TINY, "train.checkpoint_at_end=true", f"hydra.run.dir={tmp_path}/r"]
+    first = subprocess.run(base, capture_output=True, text=True, timeout=600, cwd=CONF_DIR.parent)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = subprocess.run([*base, "train.iterations=9"], capture_output=True, text=True, timeout=600,
+                           cwd=CONF_DIR.parent)
+    assert again.returncode == 2
+    assert "golf: invalid configuration: train.iterations=9: the checkpoint in" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
 def test_no_checkpoint_outside_a_scheduler_by_default(tmp_path, monkeypatch):
     for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(var, raising=False)

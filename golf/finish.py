@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -70,9 +71,11 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
         over_budget = err
 
     load_into(model, load_artifact(blob))
+    t_eval = time.perf_counter()
     result = run_eval()
-    recorder.log("final_eval", step, **result.to_dict())
-    recorder.update_summary(**result.to_dict())
+    eval_s = round(time.perf_counter() - t_eval, 3)
+    recorder.log("final_eval", step, eval_s=eval_s, **result.to_dict())
+    recorder.update_summary(final_eval_s=eval_s, **result.to_dict())
     log.info("final %s eval of the round-tripped artifact: val_loss:%.4f val_bpb:%.6f (%d targets, %d bytes)",
              cfg.eval.kind, result.val_loss, result.val_bpb, result.val_tokens, result.val_bytes)
     if over_budget is not None:

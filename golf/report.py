@@ -8,15 +8,20 @@ configuration keys that differ between them (seed, names and paths excluded) or 
 group: number of seeds, mean ± std of val_bpb and val_loss, the largest artifact, steps and step time,
 and failed runs listed by name. With a reference, each group is tested against it the way the challenge
 admits records: the new mean val_loss must be lower than the reference by at least ``margin`` nats,
-judged by a one-sided Welch t-test (``p < 0.01`` in the rules). ``--submission`` writes a
-``submission.json``-style record (per-seed scores, mean, bytes) for one group.
+judged by a one-sided Welch t-test (``p < 0.01`` in the rules).
+
+``--submission LABEL --record-dir DIR`` writes one group as a record folder in the layout of the
+challenge's ``records/`` (see :func:`write_record`): ``submission.json``, ``train_gpt.py`` (the runs'
+``submission.py`` bundle), ``train_seed<S>.log`` per seed and a ``README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import math
+import shutil
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,21 +119,86 @@ def summarize(groups: dict[str, list[Run]]) -> dict[str, dict]:
     return out
 
 
-def submission_record(runs: list[Run], name: str) -> dict:
-    good = [r for r in runs if r.ok]
+def _mean(runs: list[Run], key: str) -> float | None:
+    values = [r.summary[key] for r in runs if isinstance(r.summary.get(key), (int, float))]
+    return statistics.fmean(values) if len(values) == len(runs) else None
+
+
+def submission_record(runs: list[Run], name: str, *, author: str | None = None, github_id: str | None = None,
+                      blurb: str | None = None, test: dict | None = None) -> dict:
+    """The ``submission.json`` of a group: the fields the challenge's records carry (means over the
+    completed seeds; bytes are the largest seed's), plus per-seed results and the significance test."""
+    good = sorted((r for r in runs if r.ok), key=lambda r: str(r.summary.get("seed")))
     if not good:
         raise ValueError(f"group {name!r} has no completed run")
-    return {
+    bpb, loss = describe([r.summary["val_bpb"] for r in good]), describe([r.summary["val_loss"] for r in good])
+    record = {
         "name": name,
-        "val_bpb": statistics.fmean(r.summary["val_bpb"] for r in good),
-        "val_loss": statistics.fmean(r.summary["val_loss"] for r in good),
+        "author": author,
+        "github_id": github_id,
+        "blurb": blurb or f"{name}: mean of {len(good)} seed(s), trained and scored with golf.",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "val_loss": loss["mean"],
+        "val_bpb": bpb["mean"],
+        "val_loss_std": loss["std"] if loss["n"] > 1 else None,
+        "val_bpb_std": bpb["std"] if bpb["n"] > 1 else None,
+        "pre_quant_val_loss": _mean(good, "prequant_val_loss"),
+        "pre_quant_val_bpb": _mean(good, "prequant_val_bpb"),
+        "step_stop": _mean(good, "steps"),
+        "wallclock_seconds": _mean(good, "train_time_s"),
+        "eval_time_seconds": _mean(good, "final_eval_s"),
         "bytes_total": max(r.summary["artifact_bytes"] for r in good),
         "bytes_model": max(r.summary["model_bytes"] for r in good),
         "bytes_code": max(r.summary["code_bytes"] for r in good),
-        "seeds": {str(r.summary.get("seed")): {"val_bpb": r.summary["val_bpb"], "val_loss": r.summary["val_loss"],
-                                               "steps": r.summary.get("steps"), "run_dir": str(r.path)}
-                  for r in good},
+        "seeds": {str(r.summary.get("seed")): {
+            "val_bpb": r.summary["val_bpb"], "val_loss": r.summary["val_loss"], "steps": r.summary.get("steps"),
+            "artifact_bytes": r.summary["artifact_bytes"], "run_dir": str(r.path)} for r in good},
     }
+    if test is not None:
+        record["significance"] = test
+    return record
+
+
+def _run_log(run: Run) -> Path | None:
+    """The run's log: rank 0's when local workers trained, else the Hydra job log."""
+    for name in ("rank0.log", "train.log"):
+        if (run.path / name).exists():
+            return run.path / name
+    return None
+
+
+def write_record(runs: list[Run], name: str, out_dir: Path, **record_fields) -> Path:
+    """Write a group as a record folder: ``submission.json``, ``train_gpt.py`` (the bundle of the first
+    seed; the other seeds are the same file run with ``seed=<S>``), ``train_seed<S>.log`` and a
+    ``README.md`` summarizing the seeds. Returns the folder."""
+    record = submission_record(runs, name, **record_fields)
+    good = sorted((r for r in runs if r.ok), key=lambda r: str(r.summary.get("seed")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "submission.json").write_text(json.dumps(record, indent=2) + "\n")
+    bundle = good[0].path / "submission.py"
+    if bundle.exists():
+        shutil.copyfile(bundle, out_dir / "train_gpt.py")
+    for r in good:
+        log = _run_log(r)
+        if log is not None:
+            shutil.copyfile(log, out_dir / f"train_seed{r.summary.get('seed')}.log")
+    lines = [f"# {record['name']}", "", record["blurb"], "",
+             "| seed | val_bpb | val_loss | steps | artifact bytes |", "|---|---|---|---|---|"]
+    for seed, row in record["seeds"].items():
+        lines.append(f"| {seed} | {row['val_bpb']:.5f} | {row['val_loss']:.5f} | {row['steps']} | "
+                     f"{row['artifact_bytes']:,} |")
+    std = f" ± {record['val_bpb_std']:.5f}" if record["val_bpb_std"] is not None else ""
+    lines += ["", f"Mean val_bpb **{record['val_bpb']:.5f}**{std} over {len(good)} seed(s); largest artifact "
+              f"{record['bytes_total']:,} bytes (model {record['bytes_model']:,} + code {record['bytes_code']:,})."]
+    if "significance" in record:
+        t = record["significance"]
+        lines += ["", f"One-sided Welch t-test against the reference: t = {t.get('t')}, p = {t.get('p')}."]
+    if bundle.exists():
+        lines += ["", "Reproduce one seed (the resolved config is inside `train_gpt.py`; golf's dependencies "
+                  "installed, data under `data.root`):", "", "```",
+                  "python train_gpt.py seed=<S> data.root=<dir with datasets/ and tokenizers/>", "```"]
+    (out_dir / "README.md").write_text("\n".join(lines) + "\n")
+    return out_dir
 
 
 def _fmt(d: dict) -> str:
@@ -158,7 +228,12 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--reference-mean", type=float, help="a published reference mean val_loss (nats)")
     ap.add_argument("--margin", type=float, default=0.005, help="required improvement in val_loss nats")
     ap.add_argument("--json", type=Path, help="write the report as JSON here")
-    ap.add_argument("--submission", metavar="LABEL", help="write submission.json for this group (next to --json or ./)")
+    ap.add_argument("--submission", metavar="LABEL", help="write this group as a record folder (--record-dir)")
+    ap.add_argument("--record-dir", type=Path, default=Path("record"), help="where --submission writes (default ./record)")
+    ap.add_argument("--name", help="record name (default: the group label)")
+    ap.add_argument("--author")
+    ap.add_argument("--github-id")
+    ap.add_argument("--blurb")
     args = ap.parse_args(argv)
 
     runs = find_runs(args.dirs)
@@ -188,10 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if args.submission:
         if args.submission not in groups:
-            ap.error(f"--submission {args.submission!r} is not a group")
-        out = (args.json.parent if args.json else Path(".")) / "submission.json"
-        out.write_text(json.dumps(submission_record(groups[args.submission], args.submission), indent=2) + "\n")
-        print(f"wrote {out}")
+            ap.error(f"--submission {args.submission!r} is not a group; groups: {', '.join(groups)}")
+        if not any(r.ok for r in groups[args.submission]):
+            ap.error(f"--submission {args.submission!r}: the group has no completed run")
+        out = write_record(groups[args.submission], args.name or args.submission, args.record_dir,
+                           author=args.author, github_id=args.github_id, blurb=args.blurb,
+                           test=tests.get(args.submission))
+        print(f"wrote the record folder {out}")
     return 1 if any(row["failed"] for row in table.values()) else 0
 
 

@@ -4,10 +4,12 @@
 * the same run as 2 Slurm tasks that are the ranks themselves (pattern A, the multi-node layout);
 * a job preempted mid-run (USR2, as ``--signal=USR2@...`` sends it) is requeued, resumes from its
   checkpoint and ends exactly like an uninterrupted run of the same config;
+* the finished 2-seed sweep is written as a record folder (``golf.report --submission``);
 * a failing sweep point is reported as failed everywhere (run dir, Slurm state, launcher exit and
   output) while the other point completes.
 """
 
+import json
 import os
 import re
 import shutil
@@ -113,6 +115,21 @@ def test_two_seed_sweep_with_two_workers_per_job(seed_sweep):
         assert re.fullmatch(rf"\d+_{num}", slurm_job_id(run))
         assert job(slurm_job_id(run))["JobState"] == "COMPLETED"
     assert bpbs[0] != bpbs[1] and all(0 < b < 20 for b in bpbs)
+
+
+def test_a_finished_sweep_becomes_a_record_folder(seed_sweep, tmp_path):
+    from golf.report import main as report
+
+    sweep_dir, out = seed_sweep
+    assert out.returncode == 0, output(out)[-4000:]
+    rec = tmp_path / "record"
+    assert report([str(sweep_dir), "--submission", "all", "--record-dir", str(rec)]) == 0
+    sub = json.loads((rec / "submission.json").read_text())
+    assert sorted(sub["seeds"]) == ["1", "2"]
+    assert sub["bytes_total"] == max(summary(run_dir(sweep_dir, n))["artifact_bytes"] for n in (0, 1))
+    assert (rec / "train_gpt.py").read_bytes() == (run_dir(sweep_dir, 0) / "submission.py").read_bytes()
+    assert (rec / "train_seed1.log").read_bytes() == (run_dir(sweep_dir, 0) / "rank0.log").read_bytes()
+    assert (rec / "train_seed2.log").exists() and (rec / "README.md").exists()
 
 
 def test_slurm_tasks_as_ranks(tmp_path):

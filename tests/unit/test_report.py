@@ -19,6 +19,8 @@ def make_run(root, name, *, arch, seed, val_loss, status="completed"):
                "artifact_bytes": 15_000_000 + seed, "model_bytes": 14_900_000, "code_bytes": 100_000 + seed,
                "steps": 100, "ms_per_step": 50.0}
     (d / "summary.json").write_text(json.dumps(summary))
+    (d / "train.log").write_text(f"log of {name}\n")
+    (d / "submission.py").write_text(f"# bundle of {name}\n")
 
 
 def test_welch_test_matches_hand_computation():
@@ -53,12 +55,36 @@ def test_grouping_statistics_and_submission(tmp_path, capsys):
     record = submission_record(groups["arch.name=a"], "a")
     assert record["val_loss"] == pytest.approx(2.2) and record["val_bpb"] == pytest.approx(1.1)
     assert record["bytes_total"] == 15_000_003 and sorted(record["seeds"]) == ["1", "2", "3"]
-    rc = main([str(tmp_path), "--reference", "arch.name=b", "--json", str(tmp_path / "r.json"),
-               "--submission", "arch.name=a"])
+    rec = tmp_path / "out" / "rec"
+    rc = main([str(tmp_path / "a1"), str(tmp_path / "a2"), str(tmp_path / "a3"), str(tmp_path / "b1"),
+               str(tmp_path / "b2"), str(tmp_path / "b3"), "--reference", "arch.name=b", "--json",
+               str(tmp_path / "r.json"), "--submission", "arch.name=a", "--record-dir", str(rec),
+               "--name", "Arch A", "--author", "Someone", "--github-id", "someone"])
     assert rc == 1  # a failed run makes the report exit non-zero
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["groups"]["arch.name=b"]["failed"] == [str(tmp_path / "b3")]
     assert report["groups"]["arch.name=a"]["val_bpb"]["mean"] == pytest.approx(1.1)
     assert report["tests"]["arch.name=a"]["p"] < 0.05
-    assert (tmp_path / "submission.json").exists()
     assert "arch.name=a" in capsys.readouterr().out
+    # the record folder, laid out as the challenge's records/ entries
+    assert sorted(p.name for p in rec.iterdir()) == [
+        "README.md", "submission.json", "train_gpt.py", "train_seed1.log", "train_seed2.log", "train_seed3.log"]
+    sub = json.loads((rec / "submission.json").read_text())
+    assert (sub["name"], sub["author"], sub["github_id"]) == ("Arch A", "Someone", "someone")
+    assert sub["val_loss"] == pytest.approx(2.2) and sub["val_bpb"] == pytest.approx(1.1)
+    assert sub["val_bpb_std"] == pytest.approx(0.1) and sub["step_stop"] == 100
+    assert (sub["bytes_total"], sub["bytes_code"]) == (15_000_003, 100_003)
+    assert sub["significance"]["p"] == report["tests"]["arch.name=a"]["p"]
+    assert sub["date"].endswith("Z") and sub["pre_quant_val_bpb"] is None  # not in these summaries
+    assert (rec / "train_gpt.py").read_text() == "# bundle of a1\n"
+    assert (rec / "train_seed2.log").read_text() == "log of a2\n"
+    readme = (rec / "README.md").read_text()
+    assert "| 3 | 1.20000 | 2.40000 | 100 | 15,000,003 |" in readme and "1.10000** ± 0.10000" in readme
+    assert "python train_gpt.py seed=<S>" in readme
+
+
+def test_a_record_needs_a_completed_run(tmp_path):
+    make_run(tmp_path, "x", arch="x", seed=1, val_loss=float("nan"), status="failed")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--submission", "all", "--record-dir", str(tmp_path / "rec")])
+    assert not (tmp_path / "rec").exists()

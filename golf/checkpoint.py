@@ -28,9 +28,9 @@ from golf.config.errors import ConfigError
 from golf.dist import DistInfo, barrier
 
 # Keys (and key prefixes) a resumed run may set differently: none of them changes the training trajectory.
-MAY_CHANGE_ON_RESUME = ("run_dir", "logger", "code_bytes", "eval", "dry_run", "train.log_every", "train.val_every",
-                        "train.checkpoint_every_s", "train.checkpoint_at_end", "quant.limit_bytes",
-                        "quant.over_limit")
+MAY_CHANGE_ON_RESUME = ("run_dir", "run_name", "logger", "code_bytes", "eval", "dry_run", "data.root",
+                        "data.demo.cache_dir", "train.log_every", "train.val_every", "train.checkpoint_every_s",
+                        "train.checkpoint_at_end", "quant.limit_bytes", "quant.over_limit")
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -72,8 +72,10 @@ def _complete(run_dir: Path) -> Path | None:
 
 
 def _flatten(tree, prefix: str = "") -> dict:
+    """Dotted key → leaf value; a sub-config also appears as ``{}`` under its own key, so that one
+    being None on the other side (a technique switched on or off) still compares unequal."""
     if isinstance(tree, dict):
-        out = {}
+        out = {prefix[:-1]: {}} if prefix else {}
         for k, v in tree.items():
             out.update(_flatten(v, f"{prefix}{k}."))
         return out
@@ -99,7 +101,8 @@ def check_resume_config(run_dir: Path, config: dict) -> None:
     def fixed(key: str) -> bool:
         return not any(key == k or key.startswith(k + ".") for k in MAY_CHANGE_ON_RESUME)
 
-    changed = sorted(k for k in ours.keys() | theirs.keys() if fixed(k) and ours.get(k) != theirs.get(k))
+    # keys only one side has (a field added to the schema since) are not compared
+    changed = sorted(k for k in ours.keys() & theirs.keys() if fixed(k) and ours[k] != theirs[k])
     if changed:
         key = changed[0]
         others = f" (and {', '.join(changed[1:])})" if len(changed) > 1 else ""

@@ -8,7 +8,8 @@ framework spreads that script over modules, so golf counts what a submission wou
   (docstrings and comments stripped) and the run's resolved configuration, lzma-compressed and base85
   encoded behind a short loader — the self-extracting form that record submissions also use.
   ``python submission.py [key=value ...]`` extracts the modules to a temporary directory and runs the
-  same configuration again, without Hydra (``run_dir=...`` picks the output directory).
+  same configuration again, without Hydra (``run_dir=...`` picks the output directory; by default a
+  new ``./golf_run-<date>-<time>``). Spawned workers reuse the extracted modules.
 * ``imported``: the plain source files of those modules.
 * ``stripped``: the same files with docstrings and comments removed (``ast`` round trip).
 * ``package``: every ``.py`` file of the package (an upper bound, independent of the configuration).
@@ -61,12 +62,12 @@ def strip_source(source: str) -> str:
 
 
 _LOADER = """\
-# golf submission: python submission.py [key=value ...]  (output in run_dir=..., default ./golf_run)
+# golf submission: python submission.py [key=value ...]  (output in run_dir=..., default ./golf_run-<time>)
 # Below: the golf modules of the run (docstrings and comments stripped) and its resolved config,
 # lzma + base85. They are extracted to a temporary directory and run from there.
 import atexit,base64,json,lzma,os,shutil,sys,tempfile
 P=b"{payload}"
-D=os.environ.get("GOLF_BUNDLE_DIR")
+D=os.environ.get("GOLF_BUNDLE_DIR") if __name__=="__mp_main__" else None
 if not D:
     D=tempfile.mkdtemp(prefix="golf-bundle-");os.environ["GOLF_BUNDLE_DIR"]=D;atexit.register(shutil.rmtree,D,True)
     B=json.loads(lzma.decompress(base64.b85decode(P)))
@@ -115,4 +116,6 @@ def bundle_config(cfg) -> str:
 
     container = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     container["run_dir"] = None
+    if cfg.run_name == f"{cfg.arch.name}-{cfg.quant.name}-s{cfg.seed}":  # the default name follows seed=...
+        container["run_name"] = "${arch.name}-${quant.name}-s${seed}"
     return OmegaConf.to_yaml(container)

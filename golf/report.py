@@ -131,6 +131,12 @@ def submission_record(runs: list[Run], name: str, *, author: str | None = None, 
     good = sorted((r for r in runs if r.ok), key=lambda r: str(r.summary.get("seed")))
     if not good:
         raise ValueError(f"group {name!r} has no completed run")
+    seeds = [str(r.summary.get("seed")) for r in good]
+    if len(set(seeds)) != len(seeds):
+        dup = next(s for s in seeds if seeds.count(s) > 1)
+        raise ValueError(f"group {name!r} has several completed runs with seed {dup}: "
+                         + ", ".join(str(r.path) for r in good if str(r.summary.get("seed")) == dup))
+    largest = max(good, key=lambda r: r.summary["artifact_bytes"])
     bpb, loss = describe([r.summary["val_bpb"] for r in good]), describe([r.summary["val_loss"] for r in good])
     record = {
         "name": name,
@@ -147,15 +153,15 @@ def submission_record(runs: list[Run], name: str, *, author: str | None = None, 
         "step_stop": _mean(good, "steps"),
         "wallclock_seconds": _mean(good, "train_time_s"),
         "eval_time_seconds": _mean(good, "final_eval_s"),
-        "bytes_total": max(r.summary["artifact_bytes"] for r in good),
-        "bytes_model": max(r.summary["model_bytes"] for r in good),
-        "bytes_code": max(r.summary["code_bytes"] for r in good),
+        "bytes_total": largest.summary["artifact_bytes"],  # the largest seed's artifact, split as it was
+        "bytes_model": largest.summary["model_bytes"],
+        "bytes_code": largest.summary["code_bytes"],
         "seeds": {str(r.summary.get("seed")): {
             "val_bpb": r.summary["val_bpb"], "val_loss": r.summary["val_loss"], "steps": r.summary.get("steps"),
             "artifact_bytes": r.summary["artifact_bytes"], "run_dir": str(r.path)} for r in good},
     }
     if test is not None:
-        record["significance"] = test
+        record["significance"] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in test.items()}
     return record
 
 
@@ -173,8 +179,10 @@ def write_record(runs: list[Run], name: str, out_dir: Path, **record_fields) -> 
     ``README.md`` summarizing the seeds. Returns the folder."""
     record = submission_record(runs, name, **record_fields)
     good = sorted((r for r in runs if r.ok), key=lambda r: str(r.summary.get("seed")))
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ValueError(f"record folder {out_dir} exists and is not empty; choose another --record-dir")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "submission.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out_dir / "submission.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
     bundle = good[0].path / "submission.py"
     if bundle.exists():
         shutil.copyfile(bundle, out_dir / "train_gpt.py")
@@ -264,11 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.submission:
         if args.submission not in groups:
             ap.error(f"--submission {args.submission!r} is not a group; groups: {', '.join(groups)}")
-        if not any(r.ok for r in groups[args.submission]):
-            ap.error(f"--submission {args.submission!r}: the group has no completed run")
-        out = write_record(groups[args.submission], args.name or args.submission, args.record_dir,
-                           author=args.author, github_id=args.github_id, blurb=args.blurb,
-                           test=tests.get(args.submission))
+        try:
+            out = write_record(groups[args.submission], args.name or args.submission, args.record_dir,
+                               author=args.author, github_id=args.github_id, blurb=args.blurb,
+                               test=tests.get(args.submission))
+        except ValueError as err:  # no completed run, a seed twice, an occupied folder
+            ap.error(f"--submission {args.submission!r}: {err}")
         print(f"wrote the record folder {out}")
     return 1 if any(row["failed"] for row in table.values()) else 0
 

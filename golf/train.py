@@ -21,6 +21,7 @@ import json
 import logging
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -169,8 +170,8 @@ def run(cfg: GolfConfig, run_dir: Path) -> dict:
 
 def run_bundled(config_text: str, argv: list[str]) -> dict:
     """Entry of a ``submission.py`` bundle (:mod:`golf.code_bytes`): the run's resolved config with
-    ``key=value`` overrides, validated as usual, run without Hydra into ``run_dir`` (default
-    ``./golf_run``)."""
+    ``key=value`` overrides, validated as usual, run without Hydra into ``run_dir`` (default: a new
+    ``./golf_run-<date>-<time>``)."""
     rank, _, world = rank_env()
     try:
         bad = [a for a in argv if "=" not in a]
@@ -178,15 +179,15 @@ def run_bundled(config_text: str, argv: list[str]) -> dict:
             raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
         composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
         cfg = load_config(composed, world_size=world if in_worker_group() else None)
-        run_dir = Path(cfg.run_dir or "golf_run").resolve()
+        run_dir = Path(cfg.run_dir or time.strftime("golf_run-%Y%m%d-%H%M%S")).resolve()
         cfg.run_dir = str(run_dir)
         if not cfg.dry_run:
             check_resume(cfg, run_dir)
     except ConfigError as err:
         print(f"golf: invalid configuration: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    if not cfg.dry_run:
-        _log_to_files(run_dir, rank)
+    if not cfg.dry_run and not (cfg.nproc_per_node > 1 and not in_worker_group()):
+        _log_to_files(run_dir, rank)  # local workers, when started, open their own rank logs
     return run(cfg, run_dir)
 
 

@@ -89,6 +89,8 @@ def test_the_bundled_config_is_the_same_config(experiment):
     assert again.run_dir is None
     cfg.run_dir = None
     assert OmegaConf.to_container(OmegaConf.structured(again)) == OmegaConf.to_container(OmegaConf.structured(cfg))
+    reseeded = load_config(OmegaConf.merge(OmegaConf.create(bundle_config(cfg)), OmegaConf.from_dotlist(["seed=42"])))
+    assert reseeded.run_name == f"{cfg.arch.name}-{cfg.quant.name}-s42"  # the default name follows the seed
 
 
 def test_a_seed_bundle_runs_its_dry_run_on_its_own(tmp_path):

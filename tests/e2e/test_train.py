@@ -158,6 +158,22 @@ def test_a_bad_resume_is_one_clear_cli_error(tmp_path):
     assert "Traceback" not in again.stderr
 
 
+def test_resume_check_sees_techniques_switched_and_ignores_paths_and_new_fields(tmp_path):
+    from golf.checkpoint import check_resume_config
+    from golf.config.errors import ConfigError
+
+    ckpt = tmp_path / "checkpoint"
+    ckpt.mkdir()
+    saved = {"seed": 1, "averaging": None, "data": {"root": "/old/data"}, "train": {"iterations": 6}}
+    (ckpt / "complete.json").write_text(json.dumps({"step": 3, "world_size": 1, "config": saved}))
+    same = {"seed": 1, "averaging": None, "data": {"root": "/new/scratch"}, "train": {"iterations": 6, "new_knob": 1}}
+    check_resume_config(tmp_path, same)  # a moved data root and a field the old schema lacked: fine
+    with pytest.raises(ConfigError, match=r"^averaging="):
+        check_resume_config(tmp_path, {**same, "averaging": {"kind": "ema", "decay": 0.997}})
+    with pytest.raises(ConfigError, match=r"^seed=2: .* written with 1"):
+        check_resume_config(tmp_path, {**same, "seed": 2})
+
+
 def test_no_checkpoint_outside_a_scheduler_by_default(tmp_path, monkeypatch):
     for var in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(var, raising=False)
@@ -265,8 +281,10 @@ def test_submission_bundle_reruns_the_same_run_on_its_own(tmp_path):
 def test_submission_bundle_rejects_a_bad_override(tmp_path):
     cfg, run_dir = tiny(tmp_path, "eval.prequant=false", "train.iterations=1", "train.val_every=0")
     run(cfg, run_dir)
+    # a GOLF_BUNDLE_DIR inherited from some other bundle's run is not mistaken for this bundle's modules
+    env = {**os.environ, "GOLF_BUNDLE_DIR": str(tmp_path / "not-this-bundle")}
     out = subprocess.run([sys.executable, str(run_dir / "submission.py"), "train.iterations=-3"],
-                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert out.returncode == 2
     assert "train.iterations" in out.stderr and "-3" in out.stderr
-    assert not (tmp_path / "golf_run").exists()  # refused before anything was written
+    assert not list(tmp_path.glob("golf_run*"))  # refused before anything was written

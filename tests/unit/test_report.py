@@ -88,3 +88,30 @@ def test_a_record_needs_a_completed_run(tmp_path):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--submission", "all", "--record-dir", str(tmp_path / "rec")])
     assert not (tmp_path / "rec").exists()
+
+
+def test_record_refuses_duplicate_seeds_and_an_occupied_folder(tmp_path):
+    make_run(tmp_path / "runs", "a", arch="x", seed=1, val_loss=2.0)
+    make_run(tmp_path / "runs", "b", arch="x", seed=1, val_loss=2.1)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "runs"), "--submission", "all", "--record-dir", str(tmp_path / "rec")])
+    assert not (tmp_path / "rec").exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "old.txt").write_text("x")
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "runs" / "a"), "--submission", "all", "--record-dir", str(busy)])
+    assert sorted(p.name for p in busy.iterdir()) == ["old.txt"]
+
+
+def test_record_of_one_seed_against_a_reference_is_strict_json(tmp_path):
+    make_run(tmp_path, "a", arch="a", seed=1, val_loss=2.0)
+    make_run(tmp_path, "b1", arch="b", seed=1, val_loss=3.0)
+    make_run(tmp_path, "b2", arch="b", seed=2, val_loss=3.1)
+    main([str(tmp_path), "--reference", "arch.name=b", "--submission", "arch.name=a",
+          "--record-dir", str(tmp_path / "rec")])
+    text = (tmp_path / "rec" / "submission.json").read_text()
+    assert "NaN" not in text
+    sub = json.loads(text)
+    assert sub["significance"]["p"] is None and "2 seeds" in sub["significance"]["note"]
+    assert sub["val_bpb_std"] is None

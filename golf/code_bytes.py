@@ -9,7 +9,9 @@ framework spreads that script over modules, so golf counts what a submission wou
   encoded behind a short loader — the self-extracting form that record submissions also use.
   ``python submission.py [key=value ...]`` extracts the modules to a temporary directory and runs the
   same configuration again, without Hydra (``run_dir=...`` picks the output directory; by default a
-  new ``./golf_run-<date>-<time>``). Spawned workers reuse the extracted modules.
+  new ``./golf_run-<date>-<time>``). The modules are extracted once into
+  ``<tmp>/golf-bundle-<hash of the payload>``, which spawned workers (re-running the file as their
+  main module) find again by the same hash; the folder is kept as a cache.
 * ``imported``: the plain source files of those modules.
 * ``stripped``: the same files with docstrings and comments removed (``ast`` round trip).
 * ``package``: every ``.py`` file of the package (an upper bound, independent of the configuration).
@@ -64,17 +66,18 @@ def strip_source(source: str) -> str:
 _LOADER = """\
 # golf submission: python submission.py [key=value ...]  (output in run_dir=..., default ./golf_run-<time>)
 # Below: the golf modules of the run (docstrings and comments stripped) and its resolved config,
-# lzma + base85. They are extracted to a temporary directory and run from there.
-import atexit,base64,json,lzma,os,shutil,sys,tempfile
+# lzma + base85. They are extracted once to a folder named by their hash and run from there.
+import base64,hashlib,json,lzma,os,shutil,sys,tempfile
 P=b"{payload}"
-D=os.environ.get("GOLF_BUNDLE_DIR") if __name__=="__mp_main__" else None
-if not D:
-    D=tempfile.mkdtemp(prefix="golf-bundle-");os.environ["GOLF_BUNDLE_DIR"]=D;atexit.register(shutil.rmtree,D,True)
-    B=json.loads(lzma.decompress(base64.b85decode(P)))
+D=os.path.join(tempfile.gettempdir(),"golf-bundle-"+hashlib.sha256(P).hexdigest()[:16])
+if not os.path.isdir(D):
+    T=tempfile.mkdtemp(prefix="golf-bundle-tmp-");B=json.loads(lzma.decompress(base64.b85decode(P)))
     for n,s in B["files"].items():
-        f=os.path.join(D,n);os.makedirs(os.path.dirname(f),exist_ok=True);open(f,"w",encoding="utf-8").write(s)
-    open(os.path.join(D,"config.yaml"),"w",encoding="utf-8").write(B["config"])
-sys.path.insert(0,D);os.environ["PYTHONPATH"]=os.pathsep.join([D]+[p for p in [os.environ.get("PYTHONPATH")] if p])
+        f=os.path.join(T,n);os.makedirs(os.path.dirname(f),exist_ok=True);open(f,"w",encoding="utf-8").write(s)
+    open(os.path.join(T,"config.yaml"),"w",encoding="utf-8").write(B["config"])
+    try:os.rename(T,D)
+    except OSError:shutil.rmtree(T,True)
+sys.path.insert(0,D)
 if __name__=="__main__":
     import golf.train as t
     if not t.__file__.startswith(D):sys.exit("golf bundle: an installed golf shadows the bundled one: "+t.__file__)

@@ -17,12 +17,14 @@ The run directory is Hydra's output directory; it receives the resolved config, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -102,7 +104,7 @@ def _log_to_files(run_dir: Path, rank: int) -> None:
     """Workers started here have no Hydra logging: rank r logs to <run_dir>/rank{r}.log (rank 0 also to stderr)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter(f"[%(asctime)s][%(name)s][rank{rank}][%(levelname)s] - %(message)s")
-    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / f"rank{rank}.log")]
+    handlers: list[logging.Handler] = [logging.FileHandler(run_dir / f"rank{rank}.log", delay=True)]
     if rank == 0:
         handlers.append(logging.StreamHandler(sys.stderr))
     root = logging.getLogger()
@@ -168,46 +170,51 @@ def run(cfg: GolfConfig, run_dir: Path) -> dict:
     return _train_here(cfg, run_dir)
 
 
+@contextlib.contextmanager
+def _config_errors():
+    """A bad configuration ends the command with one line naming the key, and exit status 2."""
+    try:
+        yield
+    except ConfigError as err:
+        print(f"golf: invalid configuration: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _entry_config(composed, world: int | None, default_run_dir: Callable[[], str]) -> tuple[GolfConfig, Path]:
+    """Validate a composed config and settle its run directory (data files are checked too)."""
+    cfg = load_config(composed, world_size=world)
+    if not cfg.dry_run and cfg.data.demo is None:
+        from golf.data import prepare_data
+
+        prepare_data(cfg.data)  # missing or inconsistent files fail here, named by their key
+    run_dir = Path(cfg.run_dir or default_run_dir()).resolve()
+    cfg.run_dir = str(run_dir)
+    return cfg, run_dir
+
+
 def run_bundled(config_text: str, argv: list[str]) -> dict:
     """Entry of a ``submission.py`` bundle (:mod:`golf.code_bytes`): the run's resolved config with
     ``key=value`` overrides, validated as usual, run without Hydra into ``run_dir`` (default: a new
     ``./golf_run-<date>-<time>``)."""
     rank, _, world = rank_env()
-    try:
+    with _config_errors():
         bad = [a for a in argv if "=" not in a]
         if bad:
             raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
         composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
-        cfg = load_config(composed, world_size=world if in_worker_group() else None)
-        run_dir = Path(cfg.run_dir or time.strftime("golf_run-%Y%m%d-%H%M%S")).resolve()
-        cfg.run_dir = str(run_dir)
-        if not cfg.dry_run:
-            check_resume(cfg, run_dir)
-    except ConfigError as err:
-        print(f"golf: invalid configuration: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    if not cfg.dry_run and not (cfg.nproc_per_node > 1 and not in_worker_group()):
-        _log_to_files(run_dir, rank)  # local workers, when started, open their own rank logs
-    return run(cfg, run_dir)
+        cfg, run_dir = _entry_config(composed, world if in_worker_group() else None,
+                                     lambda: time.strftime("golf_run-%Y%m%d-%H%M%S"))
+        if not cfg.dry_run and not (cfg.nproc_per_node > 1 and not in_worker_group()):
+            _log_to_files(run_dir, rank)  # local workers, when started, open their own rank logs
+        return run(cfg, run_dir)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(composed: DictConfig) -> float | None:
     world = rank_env()[2] if in_worker_group() else None
-    try:
-        cfg = load_config(composed, world_size=world)
-        if not cfg.dry_run and cfg.data.demo is None:
-            from golf.data import prepare_data
-
-            prepare_data(cfg.data)  # missing or inconsistent files fail here, named by their key
-        run_dir = Path(cfg.run_dir or HydraConfig.get().runtime.output_dir)
-        cfg.run_dir = str(run_dir)
-        if not cfg.dry_run:
-            check_resume(cfg, run_dir)
-    except ConfigError as err:
-        print(f"golf: invalid configuration: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    summary = run(cfg, run_dir)
+    with _config_errors():
+        cfg, run_dir = _entry_config(composed, world, lambda: HydraConfig.get().runtime.output_dir)
+        summary = run(cfg, run_dir)  # a checkpoint of another config is refused here, before any write
     return summary.get("val_bpb")
 
 

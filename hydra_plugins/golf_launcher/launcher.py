@@ -32,7 +32,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -180,7 +182,7 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
     def _wait(self, point: SweepPoint, job: Any) -> tuple[JobReturn, PointResult]:
         """Block until ``job`` ends; a job that raised or died becomes a FAILED JobReturn."""
         try:
-            ret = job.results()[0]
+            ret = (_results_across_requeues(job) if self._EXECUTOR == "slurm" else job.results())[0]
         except Exception as err:  # FailedJobError (the task raised) or UncompletedJobError (killed)
             summary = read_summary(point.run_dir)
             error = summary.get("error") if summary.get("status") == "failed" else None
@@ -189,3 +191,43 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
             return ret, PointResult(point.label, point.run_dir, ok=False, error=error or error_line(err),
                                     log=str(job.paths.stderr))
         return ret, PointResult(point.label, point.run_dir, ok=ret.status is JobStatus.COMPLETED)
+
+
+# Slurm states in which a job can still produce its result (submitit's own list plus transitional flags)
+_ALIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "COMPLETING", "CONFIGURING",
+          "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "PREEMPTED", "UNKNOWN"}
+
+
+def _slurm_state(job_id: str) -> str:
+    """The job's state as sacct (or launch/shim/sacct) reports it now; "" when it cannot tell."""
+    try:
+        out = subprocess.run(["sacct", "-j", job_id, "-o", "JobID,State", "--parsable2", "-n"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in out.stdout.splitlines():
+        jid, _, state = line.partition("|")
+        if jid == job_id:
+            return state.split(" ")[0]  # "CANCELLED by 0" -> "CANCELLED"
+    return ""
+
+
+def _results_across_requeues(job: Any, checks: int = 5, every_s: float = 2.0) -> list:
+    """``job.results()``, but a job that submitit saw "finished" without a result while Slurm was
+    moving it back to the queue (a requeue after preemption) is waited for again. A job that stays
+    in a final state for ``checks`` looks in a row really ended: its error is raised."""
+    import submitit
+
+    while True:
+        try:
+            return job.results()
+        except submitit.core.utils.UncompletedJobError:
+            for _ in range(checks):
+                if _slurm_state(job.job_id) in _ALIVE:
+                    break
+                time.sleep(every_s)
+            else:
+                raise
+            log.info(f"golf: job {job.job_id} was requeued; waiting for it again")
+            while _slurm_state(job.job_id) in _ALIVE:
+                time.sleep(every_s)

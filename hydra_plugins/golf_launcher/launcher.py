@@ -212,22 +212,26 @@ def _slurm_state(job_id: str) -> str:
     return ""
 
 
-def _results_across_requeues(job: Any, checks: int = 5, every_s: float = 2.0) -> list:
+def _results_across_requeues(job: Any, checks: int = 15, every_s: float = 2.0) -> list:
     """``job.results()``, but a job that submitit saw "finished" without a result while Slurm was
     moving it back to the queue (a requeue after preemption) is waited for again. A job that stays
-    in a final state for ``checks`` looks in a row really ended: its error is raised."""
+    out of the queue for ``checks`` looks in a row really ended: its error is raised, with the
+    states Slurm reported."""
     import submitit
 
     while True:
         try:
             return job.results()
-        except submitit.core.utils.UncompletedJobError:
+        except submitit.core.utils.UncompletedJobError as err:
+            seen = []
             for _ in range(checks):
-                if _slurm_state(job.job_id) in _ALIVE:
+                seen.append(_slurm_state(job.job_id) or "?")
+                if seen[-1] in _ALIVE:
                     break
                 time.sleep(every_s)
             else:
-                raise
+                raise submitit.core.utils.UncompletedJobError(
+                    f"{err}\nSlurm state afterwards: {' '.join(dict.fromkeys(seen))}") from None
             log.info(f"golf: job {job.job_id} was requeued; waiting for it again")
             while _slurm_state(job.job_id) in _ALIVE:
                 time.sleep(every_s)

@@ -1,6 +1,7 @@
 """Eval-only entry point: score a saved artifact on a data split with any eval config.
 
     python -m golf.evaluate run=<run dir> eval=sliding2048 [split=val] [data_root=...]
+    python -m golf.evaluate run=<run dir> eval=ttt          # score-first test-time training
 
 The run's ``config.yaml`` gives the architecture and the data; the artifact (``model.golf``) is loaded
 as plain data, dequantized into a freshly built model and scored exactly as at the end of training.
@@ -15,7 +16,6 @@ import sys
 from pathlib import Path
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,7 +23,7 @@ from golf.config.errors import ConfigError
 from golf.config.validate import load_config
 from golf.data import build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import init_distributed, shutdown
-from golf.eval import EvalConfig, evaluate, validate_eval
+from golf.eval import EvalConfig, build_evaluator, validate_eval
 from golf.finish import ARTIFACT_NAME, load_artifact_file, load_into
 from golf.model import build_model
 from golf.trainer import autocast_factory
@@ -60,9 +60,9 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
         load_into(model, state)
         model = model.to(dist.device).eval()
         use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
-        forward = torch.compile(model, fullgraph=True, dynamic=False) if use_compile else model
-        result = evaluate(forward, tokens, luts, eval_cfg, seq_len=seq_len, dist=dist,
-                          autocast=autocast_factory(cfg, dist.device))
+        evaluator = build_evaluator(eval_cfg, tokens=tokens, luts=luts, seq_len=seq_len, dist=dist,
+                                    autocast=autocast_factory(cfg, dist.device), compile_model=use_compile)
+        result = evaluator(model)
     finally:
         shutdown()
     return {"artifact": str(artifact), "split": split, "eval": eval_cfg.name, "eval_kind": eval_cfg.kind,

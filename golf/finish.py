@@ -1,12 +1,14 @@
 """The end of a run: exported weights ─► artifact ─► round trip ─► the reported score.
 
 1. The averager picks the weights to export (raw, EMA, SWA, ...); they are loaded into the model.
-2. ``prequant_val_bpb``: those weights scored with the configured evaluator (optional).
+2. ``prequant_val_bpb``: those weights scored with the evaluator's plain (non-adapting) form (optional).
 3. Quantize ─► pack ─► compress on the main rank; ``artifact_bytes = model_bytes + code_bytes``
    (see :mod:`golf.code_bytes`; by default code is the runnable ``submission.py`` written here); the
    budget is checked.
 4. Every rank decompresses and dequantizes the *same bytes* and loads them into the model.
-5. ``val_bpb``: the round-tripped model scored with the configured evaluator. This is the score.
+5. ``val_bpb``: the round-tripped model scored with the configured evaluator. This is the score. The
+   evaluator owns what it changes (a test-time-training evaluator adapts its own copy), so the
+   weights exported in step 3 are the weights every evaluation started from.
 """
 
 from __future__ import annotations
@@ -37,14 +39,14 @@ ARTIFACT_NAME = "model.golf"
 
 
 def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, *, model, averager,
-               qat, run_eval, step: int) -> dict:
+               qat, evaluator, step: int) -> dict:
     state, source = averager.final_state_dict(model)
     qat.remove(model)
     model.load_state_dict(state)
     recorder.update_summary(export_weights=source, eval=cfg.eval.name, eval_kind=cfg.eval.kind)
 
     if cfg.eval.prequant:
-        pre = run_eval()
+        pre = evaluator.plain()(model)
         recorder.log("prequant_eval", step, **pre.to_dict())
         recorder.update_summary(**pre.to_dict(prefix="prequant_"))
         log.info("prequant val_loss:%.4f val_bpb:%.6f (%s weights)", pre.val_loss, pre.val_bpb, source)
@@ -72,7 +74,7 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
 
     load_into(model, load_artifact(blob))
     t_eval = time.perf_counter()
-    result = run_eval()
+    result = evaluator(model)
     eval_s = round(time.perf_counter() - t_eval, 3)
     recorder.log("final_eval", step, eval_s=eval_s, **result.to_dict())
     recorder.update_summary(final_eval_s=eval_s, **result.to_dict())

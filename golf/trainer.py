@@ -30,7 +30,7 @@ from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
 from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import DistInfo, all_reduce_, scheduler_job_id
-from golf.eval import evaluate
+from golf.eval import build_evaluator
 from golf.finish import finish_run
 from golf.logging import RunRecorder
 from golf.model import build_model, count_parameters
@@ -138,12 +138,13 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             total += loss.detach()
         return total / accum
 
-    def run_eval(kind: str | None = None, tokens: torch.Tensor | None = None, seq_len: int | None = None):
-        model.eval()
-        result = evaluate(forward, val_tokens if tokens is None else tokens, luts, cfg.eval,
-                          seq_len=seq_len or eval_seq_len(cfg), dist=dist, autocast=autocast, kind=kind)
-        model.train()
-        return result
+    # the final evaluator (its plain form scores prequant weights) and the periodic one
+    evaluator = build_evaluator(cfg.eval, tokens=val_tokens, luts=luts, seq_len=eval_seq_len(cfg), dist=dist,
+                                autocast=autocast, compile_model=compile_model).use_forward(model, forward)
+    periodic = (evaluator.plain() if cfg.eval.periodic == "same" else
+                build_evaluator(cfg.eval, tokens=periodic_tokens, luts=luts, seq_len=periodic_len, dist=dist,
+                                autocast=autocast, compile_model=compile_model, kind="standard")
+                .use_forward(model, forward))
 
     # ---- compile warm-up rolled back to the true initial state, then resume if a checkpoint exists ----
     if tc.warmup_steps > 0:
@@ -199,8 +200,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         if tc.val_every > 0 and step > 0 and step % tc.val_every == 0:
             _sync(device)
             train_time += time.perf_counter() - t0
-            result = run_eval(kind="standard" if cfg.eval.periodic == "standard" else None,
-                              tokens=periodic_tokens, seq_len=periodic_len)
+            result = periodic(model)
             recorder.log("val", step, train_time_s=train_time, **result.to_dict())
             log.info("step:%d val_loss:%.4f val_bpb:%.4f train_time:%.1fs", step, result.val_loss,
                      result.val_bpb, train_time)
@@ -255,7 +255,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
              1000.0 * train_time / max(step, 1), tokens_seen)
 
     return finish_run(cfg, dist, run_dir, recorder, model=model, averager=averager, qat=qat,
-                      run_eval=run_eval, step=step)
+                      evaluator=evaluator, step=step)
 
 
 def _clone_state(obj):

@@ -10,7 +10,7 @@ the targets over windows or ranks gives the same totals.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,13 @@ class EvalResult:
     val_bpb: float
     val_tokens: int  # scored targets
     val_bytes: int  # bytes those targets stand for
+    # what a particular evaluator adds (TTT: chunks, seconds, the sliding score before adaptation, ...)
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self, prefix: str = "") -> dict:
-        return {f"{prefix}{k}": v for k, v in asdict(self).items()}
+        core = dict(val_loss=self.val_loss, val_bpb=self.val_bpb, val_tokens=self.val_tokens,
+                    val_bytes=self.val_bytes, **self.extra)
+        return {f"{prefix}{k}": v for k, v in core.items()}
 
 
 class BPBAccumulator:

@@ -45,7 +45,7 @@ def sliding_windows(num_targets: int, window: int, stride: int) -> list[tuple[in
     return out
 
 
-def _split(n: int, rank: int, world: int) -> tuple[int, int]:
+def split_range(n: int, rank: int, world: int) -> tuple[int, int]:
     return n * rank // world, n * (rank + 1) // world
 
 
@@ -55,7 +55,7 @@ def evaluate_standard(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: 
     """Non-overlapping ``seq_len`` windows over ``tokens`` (``len(tokens) - 1`` targets)."""
     device = dist.device
     total_seqs = (tokens.numel() - 1) // seq_len
-    first, last = _split(total_seqs, dist.rank, dist.world_size)
+    first, last = split_range(total_seqs, dist.rank, dist.world_size)
     per_batch = max(1, batch_tokens // (dist.world_size * seq_len))
     acc = BPBAccumulator(device)
     for s in range(first, last, per_batch):
@@ -70,17 +70,21 @@ def evaluate_standard(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: 
 
 
 @torch.no_grad()
-def evaluate_sliding(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: int, stride: int,
-                     batch_windows: int, dist: DistInfo, autocast=contextlib.nullcontext) -> EvalResult:
-    """Sliding windows of ``seq_len`` every ``stride`` tokens; every target scored exactly once."""
-    device = dist.device
-    windows = sliding_windows(tokens.numel() - 1, seq_len, stride)
-    first, last = _split(len(windows), dist.rank, dist.world_size)
-    mine = windows[first:last]
-    acc = BPBAccumulator(device)
+def score_windows(forward: Forward, tokens: torch.Tensor, luts, windows: list[tuple[int, int, int]],
+                  acc: BPBAccumulator, *, batch_windows: int, device: torch.device,
+                  autocast=contextlib.nullcontext) -> list[tuple[int, int]]:
+    """Score ``windows`` (as from :func:`sliding_windows`) into ``acc``, ``batch_windows`` per forward.
+
+    Returns the scored position spans ``[lo, hi)`` in window order, where position ``p`` is the
+    prediction of target ``tokens[p + 1]`` (what :mod:`golf.eval.compliance` checks).
+    """
+    spans = []
+    if not windows:
+        return spans
+    seq_len = max(w[1] for w in windows)
     positions = torch.arange(seq_len, device=device)
-    for b in range(0, len(mine), batch_windows):
-        group = mine[b : b + batch_windows]
+    for b in range(0, len(windows), batch_windows):
+        group = windows[b : b + batch_windows]
         n = group[0][1]
         if any(w[1] != n for w in group):  # only the single short window of a tiny stream differs
             raise AssertionError("windows in one batch must have equal length")
@@ -92,6 +96,18 @@ def evaluate_sliding(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: i
         offsets = torch.tensor([w[2] for w in group], device=device).unsqueeze(1)
         keep = positions[:n].unsqueeze(0) >= offsets  # [B, n] scored positions
         acc.add(logits[keep], y[keep], x[keep], luts)
+        spans.extend((s + o, s + m) for s, m, o in group)
+    return spans
+
+
+def evaluate_sliding(forward: Forward, tokens: torch.Tensor, luts, *, seq_len: int, stride: int,
+                     batch_windows: int, dist: DistInfo, autocast=contextlib.nullcontext) -> EvalResult:
+    """Sliding windows of ``seq_len`` every ``stride`` tokens; every target scored exactly once."""
+    windows = sliding_windows(tokens.numel() - 1, seq_len, stride)
+    first, last = split_range(len(windows), dist.rank, dist.world_size)
+    acc = BPBAccumulator(dist.device)
+    score_windows(forward, tokens, luts, windows[first:last], acc, batch_windows=batch_windows,
+                  device=dist.device, autocast=autocast)
     return acc.result()
 
 

@@ -7,6 +7,9 @@ and the cross-group ones. All of this happens before any data is read or any job
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -21,12 +24,34 @@ from golf.optim.config import validate_optimizer
 from golf.quant.config import validate_quant
 
 
-def _schema_error(err: OmegaConfBaseException) -> ConfigError:
+def _schema_error(err: OmegaConfBaseException, composed) -> ConfigError:
     key = getattr(err, "full_key", None) or "<config>"
     msg = getattr(err, "msg", None) or str(err)
     msg = msg.splitlines()[0] if msg else type(err).__name__
     value = getattr(err, "value", None)
+    if value is None and key != "<config>":  # an unknown key: the error carries no value, the input does
+        try:
+            value = OmegaConf.select(OmegaConf.create(composed) if isinstance(composed, dict) else composed,
+                                     key, default=None, throw_on_missing=False)
+        except OmegaConfBaseException:
+            value = None
     return ConfigError(key, value, msg)
+
+
+def check_finite(node, prefix: str = "") -> None:
+    """Every float in a config (dataclass tree, lists included) is finite: NaN or inf would train
+    silently into a non-finite score. Raises :class:`ConfigError` naming the first such key."""
+    if dataclasses.is_dataclass(node):
+        for f in dataclasses.fields(node):
+            check_finite(getattr(node, f.name), f"{prefix}{f.name}.")
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            check_finite(v, f"{prefix.rstrip('.')}[{i}].")
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            check_finite(v, f"{prefix}{k}.")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(prefix.rstrip("."), node, "must be a finite number")
 
 
 def load_config(composed: DictConfig | dict, world_size: int | None = None) -> GolfConfig:
@@ -35,7 +60,7 @@ def load_config(composed: DictConfig | dict, world_size: int | None = None) -> G
         merged = OmegaConf.merge(OmegaConf.structured(GolfConfig), composed)
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
-        raise _schema_error(err) from None
+        raise _schema_error(err, composed) from None
     validate(cfg, world_size if world_size is not None else cfg.nproc_per_node)
     return cfg
 
@@ -53,13 +78,18 @@ def eval_seq_len(cfg: GolfConfig) -> int:
 
 def validate(cfg: GolfConfig, world_size: int = 1) -> None:
     """Every check, group by group and then across groups."""
+    if cfg.nproc_per_node < 1:  # first: the batch checks below divide by the world size
+        raise ConfigError("nproc_per_node", cfg.nproc_per_node, "must be >= 1")
+    if world_size < 1:
+        raise ConfigError("nproc_per_node", world_size, "the world size must be >= 1")
+    check_finite(cfg)
     validate_data(cfg.data, "data")
     validate_arch(cfg.arch, "arch")
     validate_optimizer(cfg.optimizer, "optimizer")
     validate_quant(cfg.quant, "quant")
     if cfg.averaging is not None:
         validate_averaging(cfg.averaging, "averaging")
-    validate_eval(cfg.eval, "eval")
+    validate_eval(cfg.eval, "eval", window=cfg.train.seq_len)
     validate_logger(cfg.logger, "logger")
 
     t = cfg.train
@@ -95,5 +125,3 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
         raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
     if cfg.code_bytes not in ("bundle", "imported", "package", "stripped"):
         raise ConfigError("code_bytes", cfg.code_bytes, "must be bundle, imported, package or stripped")
-    if cfg.nproc_per_node < 1:
-        raise ConfigError("nproc_per_node", cfg.nproc_per_node, "must be >= 1")

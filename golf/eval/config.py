@@ -37,7 +37,9 @@ class EvalConfig:
     max_tokens: int | None = None
 
 
-def validate_eval(cfg: EvalConfig, prefix: str = "eval") -> None:
+def validate_eval(cfg: EvalConfig, prefix: str = "eval", window: int | None = None) -> None:
+    """Checks of an eval config; ``window`` is the length it falls back to when ``seq_len`` is null
+    (the run's ``train.seq_len``), so a stride is checked against the window actually in force."""
     if cfg.kind not in EVAL_KINDS:
         raise ConfigError(f"{prefix}.kind", cfg.kind, f"must be one of {', '.join(EVAL_KINDS)}")
     if cfg.seq_len is not None and cfg.seq_len < 1:
@@ -45,8 +47,11 @@ def validate_eval(cfg: EvalConfig, prefix: str = "eval") -> None:
     if cfg.kind == "sliding":
         if cfg.stride is None or cfg.stride < 1:
             raise ConfigError(f"{prefix}.stride", cfg.stride, "sliding evaluation needs a positive stride")
-        if cfg.seq_len is not None and cfg.stride > cfg.seq_len:
-            raise ConfigError(f"{prefix}.stride", cfg.stride, f"must not exceed the window ({prefix}.seq_len={cfg.seq_len})")
+        in_force = cfg.seq_len if cfg.seq_len is not None else window
+        if in_force is not None and cfg.stride > in_force:
+            source = f"{prefix}.seq_len={cfg.seq_len}" if cfg.seq_len is not None else f"train.seq_len={window}"
+            raise ConfigError(f"{prefix}.stride", cfg.stride,
+                              f"must not exceed the window ({source}); windows would skip targets")
     if cfg.batch_tokens < 1:
         raise ConfigError(f"{prefix}.batch_tokens", cfg.batch_tokens, "must be positive")
     if cfg.batch_windows < 1:

@@ -5,10 +5,18 @@ momentum only for the matrices a rank orthogonalizes). A checkpoint holds the mo
 the averaging state, the data position, the schedule clock (step and training seconds), the QAT switch
 and the RNG states, so a resumed run continues exactly where the interrupted one stopped.
 
-Files: ``<run_dir>/checkpoint/rank{r}.pt`` and ``complete.json``. A new checkpoint is written into
-``checkpoint.next/``; rank 0 marks it complete after every rank has written, then swaps it in, so a job
-killed mid-write still leaves the previous (or the staged, complete) checkpoint to resume from. Loading uses ``torch.load(weights_only=True)``: tensors and plain
-containers only, never arbitrary objects.
+Files: ``<run_dir>/checkpoint/rank{r}.pt`` and ``complete.json``. A folder is complete when its
+``complete.json`` exists: it is written last, after every rank's file, and removed first when a folder
+is discarded. A save goes
+
+1. settle what an interrupted save left: the newest complete folder of ``checkpoint``,
+   ``checkpoint.next`` and ``checkpoint.old`` becomes ``checkpoint``, every other one is discarded;
+2. write every rank's file into ``checkpoint.next/``, then its ``complete.json``;
+3. rename ``checkpoint`` to ``checkpoint.old``, ``checkpoint.next`` to ``checkpoint``, discard the old.
+
+A process killed at any point therefore leaves at least one complete folder, and loading takes the
+newest complete one of the three (by step), so no save ever deletes the only complete copy. Loading
+uses ``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
 
 ``complete.json`` also records the run's resolved config. A run that finds a checkpoint in its
 directory resumes only if its own config matches, except for the keys in :data:`MAY_CHANGE_ON_RESUME`
@@ -41,34 +49,66 @@ def _staging_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoint.next"
 
 
+def _old_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoint.old"
+
+
+MARKER = "complete.json"
+
+
+def _discard(d: Path) -> None:
+    """Remove a checkpoint folder, its completion marker first (a half-removed folder is never complete)."""
+    (d / MARKER).unlink(missing_ok=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _step_of(d: Path) -> int | None:
+    """The step of a complete checkpoint folder, None when it is not complete (or unreadable)."""
+    try:
+        return int(json.loads((d / MARKER).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _settle(run_dir: Path) -> None:
+    """Finish what an interrupted save left: the newest complete folder becomes ``checkpoint``."""
+    newest = _complete(run_dir)
+    final = checkpoint_dir(run_dir)
+    for d in (final, _staging_dir(run_dir), _old_dir(run_dir)):
+        if d != newest:
+            _discard(d)
+    if newest is not None and newest != final:
+        newest.rename(final)
+
+
 def save_checkpoint(run_dir: Path, dist: DistInfo, state: dict, config: dict | None = None) -> None:
     """Write every rank's state into a staging folder, then swap it in; the previous checkpoint stays
     valid until the new one is complete. ``config``: the run's resolved config (plain JSON data)."""
-    final, staging = checkpoint_dir(run_dir), _staging_dir(run_dir)
+    final, staging, old = checkpoint_dir(run_dir), _staging_dir(run_dir), _old_dir(run_dir)
     if dist.is_main:
-        shutil.rmtree(staging, ignore_errors=True)
+        _settle(run_dir)  # afterwards only `checkpoint` may be complete: staging and old can go
         staging.mkdir(parents=True)
     barrier()
     torch.save(state, staging / f"rank{dist.rank}.pt")
     barrier()
     if dist.is_main:
         meta = {"step": state["step"], "world_size": dist.world_size, "config": config}
-        (staging / "complete.json").write_text(json.dumps(meta, sort_keys=True) + "\n")
-        old = Path(run_dir) / "checkpoint.old"
-        shutil.rmtree(old, ignore_errors=True)
+        marker = staging / f".{MARKER}.tmp"
+        marker.write_text(json.dumps(meta, sort_keys=True) + "\n")
+        marker.rename(staging / MARKER)  # complete only once every byte of it is there
         if final.exists():
             final.rename(old)
         staging.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+        _discard(old)
     barrier()
 
 
 def _complete(run_dir: Path) -> Path | None:
-    """The folder of the last complete checkpoint (staging: complete but not yet swapped in)."""
-    for d in (checkpoint_dir(run_dir), _staging_dir(run_dir)):
-        if (d / "complete.json").exists():
-            return d
-    return None
+    """The folder of the newest complete checkpoint among ``checkpoint``, ``checkpoint.next`` (complete
+    but not yet swapped in) and ``checkpoint.old`` (swapped out, not yet removed); ties: that order."""
+    found = [(step, -i, d) for i, d in enumerate((checkpoint_dir(run_dir), _staging_dir(run_dir), _old_dir(run_dir)))
+             if (step := _step_of(d)) is not None]
+    return max(found)[2] if found else None
 
 
 def _flatten(tree, prefix: str = "") -> dict:
@@ -93,7 +133,7 @@ def check_resume_config(run_dir: Path, config: dict) -> None:
     """Refuse to resume a checkpoint in ``run_dir`` that a different config wrote (cheap: reads one
     small file; call it before any expensive work). No checkpoint, or one without a config: nothing to check."""
     d = _complete(run_dir)
-    saved = json.loads((d / "complete.json").read_text()).get("config") if d is not None else None
+    saved = json.loads((d / MARKER).read_text()).get("config") if d is not None else None
     if saved is None:
         return
     ours, theirs = _flatten(config), _flatten(saved)
@@ -115,7 +155,7 @@ def load_checkpoint(run_dir: Path, dist: DistInfo) -> dict | None:
     d = _complete(run_dir)
     if d is None:
         return None
-    meta = json.loads((d / "complete.json").read_text())
+    meta = json.loads((d / MARKER).read_text())
     if meta["world_size"] != dist.world_size:
         raise RuntimeError(
             f"{d} was written by {meta['world_size']} ranks but this run has {dist.world_size}; "

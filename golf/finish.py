@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from golf.code_bytes import (
 )
 from golf.config.schema import GolfConfig
 from golf.dist import DistInfo, broadcast_object
+from golf.files import write_atomic
 from golf.logging import RunRecorder
 from golf.quant import BudgetExceededError, check_budget, export_state_dict, load_artifact
 
@@ -80,6 +82,9 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     recorder.update_summary(final_eval_s=eval_s, **result.to_dict())
     log.info("final %s eval of the round-tripped artifact: val_loss:%.4f val_bpb:%.6f (%d targets, %d bytes)",
              cfg.eval.kind, result.val_loss, result.val_bpb, result.val_tokens, result.val_bytes)
+    if not (math.isfinite(result.val_bpb) and math.isfinite(result.val_loss)):
+        raise FloatingPointError(f"final val_bpb is {result.val_bpb} (val_loss {result.val_loss}): "
+                                 "the round-tripped model does not give a finite score")
     if over_budget is not None:
         raise over_budget
     return dict(recorder.summary) if dist.is_main else result.to_dict()
@@ -91,15 +96,15 @@ def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: 
     if cfg.code_bytes == "bundle":  # the runnable single-file submission is what gets counted
         files = code_files("bundle")
         bundle = bundle_source(bundle_config(cfg), files)
-        (run_dir / BUNDLE_NAME).write_text(bundle, encoding="utf-8")
+        write_atomic(run_dir / BUNDLE_NAME, bundle)
         code_bytes = len(bundle.encode("utf-8"))
         counted = [str(p.relative_to(PACKAGE_DIR.parent)) for p in files]
     else:
         code_bytes, counted = count_code_bytes(cfg.code_bytes)
     artifact_bytes = report.model_bytes + code_bytes
-    (run_dir / ARTIFACT_NAME).write_bytes(blob)
-    (run_dir / "quant_report.json").write_text(json.dumps(report.to_dict(), indent=1) + "\n")
-    (run_dir / "code_files.txt").write_text("\n".join(counted) + "\n")
+    write_atomic(run_dir / ARTIFACT_NAME, blob)  # whole or absent: a full disk leaves no truncated artifact
+    write_atomic(run_dir / "quant_report.json", json.dumps(report.to_dict(), indent=1) + "\n")
+    write_atomic(run_dir / "code_files.txt", "\n".join(counted) + "\n")
     sizes = dict(model_bytes=report.model_bytes, code_bytes=code_bytes, artifact_bytes=artifact_bytes,
                  artifact_limit=cfg.quant.limit_bytes, quant=cfg.quant.name)
     recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import glob
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from golf.files import write_atomic
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
@@ -109,17 +110,7 @@ def write_shard(path: str | os.PathLike, tokens) -> Path:
     header = np.zeros(HEADER_INTS, dtype="<i4")
     header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, arr.size
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(header.tobytes())
-            f.write(arr.astype("<u2", copy=False).tobytes())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shards are ordinary readable data files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, header.tobytes(), arr.astype("<u2", copy=False).tobytes())
 
 
 def write_split_shards(tokens, directory: str | os.PathLike, split: str, shard_tokens: int) -> list[Path]:
@@ -148,3 +139,17 @@ def list_shards(pattern: str | os.PathLike) -> list[Path]:
     if not files:
         raise ShardError(f"no shard files match {pattern!r}")
     return [Path(f) for f in files]
+
+
+def check_shards(files: list[Path]) -> list[int]:
+    """Check every shard's header (magic, version, size) before any is read, and that each holds
+    tokens: a corrupt shard found mid-training would end the run there, and a stream over empty
+    shards would never return a batch. Returns the token counts; :class:`ShardError` names the file."""
+    counts = []
+    for path in files:
+        n = read_header(path)
+        if n == 0:
+            raise ShardError(f"{path}: the header declares 0 tokens; an empty shard cannot be streamed")
+        counts.append(n)
+    return counts
+

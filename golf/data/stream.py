@@ -17,7 +17,7 @@ import os
 
 import torch
 
-from golf.data.shards import ShardError, list_shards, read_shard
+from golf.data.shards import ShardError, check_shards, list_shards, read_shard
 
 
 class TokenStream:
@@ -27,6 +27,7 @@ class TokenStream:
         self.pattern = str(pattern)
         self.vocab_size = vocab_size
         self.files = list_shards(pattern)
+        check_shards(self.files)  # every header, before the first batch
         self._load(0)
 
     def _load(self, file_index: int) -> None:
@@ -40,11 +41,16 @@ class TokenStream:
             raise ValueError(f"cannot take a negative number of tokens ({n})")
         chunks = []
         remaining = n
+        empty_loads = 0
         while remaining > 0:
             avail = self.tokens.numel() - self.pos
             if avail <= 0:
+                empty_loads += 1
+                if empty_loads > len(self.files):  # a whole pass without a token (files changed on disk)
+                    raise ShardError(f"no tokens left in any shard of {self.pattern!r}")
                 self._load((self.file_index + 1) % len(self.files))
                 continue
+            empty_loads = 0
             k = min(remaining, avail)
             chunks.append(self.tokens[self.pos : self.pos + k])
             self.pos += k

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import sys
 from dataclasses import dataclass
@@ -139,11 +140,19 @@ def _dtype(name, where: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def _shape(entry: dict, key: str, where: str) -> list[int]:
+def _shape(entry: dict, key: str, where: str, payload_bytes: int) -> list[int]:
+    """A shape whose element count is no larger than the payload could hold (a crafted header could
+    otherwise overflow int64 element counts)."""
     shape = _get(entry, key, list, where)
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
         raise ArtifactError(f"{where}: {key} {shape!r} is not a list of non-negative ints")
+    if any(s > 8 * payload_bytes for s in shape) or _numel(shape) > 8 * payload_bytes:  # >= 1 bit per element
+        raise ArtifactError(f"{where}: {key} {shape!r} has more elements than the {payload_bytes}-byte payload can hold")
     return shape
+
+
+def _numel(shape: list[int]) -> int:
+    return math.prod(shape)  # Python integers: no overflow
 
 
 def _slice(payload: bytes, entry: dict, key: str, nbytes: int, where: str) -> bytes:
@@ -163,7 +172,7 @@ def _from_bytes(buf: bytes, dtype: torch.dtype, shape: list[int]) -> Tensor:
 
 
 def _parse_int(entry: dict, payload: bytes, shape: list[int], where: str) -> QuantizedTensor:
-    numel = int(np.prod(shape, dtype=np.int64))
+    numel = _numel(shape)
     bits, lo, hi = (_get(entry, k, int, where) for k in ("bits", "lo", "hi"))
     if not 2 <= bits <= 8 or hi != (1 << (bits - 1)) - 1 or lo not in (-hi, -hi - 1):
         raise ArtifactError(f"{where}: inconsistent code range bits={bits} lo={lo} hi={hi}")
@@ -173,10 +182,10 @@ def _parse_int(entry: dict, payload: bytes, shape: list[int], where: str) -> Qua
     if numel and (int(q.min()) < lo or int(q.max()) > hi):
         raise ArtifactError(f"{where}: codes outside [{lo}, {hi}]")
     scale_dtype = _dtype(entry.get("scale_dtype"), where)
-    scale_shape = _shape(entry, "scale_shape", where)
+    scale_shape = _shape(entry, "scale_shape", where, len(payload))
     if scale_shape != ([shape[0]] if len(shape) == 2 else []):
         raise ArtifactError(f"{where}: scale shape {scale_shape} does not fit tensor shape {shape}")
-    nscale = int(np.prod(scale_shape, dtype=np.int64)) * scale_dtype.itemsize
+    nscale = _numel(scale_shape) * scale_dtype.itemsize
     scale = _from_bytes(_slice(payload, entry, "scale", nscale, where), scale_dtype, scale_shape)
     return QuantizedTensor(torch.from_numpy(q.copy()).reshape(shape), scale, bits, lo, hi)
 
@@ -205,7 +214,7 @@ def parse(body: bytes) -> dict[str, StoredTensor]:
         where = f"tensor {name!r}"
         if name in out:
             raise ArtifactError(f"{where} appears twice")
-        shape = _shape(entry, "shape", where)
+        shape = _shape(entry, "shape", where, len(payload))
         dtype = _dtype(entry.get("dtype"), where)
         scheme = _get(entry, "scheme", str, where)
         enc = entry.get("enc")
@@ -213,7 +222,7 @@ def parse(body: bytes) -> dict[str, StoredTensor]:
             data = _parse_int(entry, payload, shape, where)
         elif enc == "tensor":
             store = _dtype(entry.get("store_dtype"), where)
-            nbytes = int(np.prod(shape, dtype=np.int64)) * store.itemsize
+            nbytes = _numel(shape) * store.itemsize
             data = _from_bytes(_slice(payload, entry, "data", nbytes, where), store, shape)
         else:
             raise ArtifactError(f"{where}: unknown encoding {enc!r}")

@@ -1,0 +1,80 @@
+"""Files that appear whole or not at all, and the run directory's lock.
+
+:func:`write_atomic` writes into a temporary file next to the target and renames it over the target
+only once every byte is written, so a crash or a full disk never leaves a truncated artifact, shard or
+summary under its final name; on failure the temporary file is removed (freeing the space it took, so
+the run can still record why it failed) and the ``OSError`` is raised unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike, *chunks: bytes | str, mode: int = 0o644) -> Path:
+    """Write ``chunks`` (bytes, or str as UTF-8) to ``path`` atomically; returns the path."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+        os.chmod(tmp, mode)  # mkstemp creates 0600; these are ordinary readable files
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename is None:  # a failed write names no file by itself
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
+    return path
+
+
+LOCK_NAME = ".lock"
+
+
+class RunDirBusy(RuntimeError):
+    """Another live process holds the run directory (two runs would interleave their records)."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str | os.PathLike):
+    """Hold an exclusive lock on ``<run_dir>/.lock`` for the block; :class:`RunDirBusy` at once when
+    another process holds it. The lock is the kernel's (``flock``): it ends with its process, so a
+    killed or requeued run never leaves a stale lock behind."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / LOCK_NAME, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise RunDirBusy(f"{run_dir} is in use by another run (pid {holder}); "
+                             "wait for it to end or choose another run directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        f.close()  # releases the lock
+
+
+def discard_if_unused(run_dir: str | os.PathLike | None, own: tuple[str, ...] = (".hydra", LOCK_NAME)) -> bool:
+    """Remove a run directory in which nothing but the entry's own bookkeeping was written (Hydra's
+    ``.hydra/`` and job log, the lock): a run refused before it started leaves no directory behind.
+    A directory holding anything else (an earlier run's records, a checkpoint) is left untouched."""
+    if run_dir is None or not Path(run_dir).is_dir():
+        return False
+    run_dir = Path(run_dir)
+    entries = list(run_dir.iterdir())
+    if any(e.name not in own and not (e.is_file() and e.suffix == ".log") for e in entries):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True

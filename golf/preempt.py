@@ -26,6 +26,7 @@ without one, and its next start resumes from the checkpoint in the same run dire
 from __future__ import annotations
 
 import signal
+import time
 
 
 class Preempted(BaseException):
@@ -40,13 +41,25 @@ def stop_signal_of(err: BaseException | None) -> int | None:
 
 
 class StopSignal:
-    """Context manager: records SIGUSR2/SIGTERM instead of dying mid-step."""
+    """Context manager: records SIGUSR2/SIGTERM instead of dying mid-step.
+
+    ``immediate=True`` (the trainer's setup: data preparation, model build, warm-up): a stop cannot wait
+    for a checkpoint there, so it ends the process at once. The signal is first handed to the previous
+    handler (as after a checkpoint, so a scheduler's requeue still happens), then :class:`Preempted`
+    is raised from the handler. :meth:`arm` switches to recording once the loop can checkpoint at its
+    next step boundary. A signal repeated at least :attr:`REPEAT_S` seconds after a recorded one also
+    stops at once: a step that never ends must not make the run unstoppable (a scheduler delivering
+    the same signal to every process of a job step gives repeats within milliseconds, which are ignored).
+    """
 
     SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+    REPEAT_S = 2.0
 
-    def __init__(self):
+    def __init__(self, immediate: bool = False):
         self.requested = False
         self.signum: int | None = None
+        self.immediate = immediate
+        self._first_at: float | None = None
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignal:
@@ -58,12 +71,24 @@ class StopSignal:
         return self
 
     def _handle(self, signum, frame) -> None:
+        repeated = self._first_at is not None and time.monotonic() - self._first_at >= self.REPEAT_S
         self.record(signum)
+        if self.immediate or repeated:
+            self.after_checkpoint()  # hands the signal over (requeue); raises Preempted if that handler exits
+            name = signal.Signals(signum).name
+            raise Preempted(f"stopped by {name} " + ("again while a step did not end" if repeated else
+                            "before training could checkpoint") + "; no checkpoint written by this stop")
+
+    def arm(self) -> None:
+        """The loop is running: from now on a stop is recorded and honoured at the next step boundary."""
+        self.immediate = False
 
     def record(self, signum: int) -> None:
         """Note a stop request (from this handler, or one another handler saw first)."""
         self.requested = True
         self.signum = signum
+        if self._first_at is None:
+            self._first_at = time.monotonic()
 
     def after_checkpoint(self) -> None:
         """Give the signal to the handler that was there before (e.g. submitit's requeue).

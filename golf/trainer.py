@@ -67,16 +67,19 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
         group=run_dir.parent.name if run_dir.parent.name not in ("", ".") else None,
     )
     try:
-        with StopSignal() as stop:
+        with StopSignal(immediate=True) as stop:  # a stop acts at once until the loop can checkpoint
             summary = _train(cfg, dist, run_dir, recorder, stop)
     except Preempted:
         recorder.update_summary(status="preempted")
         raise
     except BaseException as err:
-        if dist.is_main:
-            (run_dir / "error.txt").write_text(traceback.format_exc())
-            recorder.update_summary(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
-            recorder.finish("failed")
+        if dist.is_main:  # each record on its own: with a full disk, one may fail and the next succeed
+            with contextlib.suppress(OSError):
+                (run_dir / "error.txt").write_text(traceback.format_exc())
+            with contextlib.suppress(OSError):
+                recorder.update_summary(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+            with contextlib.suppress(OSError):
+                recorder.finish("failed")
         raise
     recorder.finish("completed")
     return summary
@@ -190,8 +193,12 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     cap = tc.max_wallclock_s or None
     last_ckpt_time = train_time
     clock = train_time  # the training clock all ranks agreed on at the end of the previous step
+    # divergence: a device-side flag, OR-ed every step without a host sync and read with the per-step
+    # flags below (wherever those are read, the flag has seen every step since)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     model.train()
     _sync(device)
+    stop.arm()  # from here a stop is honoured at the next step boundary, with a checkpoint
     t0 = time.perf_counter()
     while True:
         last_step = step >= tc.iterations or (stop_at is not None and step >= stop_at)
@@ -208,6 +215,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         lr_mul = lr_multiplier(cfg.optimizer.schedule, step, clock, tc.iterations, cap)
         qat.update(step, clock, lr_mul, cap)
         loss = train_step()
+        nonfinite |= ~torch.isfinite(loss)
         opt.step(step, lr_mul)
         opt.zero_grad(set_to_none=True)
         step += 1
@@ -228,9 +236,13 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
                      tc.iterations, loss_value, lr_mul, elapsed, 1000.0 * elapsed / step)
         # one all-reduce(MAX) per step: every rank takes the same decisions from the same clock
         checkpoint_due = tc.checkpoint_every_s is not None and elapsed - last_ckpt_time >= tc.checkpoint_every_s
-        flags = torch.tensor([elapsed, float(stop.requested), float(checkpoint_due)], dtype=torch.float64,
+        flags = torch.tensor([elapsed, float(stop.requested), float(checkpoint_due), 0.0], dtype=torch.float64,
                              device=device)
-        clock, stop_requested, checkpoint_due = all_reduce_(flags, op="max").tolist()
+        flags[3] = nonfinite  # stays on the device until the all-reduce result is read
+        clock, stop_requested, checkpoint_due, diverged = all_reduce_(flags, op="max").tolist()
+        if diverged:  # before any checkpoint: a diverged state is never saved
+            raise FloatingPointError(f"train loss became non-finite at or before step {step} "
+                                     f"(on at least one rank); the run is stopped")
         if cap is not None and clock >= cap and stop_at is None:
             stop_at = step
         if stop_requested or checkpoint_due:

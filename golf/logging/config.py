@@ -20,6 +20,9 @@ class WandbConfig:
     tags: list[str] = field(default_factory=list)
     # where wandb writes its files; None = inside the run directory
     dir: str | None = None
+    # seconds W&B may take to start (online: reach its server); past that the run goes on with the run
+    # directory as its only record and one warning line
+    init_timeout_s: float = 10.0
 
 
 @dataclass
@@ -34,5 +37,7 @@ class LoggerConfig:
 def validate_logger(cfg: LoggerConfig, prefix: str = "logger") -> None:
     if cfg.wandb is not None and cfg.wandb.mode not in WANDB_MODES:
         raise ConfigError(f"{prefix}.wandb.mode", cfg.wandb.mode, f"must be one of {', '.join(WANDB_MODES)}")
+    if cfg.wandb is not None and not cfg.wandb.init_timeout_s > 0:
+        raise ConfigError(f"{prefix}.wandb.init_timeout_s", cfg.wandb.init_timeout_s, "must be positive")
     if cfg.console_every < 0:
         raise ConfigError(f"{prefix}.console_every", cfg.console_every, "must be >= 0")

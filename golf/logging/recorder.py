@@ -1,12 +1,15 @@
 """The run record: ``metrics.jsonl`` + ``summary.json`` in the run directory, mirrored to W&B.
 
 The run directory is the primary record (W&B is never the only copy). Only the main rank writes.
+W&B failures never fail a run: an init that fails or takes longer than ``init_timeout_s`` (online
+without a network), or a later logging error, gives one warning line and the run goes on without it.
 ``metrics.jsonl`` holds one JSON object per logged event (``{"event": "train", "step": 100, ...}``);
 ``summary.json`` is rewritten whenever the summary changes, so a crashed run still leaves what it had.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -46,16 +49,28 @@ class RunRecorder:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
         if cfg.wandb is not None and cfg.wandb.mode != "disabled":
-            import wandb
-
             w = cfg.wandb
             wandb_dir = Path(w.dir) if w.dir else self.run_dir
             wandb_dir.mkdir(parents=True, exist_ok=True)
-            self._wandb = wandb.init(
-                project=w.project, entity=w.entity, mode=w.mode, dir=str(wandb_dir), name=run_name,
-                group=w.group or group, tags=list(w.tags), job_type="train", config=config,
-                settings=wandb.Settings(console="off", silent=True),
-            )
+            with self._wandb_guard("could not start"):
+                import wandb
+
+                self._wandb = wandb.init(
+                    project=w.project, entity=w.entity, mode=w.mode, dir=str(wandb_dir), name=run_name,
+                    group=w.group or group, tags=list(w.tags), job_type="train", config=config,
+                    settings=wandb.Settings(console="off", silent=True, init_timeout=w.init_timeout_s),
+                )
+
+    @contextlib.contextmanager
+    def _wandb_guard(self, doing: str):
+        """A W&B error becomes one warning line and W&B is off for the rest of the run."""
+        try:
+            yield
+        except Exception as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            log.warning("W&B %s (%s: %s); the run goes on, recorded in %s only", doing,
+                        type(err).__name__, reason, self.run_dir)
+            self._wandb = None
 
     def log(self, event: str, step: int, **metrics: Any) -> None:
         if not self.enabled:
@@ -64,8 +79,9 @@ class RunRecorder:
         self._metrics.write(json.dumps(_jsonable(row)) + "\n")
         self._metrics.flush()
         if self._wandb is not None:
-            self._wandb.log({f"{event}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
-                            step=step)
+            with self._wandb_guard("stopped logging"):
+                self._wandb.log({f"{event}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))},
+                                step=step)
 
     def update_summary(self, **values: Any) -> None:
         if not self.enabled:
@@ -75,9 +91,10 @@ class RunRecorder:
         tmp.write_text(json.dumps(self.summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         tmp.replace(self.run_dir / "summary.json")
         if self._wandb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float, str, bool)):
-                    self._wandb.summary[k] = v
+            with self._wandb_guard("stopped logging"):
+                for k, v in values.items():
+                    if isinstance(v, (int, float, str, bool)):
+                        self._wandb.summary[k] = v
 
     def finish(self, status: str) -> None:
         if not self.enabled:
@@ -85,5 +102,6 @@ class RunRecorder:
         self.update_summary(status=status)
         self._metrics.close()
         if self._wandb is not None:
-            self._wandb.finish(exit_code=0 if status == "completed" else 1)
+            with self._wandb_guard("could not finish"):
+                self._wandb.finish(exit_code=0 if status == "completed" else 1)
             self._wandb = None

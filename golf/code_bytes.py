@@ -113,6 +113,14 @@ def count_code_bytes(mode: str = "bundle", config_yaml: str = "") -> tuple[int, 
     return total, names
 
 
+def code_bytes_bound(config_yaml: str = "") -> int:
+    """A cheap upper bound of :func:`count_code_bytes` in every mode: all of the package's source and
+    the config, at most 6 bytes each once JSON-escaped (``\\u00XX``), lzma's framing and base85's 5/4,
+    and the loader. Used to skip the exact count when even this fits a budget."""
+    raw = sum(p.stat().st_size for p in code_files("package")) + len(config_yaml.encode("utf-8"))
+    return (6 * raw + 4096) * 5 // 4 + len(_LOADER) + 64
+
+
 def bundle_config(cfg) -> str:
     """The resolved config of a run as a bundle carries it (no run directory: a rerun picks its own)."""
     from omegaconf import OmegaConf

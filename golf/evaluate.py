@@ -12,17 +12,18 @@ process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from golf.config.errors import ConfigError
 from golf.config.validate import load_config
 from golf.data import build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import init_distributed, shutdown
+from golf.entry import entry_errors
 from golf.eval import EvalConfig, build_evaluator, validate_eval
 from golf.finish import ARTIFACT_NAME, load_artifact_file, load_into
 from golf.model import build_model
@@ -46,6 +47,7 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
     if data_root is not None:
         recorded.data.root = data_root
     cfg = load_config(recorded)
+    validate_eval(eval_cfg, "eval", window=cfg.train.seq_len)  # the window it falls back to is the run's
     cfg.precision, cfg.compile = precision, compile_model
 
     dist = init_distributed(device)
@@ -71,15 +73,16 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(composed: DictConfig) -> float:
-    try:
-        eval_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalConfig), composed.eval))
+    out = Path(HydraConfig.get().runtime.output_dir)
+    with entry_errors("golf.evaluate", lambda: [out]):  # one line; a config error leaves no eval directory
+        try:
+            eval_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalConfig), composed.eval))
+        except OmegaConfBaseException as err:
+            raise ConfigError(getattr(err, "full_key", None) or "eval", getattr(err, "value", None),
+                              str(err).splitlines()[0]) from None
         result = score_artifact(Path(composed.run), eval_cfg, artifact=composed.artifact, split=composed.split,
                                 data_root=composed.data_root, device=composed.device,
                                 precision=composed.precision, compile_model=composed.compile)
-    except ConfigError as err:
-        print(f"golf.evaluate: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    out = Path(HydraConfig.get().runtime.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

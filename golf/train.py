@@ -29,6 +29,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from torch.distributed.elastic.multiprocessing.errors import record
 
@@ -36,6 +37,8 @@ from golf.config.errors import ConfigError
 from golf.config.schema import GolfConfig
 from golf.config.validate import load_config
 from golf.dist import in_worker_group, init_distributed, rank_env, scheduler_job_id, shutdown
+from golf.entry import entry_errors
+from golf.files import run_dir_lock
 
 log = logging.getLogger("golf")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +69,6 @@ def dry_run(cfg: GolfConfig) -> dict:
 
     from golf.model import build_model, count_parameters
     from golf.optim import build_optimizer
-    from golf.quant import estimate_artifact_bytes
 
     print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     with torch.device("meta"):
@@ -79,16 +81,52 @@ def dry_run(cfg: GolfConfig) -> dict:
     print("optimizer groups:")
     for name, names, numel in opt.group_table():
         print(f"  {name:<24} {numel:>12,}  ({len(names)} tensors)")
-    estimate = estimate_artifact_bytes(model, cfg.quant)
-    import golf.trainer  # noqa: F401  (count the code a training run would import)
-    from golf.code_bytes import bundle_config, count_code_bytes
-
-    code, _ = count_code_bytes(cfg.code_bytes, bundle_config(cfg))
+    estimate, code = estimate_run_bytes(cfg, model)
     total = estimate + code
     print(f"estimated artifact bytes ({cfg.quant.name}): model {estimate:,} + code {code:,} = {total:,} "
           f"(limit {cfg.quant.limit_bytes:,}{', OVER' if total > cfg.quant.limit_bytes else ''})")
     return {"model_params": counts["total"], "estimated_model_bytes": estimate, "code_bytes": code,
             "estimated_artifact_bytes": total}
+
+
+def estimate_run_bytes(cfg: GolfConfig, model=None) -> tuple[int, int]:
+    """(estimated model bytes, code bytes) of a config's artifact; ``model``: the config's model, built
+    on the meta device when not given."""
+    import torch
+
+    import golf.trainer  # noqa: F401  (count the code a training run would import)
+    from golf.code_bytes import bundle_config, count_code_bytes
+    from golf.model import build_model
+    from golf.quant import estimate_artifact_bytes
+
+    if model is None:
+        with torch.device("meta"):
+            model = build_model(cfg.arch)
+    code, _ = count_code_bytes(cfg.code_bytes, bundle_config(cfg))
+    return estimate_artifact_bytes(model, cfg.quant), code
+
+
+def check_budget_estimate(cfg: GolfConfig) -> None:
+    """Refuse, before training, a run whose artifact estimate is over ``quant.limit_bytes`` by more than
+    the estimate's tolerance (:func:`golf.quant.check_estimate`; a warning when within it or with
+    ``quant.over_limit=warn``). Counting the bundled code takes seconds, so it is skipped when the model
+    estimate plus a bound on the code bytes fits anyway."""
+    import torch
+
+    from golf.code_bytes import bundle_config, code_bytes_bound
+    from golf.model import build_model
+    from golf.quant import BudgetExceededError, check_estimate, estimate_artifact_bytes
+
+    with torch.device("meta"):
+        model = build_model(cfg.arch)
+    if estimate_artifact_bytes(model, cfg.quant) + code_bytes_bound(bundle_config(cfg)) <= cfg.quant.limit_bytes:
+        return
+    estimate, code = estimate_run_bytes(cfg, model)
+    try:
+        check_estimate(estimate + code, cfg.quant)
+    except BudgetExceededError as err:
+        raise ConfigError("quant.limit_bytes", cfg.quant.limit_bytes,
+                          f"refused before training: {err} (model {estimate:,} + code {code:,})") from None
 
 
 @record
@@ -160,24 +198,17 @@ def check_resume(cfg: GolfConfig, run_dir: Path) -> None:
 
 
 def run(cfg: GolfConfig, run_dir: Path) -> dict:
-    """Run a validated config in ``run_dir`` (dry run, local workers, or this process)."""
+    """Run a validated config in ``run_dir`` (dry run, local workers, or this process). The run holds
+    the run directory's lock (:func:`golf.files.run_dir_lock`): a second run into it is refused."""
     if cfg.dry_run:
         return dry_run(cfg)
-    check_resume(cfg, run_dir)  # before anything in the run directory is written
-    write_run_header(cfg, run_dir)
-    if cfg.nproc_per_node > 1 and not in_worker_group():
-        return _launch_workers(cfg, run_dir)
-    return _train_here(cfg, run_dir)
-
-
-@contextlib.contextmanager
-def _config_errors():
-    """A bad configuration ends the command with one line naming the key, and exit status 2."""
-    try:
-        yield
-    except ConfigError as err:
-        print(f"golf: invalid configuration: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    check_budget_estimate(cfg)
+    with run_dir_lock(run_dir) if rank_env()[0] == 0 else contextlib.nullcontext():
+        check_resume(cfg, run_dir)  # before anything in the run directory is written
+        write_run_header(cfg, run_dir)
+        if cfg.nproc_per_node > 1 and not in_worker_group():
+            return _launch_workers(cfg, run_dir)
+        return _train_here(cfg, run_dir)
 
 
 def _entry_config(composed, world: int | None, default_run_dir: Callable[[], str]) -> tuple[GolfConfig, Path]:
@@ -197,13 +228,15 @@ def run_bundled(config_text: str, argv: list[str]) -> dict:
     ``key=value`` overrides, validated as usual, run without Hydra into ``run_dir`` (default: a new
     ``./golf_run-<date>-<time>``)."""
     rank, _, world = rank_env()
-    with _config_errors():
+    dirs: list[Path | None] = [None]
+    with entry_errors("golf", lambda: dirs):
         bad = [a for a in argv if "=" not in a]
         if bad:
             raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
         composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
         cfg, run_dir = _entry_config(composed, world if in_worker_group() else None,
                                      lambda: time.strftime("golf_run-%Y%m%d-%H%M%S"))
+        dirs[0] = run_dir
         if not cfg.dry_run and not (cfg.nproc_per_node > 1 and not in_worker_group()):
             _log_to_files(run_dir, rank)  # local workers, when started, open their own rank logs
         return run(cfg, run_dir)
@@ -212,8 +245,11 @@ def run_bundled(config_text: str, argv: list[str]) -> dict:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(composed: DictConfig) -> float | None:
     world = rank_env()[2] if in_worker_group() else None
-    with _config_errors():
-        cfg, run_dir = _entry_config(composed, world, lambda: HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    dirs: list[Path | None] = [Path(hydra_cfg.runtime.output_dir), None]
+    with entry_errors("golf", lambda: dirs, in_sweep=hydra_cfg.mode == RunMode.MULTIRUN):
+        cfg, run_dir = _entry_config(composed, world, lambda: hydra_cfg.runtime.output_dir)
+        dirs[1] = run_dir
         summary = run(cfg, run_dir)  # a checkpoint of another config is refused here, before any write
     return summary.get("val_bpb")
 

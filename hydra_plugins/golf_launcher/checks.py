@@ -68,17 +68,10 @@ def world_size(composed: DictConfig, launcher_params: dict[str, Any]) -> int:
 
 def _budget(cfg, point: SweepPoint) -> None:
     """Estimate the artifact bytes (model + code) of a validated config and check them against its limit."""
-    import torch
+    from golf.quant import BudgetWarning, check_estimate
+    from golf.train import estimate_run_bytes
 
-    import golf.trainer  # noqa: F401  (the modules a run imports count as code bytes)
-    from golf.code_bytes import bundle_config, count_code_bytes
-    from golf.model import build_model
-    from golf.quant import BudgetWarning, check_estimate, estimate_artifact_bytes
-
-    with torch.device("meta"):
-        model = build_model(cfg.arch)
-    code = count_code_bytes(cfg.code_bytes, bundle_config(cfg))[0]
-    point.estimated_bytes = estimate_artifact_bytes(model, cfg.quant) + code
+    point.estimated_bytes = sum(estimate_run_bytes(cfg))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BudgetWarning)
         check_estimate(point.estimated_bytes, cfg.quant)  # raises BudgetExceededError when clearly over

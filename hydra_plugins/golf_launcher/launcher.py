@@ -48,9 +48,10 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf
 
+from golf.files import discard_if_unused
 from golf.preempt import Preempted, StopSignal, stop_signal_of
 
-from .checks import SweepPoint, check_sweep
+from .checks import SweepPoint, SweepRefused, check_sweep
 from .report import (
     JobFailed,
     PointResult,
@@ -89,6 +90,17 @@ def importable(task_function: TaskFunction) -> TaskFunction:
     return getattr(decorated, "__wrapped__", decorated)  # hydra.main keeps the plain function there
 
 
+def _checked_sweep(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
+                   initial_job_idx: int, params: dict[str, Any]) -> list[SweepPoint]:
+    """:func:`check_sweep`; a refused sweep ends the command with its message (no traceback), status 2."""
+    try:
+        return check_sweep(hydra_context, config, job_overrides, initial_job_idx, params)
+    except SweepRefused as err:
+        discard_if_unused(str(config.hydra.sweep.dir), own=("multirun.yaml",))  # Hydra's file, nothing ran
+        print(f"golf: SweepRefused: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _failure_text(err: BaseException) -> str:
     return "".join(traceback.format_exception(err))
 
@@ -99,7 +111,7 @@ class GolfBasicLauncher(BasicLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
         str(self.config.hydra.sweep.dir)  # resolves ${now:} once, for every point
-        points = check_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, {})
+        points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, {})
         outcomes = []
         for point, ret in zip(points, super().launch(job_overrides, initial_job_idx)):
             ok = ret.status is JobStatus.COMPLETED
@@ -164,7 +176,7 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))  # resolves ${now:} once, for every point
-        points = check_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, self.params)
+        points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, self.params)
         executor = self._executor()
         self.code = fingerprint(project_root())  # pickled with this launcher into every job
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,83 @@
+"""How the entry points (``golf.train``, a ``submission.py`` bundle, ``golf.evaluate``) end on a failure.
+
+* A refusal before anything ran (:class:`~golf.config.errors.ConfigError`, a busy run directory): one
+  line naming what is wrong and exit status 2. After a config error the run directory the entry had
+  opened is removed when nothing but its own bookkeeping is in it (:func:`golf.files.discard_if_unused`).
+* An expected failure (:data:`EXPECTED`: bad shards, a corrupt artifact, a non-finite loss or score, an
+  over-budget artifact, a stop signal, a full disk): one line ``<prog>: <Error>: <message>`` and exit
+  status 1; the full traceback is kept in the run directory's ``error.txt``.
+* Anything else is a bug: its traceback is shown as usual.
+
+Inside a sweep (``-m``) nothing is caught here: the launcher records each point and reports them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from golf.config.errors import ConfigError
+from golf.data.shards import ShardError
+from golf.files import RunDirBusy, discard_if_unused
+from golf.preempt import Preempted
+from golf.quant.container import ArtifactError
+from golf.quant.report import BudgetExceededError
+
+REFUSED = (ConfigError, RunDirBusy)
+EXPECTED = (ShardError, ArtifactError, FloatingPointError, BudgetExceededError, Preempted, OSError)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+@contextlib.contextmanager
+def entry_errors(prog: str, run_dirs: Callable[[], list[Path | None]], *, in_sweep: bool = False):
+    """Turn refusals and expected failures raised in the block into one line and an exit status.
+
+    ``run_dirs``: the directories this entry created or writes to (asked only on failure; entries may
+    be None while they are not known yet)."""
+    try:
+        yield
+    except REFUSED as err:
+        if in_sweep and not isinstance(err, ConfigError):
+            raise
+        if isinstance(err, ConfigError):  # a busy directory belongs to the run that holds it
+            for d in _known(run_dirs):
+                discard_if_unused(d)
+        what = "invalid configuration" if isinstance(err, ConfigError) else "refused"
+        print(f"{prog}: {what}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except EXPECTED as err:
+        if in_sweep:
+            raise
+        kept = None if isinstance(err, Preempted) else _keep_traceback(_known(run_dirs))
+        where = f" (traceback in {kept})" if kept else ""
+        print(f"{prog}: {type(err).__name__}: {_first_line(err)}{where}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _known(run_dirs: Callable[[], list[Path | None]]) -> list[Path]:
+    try:
+        return [Path(d) for d in run_dirs() if d is not None]
+    except Exception:  # no Hydra context (yet): nothing to tidy
+        return []
+
+
+def _keep_traceback(dirs: list[Path]) -> Path | None:
+    """The ``error.txt`` holding the traceback: the run's own when it wrote one, else written here."""
+    for d in dirs:
+        if (d / "error.txt").is_file() and (d / "error.txt").stat().st_size:
+            return d / "error.txt"
+    for d in dirs:
+        if d.is_dir():
+            try:
+                (d / "error.txt").write_text(traceback.format_exc())
+                return d / "error.txt"
+            except OSError:  # the disk may be the problem
+                return None
+    return None

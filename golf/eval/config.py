@@ -2,11 +2,63 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from golf.config.errors import ConfigError
 
-EVAL_KINDS = ("standard", "sliding")
+EVAL_KINDS = ("standard", "sliding", "ttt")
+TTT_OPTIMIZERS = ("sgd", "adamw")
+TTT_ADAPT = ("all", "lora")
+TTT_SCHEDULES = ("cosine", "constant")
+# LoRA target name -> the module path suffix of the projection it adapts (see golf.model.attention/mlp)
+LORA_TARGETS = {"q": "attn.c_q", "k": "attn.c_k", "v": "attn.c_v", "o": "attn.proj",
+                "up": "mlp.fc", "down": "mlp.proj", "head": "lm_head"}
+
+
+@dataclass
+class TTTConfig:
+    """Score-first test-time training (``eval.kind: ttt``); defaults are the PR #1493 record's (spec §6.4).
+
+    The validation stream is cut into chunks of ``chunk_tokens`` target positions. Each chunk is first
+    scored by the sliding-window scorer (``eval.seq_len`` / ``eval.stride``), then the model trains on
+    that chunk's already-scored targets; the last chunk is only scored. Training runs on a copy of the
+    model, so the exported weights never change.
+    """
+
+    # target positions per chunk (the record: 32768 = 16 sequences of 2048)
+    chunk_tokens: int = 32768
+    # full passes over each chunk's training sequences (one optimizer step per pass)
+    epochs: int = 3
+    # peak learning rate (chunk 0)
+    lr: float = 0.005
+    # lr across chunks: cosine (lr·½(1+cos(π·c/(N−1))), 0 at the last chunk) or constant
+    schedule: str = "cosine"
+    # sgd (momentum, no Nesterov/dampening; buffers persist across chunks) or adamw
+    optimizer: str = "sgd"
+    # sgd: momentum; adamw: beta1
+    momentum: float = 0.9
+    # adamw only: beta2
+    beta2: float = 0.999
+    # decoupled weight decay (adamw) or L2 (sgd); the record: 0
+    weight_decay: float = 0.0
+    # clip the all-reduced gradient to this global L2 norm; null = no clipping
+    grad_clip: float | None = 1.0
+    # which parameters adapt: all (minus freeze_layers) or lora (rank-r adapters on lora_targets, base frozen)
+    adapt: str = "all"
+    # adapt=all: layer selector of blocks whose parameters stay frozen ("none", "first:2", "0,1", ...)
+    freeze_layers: str = "none"
+    # adapt=lora: adapter rank r (adds r·(in+out) parameters per adapted projection)
+    lora_rank: int = 8
+    # adapt=lora: the projections that get adapters: any of q, k, v, o, up, down, head
+    lora_targets: list[str] = field(default_factory=lambda: ["q", "v"])
+    # adapt=lora: the adapter's output is scaled by lora_alpha / lora_rank
+    lora_alpha: float = 16.0
+    # training sequence length inside a chunk; null = the eval window (eval.seq_len)
+    seq_len: int | None = None
+    # training sequences per forward/backward on each rank (micro-batch; gradients accumulate to one step)
+    batch_seqs: int = 32
+    # first run a plain sliding evaluation so the summary holds the score before adaptation
+    sliding_first: bool = True
 
 
 @dataclass
@@ -16,25 +68,30 @@ class EvalConfig:
     ``standard`` scores non-overlapping windows of ``seq_len`` tokens (the official baseline).
     ``sliding`` runs windows of ``seq_len`` tokens every ``stride`` tokens and scores each target once,
     with at least ``seq_len - stride`` tokens of context (the first window scores all of its positions).
+    ``ttt`` scores with the same sliding windows, chunk by chunk, training a copy of the model on each
+    chunk once it has been scored (settings in ``ttt``).
     """
 
     name: str = "standard"
-    # standard | sliding
+    # standard | sliding | ttt
     kind: str = "standard"
     # window length; None = the training sequence length
     seq_len: int | None = None
-    # sliding only: how far consecutive windows start apart (= how many positions each later window scores)
+    # sliding and ttt: how far consecutive windows start apart (= how many positions each later window scores)
     stride: int | None = None
     # tokens per forward batch summed over ranks (standard) ...
     batch_tokens: int = 524288
-    # ... and windows per forward batch on each rank (sliding)
+    # ... and windows per forward batch on each rank (sliding, ttt)
     batch_windows: int = 32
     # the evaluator used for periodic validation during training: "standard" (cheap) or "same" (this one)
     periodic: str = "standard"
-    # also score the un-quantized final weights with this evaluator (prequant_val_bpb)
+    # also score the un-quantized final weights (prequant_val_bpb); a ttt eval scores them with its
+    # sliding scorer, without adaptation
     prequant: bool = True
     # score only the first N validation targets (quick experiments; the official score uses all)
     max_tokens: int | None = None
+    # kind=ttt: the test-time training settings (absent otherwise)
+    ttt: TTTConfig | None = None
 
 
 def validate_eval(cfg: EvalConfig, prefix: str = "eval", window: int | None = None) -> None:
@@ -44,9 +101,9 @@ def validate_eval(cfg: EvalConfig, prefix: str = "eval", window: int | None = No
         raise ConfigError(f"{prefix}.kind", cfg.kind, f"must be one of {', '.join(EVAL_KINDS)}")
     if cfg.seq_len is not None and cfg.seq_len < 1:
         raise ConfigError(f"{prefix}.seq_len", cfg.seq_len, "must be a positive window length (or null)")
-    if cfg.kind == "sliding":
+    if cfg.kind in ("sliding", "ttt"):
         if cfg.stride is None or cfg.stride < 1:
-            raise ConfigError(f"{prefix}.stride", cfg.stride, "sliding evaluation needs a positive stride")
+            raise ConfigError(f"{prefix}.stride", cfg.stride, f"{cfg.kind} evaluation needs a positive stride")
         in_force = cfg.seq_len if cfg.seq_len is not None else window
         if in_force is not None and cfg.stride > in_force:
             source = f"{prefix}.seq_len={cfg.seq_len}" if cfg.seq_len is not None else f"train.seq_len={window}"
@@ -60,3 +117,59 @@ def validate_eval(cfg: EvalConfig, prefix: str = "eval", window: int | None = No
         raise ConfigError(f"{prefix}.periodic", cfg.periodic, "must be 'standard' or 'same'")
     if cfg.max_tokens is not None and cfg.max_tokens < 1:
         raise ConfigError(f"{prefix}.max_tokens", cfg.max_tokens, "must be positive (or null for all)")
+    if cfg.kind == "ttt" and cfg.ttt is None:
+        raise ConfigError(f"{prefix}.ttt", None, "kind=ttt needs the ttt settings (e.g. eval=ttt)")
+    if cfg.kind != "ttt" and cfg.ttt is not None:
+        raise ConfigError(f"{prefix}.ttt", "set", f"test-time training settings given but {prefix}.kind={cfg.kind}")
+    if cfg.ttt is not None:
+        validate_ttt(cfg.ttt, f"{prefix}.ttt")
+        in_force = cfg.seq_len if cfg.seq_len is not None else window
+        if in_force is not None:
+            check_chunk_holds_a_sequence(cfg.ttt, in_force, f"{prefix}.ttt")
+
+
+def check_chunk_holds_a_sequence(t: TTTConfig, window: int, prefix: str = "eval.ttt") -> None:
+    """A chunk must hold at least one training sequence (``t.seq_len``, default the eval window)."""
+    train_len = t.seq_len or window
+    if train_len > t.chunk_tokens:
+        raise ConfigError(f"{prefix}.chunk_tokens", t.chunk_tokens,
+                          f"is shorter than one training sequence ({train_len} tokens)")
+
+
+def validate_ttt(t: TTTConfig, prefix: str = "eval.ttt") -> None:
+    positive = {"chunk_tokens": t.chunk_tokens, "batch_seqs": t.batch_seqs}
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{prefix}.{key}", value, "must be positive")
+    if t.epochs < 0:
+        raise ConfigError(f"{prefix}.epochs", t.epochs, "must be >= 0 (0 = score only)")
+    if not t.lr >= 0:
+        raise ConfigError(f"{prefix}.lr", t.lr, "must be >= 0")
+    if t.schedule not in TTT_SCHEDULES:
+        raise ConfigError(f"{prefix}.schedule", t.schedule, f"must be one of {', '.join(TTT_SCHEDULES)}")
+    if t.optimizer not in TTT_OPTIMIZERS:
+        raise ConfigError(f"{prefix}.optimizer", t.optimizer, f"must be one of {', '.join(TTT_OPTIMIZERS)}")
+    if not 0 <= t.momentum < 1:
+        raise ConfigError(f"{prefix}.momentum", t.momentum, "must be in [0, 1)")
+    if not 0 <= t.beta2 < 1:
+        raise ConfigError(f"{prefix}.beta2", t.beta2, "must be in [0, 1)")
+    if not t.weight_decay >= 0:
+        raise ConfigError(f"{prefix}.weight_decay", t.weight_decay, "must be >= 0")
+    if t.grad_clip is not None and not t.grad_clip > 0:
+        raise ConfigError(f"{prefix}.grad_clip", t.grad_clip, "must be positive (or null for no clipping)")
+    if t.adapt not in TTT_ADAPT:
+        raise ConfigError(f"{prefix}.adapt", t.adapt, f"must be one of {', '.join(TTT_ADAPT)}")
+    if t.seq_len is not None and t.seq_len < 1:
+        raise ConfigError(f"{prefix}.seq_len", t.seq_len, "must be a positive sequence length (or null)")
+    if t.seq_len is not None:
+        check_chunk_holds_a_sequence(t, t.seq_len, prefix)
+    if t.adapt == "lora":
+        if t.lora_rank < 1:
+            raise ConfigError(f"{prefix}.lora_rank", t.lora_rank, "must be positive")
+        if not t.lora_targets:
+            raise ConfigError(f"{prefix}.lora_targets", t.lora_targets, "adapt=lora needs at least one target")
+        for name in t.lora_targets:
+            if name not in LORA_TARGETS:
+                raise ConfigError(f"{prefix}.lora_targets", name, f"unknown projection; use {', '.join(LORA_TARGETS)}")
+        if t.freeze_layers not in ("", "none"):
+            raise ConfigError(f"{prefix}.freeze_layers", t.freeze_layers, "applies to adapt=all only (LoRA freezes the base)")

@@ -1,8 +1,8 @@
 """The evaluator interface: an object that is handed the model and returns its :class:`EvalResult`.
 
 An evaluator owns whatever it changes. Standard and sliding evaluation only run the model under
-``no_grad`` (and put back its train/eval mode); an evaluator that adapts weights (score-first
-test-time training) works on a private copy. The weights that are exported or scored
+``no_grad`` (and put back its train/eval mode); score-first test-time training
+(:class:`golf.eval.ttt.TTTEvaluator`) adapts a private copy. The weights that are exported or scored
 elsewhere are therefore the same before and after any evaluation.
 
     evaluator = build_evaluator(cfg.eval, tokens=val_tokens, luts=luts, seq_len=2048, dist=dist,
@@ -135,4 +135,8 @@ def build_evaluator(cfg: EvalConfig, *, tokens: torch.Tensor, luts, seq_len: int
         return StandardEvaluator(cfg, setup)
     if kind == "sliding":
         return SlidingEvaluator(cfg, setup)
+    if kind == "ttt":
+        from golf.eval.ttt import TTTEvaluator  # ttt.py subclasses Evaluator, so it is imported here, late
+
+        return TTTEvaluator(cfg, setup)
     raise ValueError(f"unknown evaluation kind {kind!r}")

@@ -1,0 +1,64 @@
+"""Shared pieces of the TTT tests: a TTT eval config on tiny windows and an evaluator factory."""
+
+from __future__ import annotations
+
+import torch
+
+from golf.dist import DistInfo
+from golf.eval import EvalConfig, TTTConfig, build_evaluator
+
+
+def ttt_config(seq_len=32, stride=8, chunk=64, batch_windows=4, seq_len_ttt=16, **ttt) -> EvalConfig:
+    settings = dict(chunk_tokens=chunk, epochs=2, lr=0.05, seq_len=seq_len_ttt, batch_seqs=2, sliding_first=False)
+    settings.update(ttt)
+    return EvalConfig(name="ttt", kind="ttt", seq_len=seq_len, stride=stride, batch_windows=batch_windows,
+                      ttt=TTTConfig(**settings))
+
+
+def evaluator(cfg: EvalConfig, tokens, luts, *, rank=0, world=1, on_event=None):
+    dist = DistInfo(rank=rank, local_rank=rank, world_size=world, device=torch.device("cpu"))
+    ev = build_evaluator(cfg, tokens=tokens, luts=luts, seq_len=cfg.seq_len, dist=dist)
+    ev.on_event = on_event
+    return ev
+
+
+class EventLog:
+    """Records every (kind, chunk, lo, hi) event of a :class:`golf.eval.ScoreLedger`, in order."""
+
+    def __init__(self):
+        self.events: list[tuple[str, int, int, int]] = []
+
+    def __call__(self, kind, chunk, lo, hi):
+        self.events.append((kind, chunk, lo, hi))
+
+
+def check_score_first(events: list[tuple[str, int, int, int]], num_targets: int, chunk_tokens: int) -> None:
+    """Every target scored exactly once, and each training event only uses targets scored earlier.
+
+    ``events`` are in the order they happened (ranks merged chunk by chunk: within one chunk every
+    rank scores before any rank trains, which the ledger's collective enforces).
+    """
+    scored_at = [None] * num_targets  # event index of the scoring of each position
+    last_chunk = -(-num_targets // chunk_tokens) - 1
+    for i, (kind, chunk, lo, hi) in enumerate(events):
+        if kind == "score":
+            for p in range(lo, hi):
+                assert scored_at[p] is None, f"position {p} scored twice"
+                scored_at[p] = i
+        else:
+            assert chunk != last_chunk, "the last chunk must not train"
+            assert chunk * chunk_tokens <= lo < hi <= (chunk + 1) * chunk_tokens, "trains outside its chunk"
+            for p in range(lo, hi):
+                assert scored_at[p] is not None and scored_at[p] < i, f"position {p} trained before scored"
+    assert all(s is not None for s in scored_at), "a position was never scored"
+
+
+def merge_by_chunk(per_rank: list[list[tuple[str, int, int, int]]]) -> list[tuple[str, int, int, int]]:
+    """Interleave ranks' events as the collectives order them: per chunk, all scoring, then all training."""
+    merged = []
+    chunks = sorted({e[1] for events in per_rank for e in events})
+    for c in chunks:
+        for kind in ("score", "train"):
+            for events in per_rank:
+                merged.extend(e for e in events if e[1] == c and e[0] == kind)
+    return merged

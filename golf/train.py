@@ -68,6 +68,7 @@ def dry_run(cfg: GolfConfig) -> dict:
     import torch
 
     from golf.model import build_model, count_parameters
+    from golf.model.build import tensor_table
     from golf.optim import build_optimizer
 
     print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
@@ -77,6 +78,11 @@ def dry_run(cfg: GolfConfig) -> dict:
     print("parameters:")
     for group, n in counts.items():
         print(f"  {group:<24} {n:>12,}")
+    print("tensors:")
+    for name, shape, count, numel in tensor_table(model):
+        print(f"  {name:<32} {'x'.join(map(str, shape)):>10} {numel:>12,}" + (f"  x{count}" if count > 1 else ""))
+    for index, order in enumerate(model.layer_orders()):
+        print(f"block order{f' (topology {index})' if len(model.layer_orders()) > 1 else ''}: {list(order)}")
     opt = build_optimizer(model, cfg.optimizer, world_size=1, rank=0)
     print("optimizer groups:")
     for name, names, numel in opt.group_table():

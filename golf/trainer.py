@@ -28,12 +28,14 @@ from golf.averaging import build_averager
 from golf.checkpoint import load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
-from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
+from golf.data import build_byte_luts, load_validation_tokens, prepare_data
+from golf.data.shuffled import build_train_loader
 from golf.dist import DistInfo, all_reduce_, scheduler_job_id
 from golf.eval import build_evaluator
 from golf.finish import finish_run
 from golf.logging import RunRecorder
 from golf.model import build_model, count_parameters
+from golf.model.loop import build_switch
 from golf.optim import build_optimizer
 from golf.optim.schedule import lr_multiplier
 from golf.preempt import Preempted, StopSignal
@@ -105,6 +107,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     # ---- model and its training companions ----
     model = build_model(cfg.arch).to(device)
     qat = apply_qat(model, cfg.quant.qat)
+    topology = build_switch(model, cfg.arch)  # depth loop switched on mid-run (no-op without one)
     opt = build_optimizer(model, cfg.optimizer, world_size=dist.world_size, rank=dist.rank)
     averager = build_averager(cfg.averaging, model)
     compile_model = cfg.compile if cfg.compile is not None else device.type == "cuda"
@@ -119,8 +122,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     log.info("model_params:%d world_size:%d grad_accum_steps:%d device:%s compile:%s",
              params["total"], dist.world_size, accum, device, compile_model)
 
-    def new_loader() -> DistributedTokenLoader:
-        return DistributedTokenLoader(paths.train_pattern, dist.rank, dist.world_size, cfg.arch.vocab_size)
+    def new_loader():
+        return build_train_loader(cfg.data, paths.train_pattern, dist.rank, dist.world_size, tc.seq_len)
 
     loader = new_loader()
     vocab = cfg.arch.vocab_size
@@ -154,13 +157,15 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         initial_opt = _clone_state(opt.state_dict())
         model.train()
-        for w in range(tc.warmup_steps):
-            train_step()
-            opt.step(w, 1.0)
-            opt.zero_grad(set_to_none=True)
+        for _ in topology.warmup_phases():  # every topology the run will use gets compiled here
+            for w in range(tc.warmup_steps):
+                train_step()
+                opt.step(w, 1.0)
+                opt.zero_grad(set_to_none=True)
         model.load_state_dict(initial_model)
         opt.load_state_dict(initial_opt)
         loader = new_loader()
+    topology.begin()
     averager.start(model)
     step, train_time, stop_at = 0, 0.0, None
     resumed = load_checkpoint(run_dir, dist)
@@ -170,6 +175,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         averager.load_state_dict(resumed["averaging"])
         loader.load_state_dict(resumed["loader"])
         qat.load_state_dict(resumed["qat"])
+        topology.load_state_dict(resumed.get("topology"))
         torch.set_rng_state(resumed["rng"])
         step, train_time, stop_at = resumed["step"], resumed["train_time"], resumed["stop_at"]
         recorder.log("resume", step, train_time_s=train_time)
@@ -184,6 +190,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             "step": step, "train_time": train_time, "model": model.state_dict(),
             "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
             "loader": loader.state_dict(), "qat": qat.state_dict(), "stop_at": stop_at,
+            "topology": topology.state_dict(),
             "rng": torch.get_rng_state(),
         }, config=resolved)
         recorder.log("checkpoint", step, train_time_s=train_time)
@@ -214,6 +221,9 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             t0 = time.perf_counter()
         lr_mul = lr_multiplier(cfg.optimizer.schedule, step, clock, tc.iterations, cap)
         qat.update(step, clock, lr_mul, cap)
+        if topology.update(step, clock, cap, tc.iterations):
+            recorder.log("loop_switch", step, train_time_s=clock)
+            log.info("step:%d depth loop on (train_time:%.1fs)", step, clock)
         loss = train_step()
         nonfinite |= ~torch.isfinite(loss)
         opt.step(step, lr_mul)
@@ -259,9 +269,10 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     at_end = tc.checkpoint_at_end if tc.checkpoint_at_end is not None else scheduler_job_id() is not None
     if at_end and saved_step != step:
         checkpoint()  # a stop from here on (export, evaluation) resumes at the finish, not at step 0
+    topology.finish()
     stop.release()  # from here on a stop signal acts at once (nothing left that a checkpoint would save)
     tokens_seen = step * tc.batch_tokens
-    recorder.update_summary(steps=step, train_time_s=round(train_time, 3),
+    recorder.update_summary(steps=step, train_time_s=round(train_time, 3), loop_switch_step=topology.switch_step,
                             ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen)
     log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", step, train_time,
              1000.0 * train_time / max(step, 1), tokens_seen)

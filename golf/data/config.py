@@ -39,6 +39,16 @@ class DemoConfig:
 
 
 @dataclass
+class ShuffleConfig:
+    """Shuffled-sequence training (#1394 lineage, #1493; :mod:`golf.data.shuffled`) instead of the
+    official sequential stream: each rank samples whole sequences of its own shards without replacement."""
+
+    # None = the generator is seeded by the rank alone (the record: data order independent of the run
+    # seed); an integer seeds it by (seed, rank)
+    seed: int | None = None
+
+
+@dataclass
 class DataConfig:
     """Training/validation shards, tokenizer and vocabulary size."""
 
@@ -56,6 +66,8 @@ class DataConfig:
     vocab_size: int = 1024
     # Embedded demo corpus; None = use the files above.
     demo: DemoConfig | None = None
+    # Shuffled-sequence training loader; None = the official sequential stream.
+    shuffle: ShuffleConfig | None = None
 
 
 def validate_data(cfg: DataConfig, prefix: str = "data") -> None:

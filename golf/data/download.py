@@ -40,6 +40,8 @@ from golf.data.tokenizer import TokenizerError, load_tokenizer
 log = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
+# variants that live in another dataset repository than the official one
+VARIANT_REPOS = {"sp8192": "kevclark/parameter-golf"}
 DEFAULT_REMOTE_ROOT = "datasets"
 RECORD_FILE = ".golf-download.json"
 STAGING_DIR = ".download"
@@ -173,12 +175,17 @@ def _relative(value: object, what: str) -> str:
     return p.as_posix()
 
 
+def repo_for_variant(variant: str) -> str:
+    """The dataset repository a tokenizer variant is published in."""
+    return VARIANT_REPOS.get(variant, DEFAULT_REPO_ID)
+
+
 def download_challenge_data(
     out: str | os.PathLike = "data",
     *,
     train_shards: int = 80,
     variant: str = "sp1024",
-    repo_id: str = DEFAULT_REPO_ID,
+    repo_id: str | None = None,
     remote_root: str = DEFAULT_REMOTE_ROOT,
     revision: str | None = None,
     endpoint: str | None = None,
@@ -188,7 +195,9 @@ def download_challenge_data(
     """Fetch the manifest, every validation shard, ``train_shards`` training shards and the tokenizer.
 
     ``recheck`` verifies every local file against the hub even if it is recorded as verified.
+    ``repo_id`` None = the variant's repository (:func:`repo_for_variant`).
     """
+    repo_id = repo_id or repo_for_variant(variant)
     if train_shards < 0:
         raise DownloadError(f"train_shards must be >= 0, got {train_shards}")
     out = Path(out).expanduser()
@@ -242,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="data", help="local data root (default: data)")
     parser.add_argument("--train-shards", type=int, default=80, help="training shards to fetch (default: 80)")
     parser.add_argument("--variant", default="sp1024", help="tokenizer variant: dataset fineweb10B_<variant>")
-    parser.add_argument("--repo-id", default=DEFAULT_REPO_ID, help="hub dataset repository")
+    parser.add_argument("--repo-id", default=None,
+                        help=f"hub dataset repository (default: {DEFAULT_REPO_ID}; for sp8192 {VARIANT_REPOS['sp8192']})")
     parser.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder of the export in the repo")
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     parser.add_argument("--endpoint", default=None, help="hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -37,3 +39,23 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
         counts[top] = counts.get(top, 0) + p.numel()
         counts["total"] += p.numel()
     return counts
+
+
+def tensor_table(model: nn.Module) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """(name, shape, tensors, numel of each) per parameter kind, in model order: the per-block tensors
+    of equal shape collapse into one row named ``blocks.{a..b}.<rest>``."""
+    rows: dict[tuple[str, tuple[int, ...]], list[int]] = {}
+    for name, p in model.named_parameters():
+        m = re.match(r"^blocks\.(\d+)\.(.*)$", name)
+        key = (f"blocks.*.{m.group(2)}" if m else name, tuple(p.shape))
+        rows.setdefault(key, []).append(int(m.group(1)) if m else -1)
+    table = []
+    for (name, shape), layers in rows.items():
+        if name.startswith("blocks.*."):
+            span = f"{min(layers)}..{max(layers)}" if len(layers) > 1 else str(layers[0])
+            name = name.replace("*", "{" + span + "}" if len(layers) > 1 else span, 1)
+        numel = 1
+        for n in shape:
+            numel *= n
+        table.append((name, shape, len(layers), numel))
+    return table

@@ -25,9 +25,11 @@ from golf.model.config_parts import (
     GateKind,
     InitConfig,
     InputConfig,
+    LoopConfig,
     MLPActivation,
     MLPConfig,
     OrthoRule,
+    ParallelResidualConfig,
     PreEnrichConfig,
     ProjInit,
     RecycleConfig,
@@ -62,9 +64,11 @@ __all__ = [
     "GateKind",
     "InitConfig",
     "InputConfig",
+    "LoopConfig",
     "MLPActivation",
     "MLPConfig",
     "OrthoRule",
+    "ParallelResidualConfig",
     "PreEnrichConfig",
     "ProjInit",
     "RecycleConfig",
@@ -221,12 +225,31 @@ def _validate_depth(cfg: ArchConfig, prefix: str) -> None:
         if d.recycle.repeats < 1:
             raise ConfigError(f"{p}.recycle.repeats", d.recycle.repeats, "must be >= 1")
         parse_layers(d.recycle.layers, L, f"{p}.recycle.layers")
+    if d.loop is not None:
+        _validate_loop(cfg, prefix)
+    if cfg.residual.parallel is not None:
+        parse_layers(cfg.residual.parallel.layers, L, f"{prefix}.residual.parallel.layers")
     b = cfg.backout
     if b is not None:
         if b.source is BackoutSource.encoder_output and e == 0:
             raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no encoder layers")
         if b.source is BackoutSource.first_decoder_output and e == L:
             raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no decoder layers")
+
+
+def _validate_loop(cfg: ArchConfig, prefix: str) -> None:
+    d, p = cfg.depth, f"{prefix}.depth.loop"
+    layers = parse_layers(d.loop.layers, cfg.num_layers, f"{p}.layers")
+    if not layers or list(layers) != list(range(layers[0], layers[0] + len(layers))):
+        raise ConfigError(f"{p}.layers", d.loop.layers, "must name a contiguous ascending range of blocks, e.g. '3,4,5'")
+    if d.loop.extra_passes < 1:
+        raise ConfigError(f"{p}.extra_passes", d.loop.extra_passes, "must be >= 1 (null depth.loop for no loop)")
+    if not 0.0 <= d.loop.switch_at < 1.0:
+        raise ConfigError(f"{p}.switch_at", d.loop.switch_at, "must be in [0, 1) (0 = looped from the first step)")
+    for key in ("encoder_layers", "encoder_recurrence", "recycle"):
+        if getattr(d, key) is not None:
+            raise ConfigError(f"{prefix}.depth.{key}", getattr(d, key),
+                              "cannot be combined with depth.loop (the loop splits each block sequence in half)")
 
 
 def validate_arch(cfg: ArchConfig, prefix: str = "arch") -> None:

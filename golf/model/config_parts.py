@@ -133,11 +133,20 @@ class CatalyticConfig:
 
 
 @dataclass
+class ParallelResidualConfig:
+    """Parallel residuals, GPT-J form (PR #1493 from #1412/#1204; frontier spec §3.8): attention and MLP
+    of the selected blocks read the same mixed input and both outputs add into the one stream."""
+
+    layers: str = "from:7"
+
+
+@dataclass
 class ResidualConfig:
     mix_init: ResidMixInit = ResidMixInit.plain
     # layer-wise LN scale: both norm outputs of block l are multiplied by 1/sqrt(l + 1) (spec §2.6)
     ln_scale: bool = False
     catalytic: CatalyticConfig | None = None
+    parallel: ParallelResidualConfig | None = None
 
 
 class SkipKind(Enum):
@@ -254,11 +263,31 @@ class RecycleConfig:
 
 
 @dataclass
+class LoopConfig:
+    """Depth recurrence switched on during training (PR #1493, from #1394/#1413; frontier spec §3.7).
+
+    The contiguous block range ``layers`` runs ``1 + extra_passes`` times in a row once the loop is on:
+    3,4,5 with 2 extra passes on 11 blocks gives 0 1 2 (3 4 5)x3 6..10, 17 applications split into
+    8 encoder and 9 decoder slots. Before the switch the model is the plain U-Net of its blocks.
+    """
+
+    # the replayed blocks: a contiguous ascending range such as "3,4,5"
+    layers: str = "3,4,5"
+    # extra passes over ``layers`` (2 = three passes in all)
+    extra_passes: int = 2
+    # fraction of the training clock (of train.max_wallclock_s; of train.iterations without a cap) at
+    # which the loop switches on, at the first step whose agreed clock reaches it; 0 = on from step 0
+    switch_at: float = 0.35
+
+
+@dataclass
 class DepthConfig:
     # encoder blocks E (U-Net encoder, recurrence and recycling act on it); None = num_layers // 2
     encoder_layers: int | None = None
     encoder_recurrence: EncoderRecurrenceConfig | None = None
     recycle: RecycleConfig | None = None
+    # depth recurrence switched on mid-run (the encoder/decoder split is then half of each sequence)
+    loop: LoopConfig | None = None
 
 
 class OrthoRule(Enum):

@@ -11,6 +11,9 @@ The GPT runs a flat tuple of :class:`Step` built here once. Three shapes (spec Â
   (``RecycleModulation``, scale init 1, bias 0). Replayed applications get the value residual but no
   per-layer inputs (value embeddings, per-layer bigram). L=12, E=6, layers 3,4: 14 virtual layers.
 
+Depth recurrence switched on mid-run (#1493, :mod:`golf.model.loop`) builds two step sequences, the
+plain U-Net and the looped one, as ``steps`` and ``looped_steps``; the GPT runs the one its topology names.
+
 Taps name activations the exits read (backout): ``encoder_output`` (after the encoder, before any
 replay) and ``first_decoder_output``.
 
@@ -25,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from golf.model.config import ArchConfig, BackoutSource
+from golf.model.loop import Topology, loop_topologies
 from golf.model.plan import ArchPlan
 
 ENCODER_OUTPUT = BackoutSource.encoder_output.value
@@ -65,9 +69,24 @@ class DepthPlan:
     # modules the steps refer to, registered on the GPT under these names
     modules: dict[str, nn.Module]
     num_skips: int
+    # the looped topology's steps (depth.loop); ``steps`` is then the plain one
+    looped_steps: tuple[Step, ...] | None = None
+
+
+def _topology_steps(t: Topology) -> tuple[Step, ...]:
+    last = len(t.encoder) - 1
+    enc = [Step(layer=layer, push_skip=t.pushes[i], tap=ENCODER_OUTPUT if i == last else None)
+           for i, layer in enumerate(t.encoder)]
+    dec = [Step(layer=layer, merge_skip=t.merges[j], tap=FIRST_DECODER_OUTPUT if j == 0 else None)
+           for j, layer in enumerate(t.decoder)]
+    return tuple(enc + dec)
 
 
 def build_depth(cfg: ArchConfig, plan: ArchPlan, with_skips: bool) -> DepthPlan:
+    if cfg.depth.loop is not None:
+        (plain, looped), num_skips = loop_topologies(cfg, plan.loop_layers, with_skips)
+        return DepthPlan(steps=_topology_steps(plain), modules={}, num_skips=num_skips,
+                         looped_steps=_topology_steps(looped))
     L, E = cfg.num_layers, plan.encoder_layers
     num_skips = min(E, L - E) if with_skips else 0
     passes = cfg.depth.encoder_recurrence.passes if cfg.depth.encoder_recurrence is not None else 1

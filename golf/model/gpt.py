@@ -12,7 +12,9 @@ Every technique is a part built elsewhere and run here generically:
 Parts whose parameters live directly on the GPT (U-Net skip weights, exit scalars) are hosted: they
 hand their parameters over at build time and read them back from the host in forward.
 The forward has no data-dependent control flow and no training-phase flags: all branching is on the
-static plan, so ``torch.compile(fullgraph=True)`` traces it once.
+static plan, so ``torch.compile(fullgraph=True)`` traces it once. A model with a depth loop
+(:mod:`golf.model.loop`) holds two step sequences and runs the one its integer ``topology`` names;
+only the loop's controller changes it, and a compiled model caches one graph per value.
 """
 
 from __future__ import annotations
@@ -22,11 +24,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.model.backout import build_exits
-from golf.model.block import Block
 from golf.model.config import ArchConfig
 from golf.model.depth import build_depth
 from golf.model.init import output_linear
 from golf.model.input_stage import build_input_parts
+from golf.model.parallel_residual import block_class
 from golf.model.plan import resolve_plan
 from golf.model.skips import build_skips
 
@@ -42,11 +44,12 @@ class GPT(nn.Module):
             self.add_module(name, module)
         self._terms, self._pre_norm, self._post_norm = tuple(parts.terms), tuple(parts.pre_norm), tuple(parts.post_norm)
         self._stream_inputs, self._value_inputs = tuple(parts.stream_inputs), tuple(parts.value_inputs)
-        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in plan.layers)
+        self.blocks = nn.ModuleList(block_class(layer)(cfg, layer) for layer in plan.layers)
         depth = build_depth(cfg, plan, with_skips=cfg.skips is not None)
         for name, module in depth.modules.items():
             self.add_module(name, module)
-        self._steps = depth.steps
+        self._schedules = (depth.steps,) if depth.looped_steps is None else (depth.steps, depth.looped_steps)
+        self.topology = len(self._schedules) - 1  # built as exported: the looped topology when there is one
         self._skips = build_skips(cfg.skips, depth.num_skips, cfg.model_dim)
         self._exits = build_exits(cfg.backout)
         for part in (self._skips, *self._exits):
@@ -54,6 +57,21 @@ class GPT(nn.Module):
                 for name, p in part.host_parameters().items():
                     self.register_parameter(name, p)
         self.lm_head = None if cfg.tie_embeddings else output_linear(cfg.model_dim, cfg.vocab_size)
+
+    def set_topology(self, index: int) -> None:
+        """Run step sequence ``index`` from now on (0 plain, 1 looped); called by the loop's controller."""
+        if not 0 <= index < len(self._schedules):
+            raise ValueError(f"topology {index} does not exist (the model has {len(self._schedules)})")
+        self.topology = index
+
+    @property
+    def layer_order(self) -> tuple[int, ...]:
+        """The physical block of each application of the current topology, in order."""
+        return self.layer_orders()[self.topology]
+
+    def layer_orders(self) -> list[tuple[int, ...]]:
+        """The block order of every topology (one without a depth loop; plain, then looped, with one)."""
+        return [tuple(step.layer for step in steps) for steps in self._schedules]
 
     def _module(self, path: str) -> nn.Module:
         m = self
@@ -89,7 +107,7 @@ class GPT(nn.Module):
         ctx: dict = {}
         skips: list[Tensor] = []
         taps: dict[str, Tensor] = {}
-        for step in self._steps:
+        for step in self._schedules[self.topology]:
             if step.renorm:
                 x = F.rms_norm(x, (x.size(-1),))
             if step.pre is not None:

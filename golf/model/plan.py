@@ -22,6 +22,8 @@ class LayerPlan:
     gate: bool
     # the layer owns a vr_lambda (value residual)
     value_residual: bool
+    # attention and MLP read the same input (parallel residual)
+    parallel: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class ArchPlan:
     value_embed_layers: tuple[int, ...]
     # layers replayed after the encoder (recycled core), in replay order
     recycle_layers: tuple[int, ...]
+    # the looped range of depth.loop (empty without it)
+    loop_layers: tuple[int, ...] = ()
 
 
 def _selected(sub_cfg, key: str, num_layers: int, attr: str = "layers") -> tuple[int, ...]:
@@ -44,6 +48,7 @@ def resolve_plan(cfg: ArchConfig, prefix: str = "arch") -> ArchPlan:
     gate = set(_selected(a.gate, f"{prefix}.attention.gate.layers", L))
     vr = set(_selected(a.value_residual, f"{prefix}.attention.value_residual.layers", L))
     recycle = _selected(cfg.depth.recycle, f"{prefix}.depth.recycle.layers", L)
+    parallel = set(_selected(cfg.residual.parallel, f"{prefix}.residual.parallel.layers", L))
     layers = tuple(
         LayerPlan(
             index=i,
@@ -51,6 +56,7 @@ def resolve_plan(cfg: ArchConfig, prefix: str = "arch") -> ArchPlan:
             xsa=i in xsa,
             gate=i in gate,
             value_residual=i in vr,
+            parallel=i in parallel,
         )
         for i in range(L)
     )
@@ -59,4 +65,5 @@ def resolve_plan(cfg: ArchConfig, prefix: str = "arch") -> ArchPlan:
         encoder_layers=encoder_layers(cfg),
         value_embed_layers=_selected(a.value_embed, f"{prefix}.attention.value_embed.layers", L),
         recycle_layers=recycle,
+        loop_layers=_selected(cfg.depth.loop, f"{prefix}.depth.loop.layers", L),
     )

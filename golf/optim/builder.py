@@ -64,6 +64,7 @@ class OptimizerSet:
                 ns_coefficients=cfg.muon.ns_coefficients,
                 ns_dtype=cfg.muon.ns_dtype,
                 weight_decay_before=cfg.muon.weight_decay_timing == "before",
+                row_normalize=cfg.muon.row_normalize,
                 world_size=world_size,
                 rank=rank,
             )

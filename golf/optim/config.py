@@ -16,7 +16,7 @@ from golf.config.errors import ConfigError
 MUON_GROUP = "muon"
 FROZEN_GROUP = "frozen"
 WEIGHT_DECAY_TIMINGS = ("before", "after")
-SCHEDULE_KINDS = ("wallclock", "iterations")
+SCHEDULE_KINDS = ("wallclock", "iterations", "wallclock_fraction")
 
 
 @dataclass
@@ -45,6 +45,8 @@ class MuonConfig:
     weight_decay: float = 0.0
     # "before" the update (#295, #344, #1573) or "after" it (#507, #187)
     weight_decay_timing: str = "before"
+    # MuonEq-R (#1394, #1493): scale each row of the Nesterov update to unit L2 norm before Newton-Schulz
+    row_normalize: bool = False
 
 
 @dataclass
@@ -77,11 +79,17 @@ class ScheduleConfig:
 
     ``wallclock`` estimates the remaining steps from the average step time and the wall-clock cap (it
     falls back to ``iterations`` when the run has no cap, as the official script does); ``iterations``
-    counts optimizer steps. ``warmdown_iters`` 0 keeps the multiplier at 1.
+    counts optimizer steps. ``warmdown_iters`` 0 keeps the multiplier at 1. ``wallclock_fraction``
+    (#1394 lineage, #1493; frontier spec §4.4) decays linearly over the last ``warmdown_frac`` of the
+    wall-clock cap (of the iterations without a cap), reaching 0 at the cap.
     """
 
     kind: str = "wallclock"
     warmdown_iters: int = 1200
+    # wallclock_fraction: the final fraction of training over which the multiplier falls to 0
+    warmdown_frac: float = 0.0
+    # floor of the multiplier during the warmdown (the records' min_lr, a multiplier, not an lr)
+    min_lr_mul: float = 0.0
 
 
 def _baseline_groups() -> dict[str, AdamGroupConfig]:
@@ -182,3 +190,7 @@ def validate_optimizer(cfg: OptimizerConfig, prefix: str = "optimizer") -> None:
         raise ConfigError(f"{prefix}.schedule.kind", s.kind, f"must be one of {', '.join(SCHEDULE_KINDS)}")
     if s.warmdown_iters < 0:
         raise ConfigError(f"{prefix}.schedule.warmdown_iters", s.warmdown_iters, "must be >= 0 (0 = no warmdown)")
+    if s.kind == "wallclock_fraction" and not 0.0 < s.warmdown_frac <= 1.0:
+        raise ConfigError(f"{prefix}.schedule.warmdown_frac", s.warmdown_frac,
+                          "must be in (0, 1] with kind=wallclock_fraction")
+    _check_unit(f"{prefix}.schedule.min_lr_mul", s.min_lr_mul)

@@ -5,6 +5,9 @@ From Keller Jordan's Muon (modded-nanogpt), as the official Parameter Golf basel
 five quintic steps ``A = X X^T; B = b_*A + c_*A^2; X = a_*X + B X`` with (a_, b_, c_) =
 (3.4445, -4.7750, 2.0315); ``u <- X * sqrt(max(1, rows/cols))``; ``p <- p - lr*u``. Decoupled weight
 decay ``p <- p*(1 - lr*wd)`` runs before (#295, #344, #1573) or after (#507, #187) the update (§2.17).
+MuonEq-R (PR #1394 lineage, run by #1493; frontier spec §4.2): with ``row_normalize`` each row of the
+Nesterov update (not the gradient, not the buffer) is divided by its L2 norm over the input dimension,
+in fp32, ``u_r <- u_r / max(||u_r||, 1e-7)``, before Newton-Schulz.
 A 3-D parameter (a bank of matrices, PR #399) is orthogonalised slice by slice.
 
 Distributed form (world > 1): matrix i is orthogonalised on rank ``i mod world``; each rank writes its
@@ -53,6 +56,15 @@ def newton_schulz(u: Tensor, steps: int, coefficients: Sequence[float], dtype: t
     return x.mT if transposed else x
 
 
+ROW_EPS = 1e-7
+
+
+def row_normalize(u: Tensor) -> Tensor:
+    """MuonEq-R: every row of ``u`` ([..., rows, cols]) scaled to unit L2 norm (fp32; floor 1e-7)."""
+    u = u.float()
+    return u / u.norm(dim=-1, keepdim=True).clamp_min(ROW_EPS)
+
+
 def _as_matrices(t: Tensor) -> Tensor:
     """[..., rows, cols] -> [n, rows, cols] (a view for contiguous tensors)."""
     return t.reshape(-1, t.size(-2), t.size(-1))
@@ -77,6 +89,7 @@ class Muon(torch.optim.Optimizer):
         world_size: int = 1,
         rank: int = 0,
         ns_dtype: str = "bfloat16",
+        row_normalize: bool = False,
     ):
         defaults = dict(lr=0.0, base_lr=0.0, weight_decay=0.0, momentum=momentum)
         super().__init__(param_groups, defaults)
@@ -86,6 +99,7 @@ class Muon(torch.optim.Optimizer):
         self.ns_steps = ns_steps
         self.ns_coefficients = tuple(float(v) for v in ns_coefficients)
         self.weight_decay_before = weight_decay_before
+        self.row_normalize = row_normalize
         self.world_size = world_size
         self.rank = rank
         params = self._params()
@@ -137,6 +151,8 @@ class Muon(torch.optim.Optimizer):
                 continue
             buf = self.state[p]["momentum_buffer"]
             u = _as_matrices(p.grad.add(buf, alpha=momentum))  # Nesterov: g + mu*b, as [n, rows, cols]
+            if self.row_normalize:
+                u = row_normalize(u)
             if u.size(-2) > u.size(-1):
                 u = u.mT  # [n, cols, rows]
             buckets[(u.size(-2), u.size(-1))].append((i, u.to(self.ns_dtype)))

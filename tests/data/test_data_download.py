@@ -160,3 +160,43 @@ def test_cli(hub, tmp_path, capsys):
     main(["--out", str(tmp_path), "--train-shards", "1", "--repo-id", hub.repo_id, "--endpoint", hub.endpoint])
     assert "(1 val, 1 train)" in capsys.readouterr().out
     assert read_shard(tmp_path / "datasets/fineweb10B_sp1024/fineweb_train_000000.bin", VOCAB).numel() == 3000
+
+
+def test_sp8192_variant_from_its_repository(fake_hub, tokenizer_files, tmp_path):
+    """--variant sp8192: the same layout under fineweb10B_sp8192 / fineweb_8192_bpe, usable as data=fineweb_sp8192."""
+    from omegaconf import OmegaConf
+
+    from tests.helpers import CONF_DIR
+
+    shards = "datasets/datasets/fineweb10B_sp8192"
+    manifest = {
+        "tokenizers": [{"name": "sp_bpe_8192", "kind": "sentencepiece_bpe", "vocab_size": VOCAB,
+                        "model_path": "tokenizers/fineweb_8192_bpe.model"}],
+        "datasets": [{"name": "fineweb10B_sp8192", "tokenizer_name": "sp_bpe_8192", "vocab_size": VOCAB,
+                      "stats": {"files_val": 1, "files_train": 2, "tokens_val": VAL_TOKENS, "tokens_train": 6000}}],
+    }
+    fake_hub.files["datasets/manifest.json"] = json.dumps(manifest).encode()
+    fake_hub.files["datasets/tokenizers/fineweb_8192_bpe.model"] = tokenizer_files[0]
+    fake_hub.files[f"{shards}/fineweb_val_000000.bin"] = _shard_bytes(tmp_path, VAL_TOKENS, 100)
+    for i in range(2):
+        fake_hub.files[f"{shards}/fineweb_train_{i:06d}.bin"] = _shard_bytes(tmp_path, 3000, i)
+    out = tmp_path / "data"
+    main(["--out", str(out), "--variant", "sp8192", "--train-shards", "2", "--repo-id", fake_hub.repo_id,
+          "--endpoint", fake_hub.endpoint])
+    assert sorted(p.name for p in (out / "datasets/fineweb10B_sp8192").iterdir()) == [
+        "fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"]
+    option = OmegaConf.load(CONF_DIR / "data" / "fineweb_sp8192.yaml")
+    cfg = DataConfig(**{**OmegaConf.to_container(option), "root": str(out), "vocab_size": VOCAB})
+    paths = prepare_data(cfg)
+    assert paths.tokenizer_path == out / "tokenizers/fineweb_8192_bpe.model"
+    assert paths.train_pattern == str(out / "datasets/fineweb10B_sp8192/fineweb_train_*.bin")
+
+
+def test_sp8192_defaults_to_its_own_repository(fake_hub, tmp_path):
+    from golf.data.download import DEFAULT_REPO_ID, repo_for_variant
+
+    assert repo_for_variant("sp8192") == "kevclark/parameter-golf"
+    assert repo_for_variant("sp1024") == DEFAULT_REPO_ID
+    # without --repo-id the sp8192 request goes to kevclark/parameter-golf (this fake hub serves another repo)
+    with pytest.raises(DownloadError, match="kevclark/parameter-golf"):
+        download_challenge_data(tmp_path, variant="sp8192", endpoint=fake_hub.endpoint, train_shards=1)

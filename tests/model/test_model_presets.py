@@ -42,7 +42,7 @@ def test_unet11_plan():
     assert [hasattr(b.attn, "vr_lambda") for b in m.blocks] == [False] + [True] * 10
     assert tuple(m.skip_gates.shape) == (5, 512) and tuple(m.bigram.scale.shape) == (11,)
     assert m.blocks[0].attn.rotary.dims == 16 and m.blocks[4].ln_scale == 1 / 5 ** 0.5
-    assert [s.layer for s in m._steps] == list(range(11))
+    assert [s.layer for s in m._schedules[m.topology]] == list(range(11))
 
 
 def test_pr344_plan():
@@ -54,7 +54,7 @@ def test_pr344_plan():
 
 def test_pr1573_plan():
     m = _meta("pr1573")
-    steps = m._steps
+    steps = m._schedules[m.topology]
     assert [s.layer for s in steps] == [0, 1, 2, 3, 4, 5, 3, 4, 6, 7, 8, 9, 10, 11]
     assert [s.pre for s in steps if s.pre] == ["recycle_mods.0", "recycle_mods.1"]
     assert m.ve_shared.layers == (10, 11)
@@ -64,7 +64,7 @@ def test_pr1573_plan():
 
 def test_pr187_plan():
     m = _meta("pr187")
-    steps = m._steps
+    steps = m._schedules[m.topology]
     assert [s.layer for s in steps] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
     assert [s.renorm for s in steps].count(True) == 1 and steps[5].renorm
     assert [s.push_skip for s in steps] == [False] * 5 + [True] * 5 + [False] * 5

@@ -1,0 +1,269 @@
+"""Depth loop switched on mid-run and parallel residuals (PR #1493), against the frontier spec's
+hand-written orders and skip table (§3.7) and the parallel block formula (§3.3, §3.8)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from golf.config.errors import ConfigError
+from golf.model import build_model
+from golf.model.config import LoopConfig, MLPActivation, ParallelResidualConfig, validate_arch
+from golf.model.loop import LOOPED, PLAIN, LoopSwitch, NoSwitch, build_switch, loop_topologies
+from golf.model.parallel_residual import ParallelBlock
+from tests.model.lib import NARROW, Recorder, blocks_recorder, build, preset, randomize, tiny
+
+ENCODER_LOOPED = [0, 1, 2, 3, 4, 5, 3, 4]
+DECODER_LOOPED = [5, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+@pytest.fixture(scope="module")
+def narrow_cfg():
+    return preset("pr1493", NARROW)
+
+
+def test_topologies_match_the_spec(narrow_cfg):
+    (plain, looped), num_skips = loop_topologies(narrow_cfg, (3, 4, 5), with_skips=True)
+    assert num_skips == 8  # min(|enc|, |dec|) of the looped lists
+    assert list(looped.encoder) == ENCODER_LOOPED and list(looped.decoder) == DECODER_LOOPED
+    assert list(plain.encoder) == [0, 1, 2, 3, 4] and list(plain.decoder) == [5, 6, 7, 8, 9, 10]
+    # decoder slot j merges skip row j (spec §3.7 table): rows 0..4 before the switch, 0..7 after
+    assert plain.merges == (0, 1, 2, 3, 4, None)
+    assert looped.merges == (0, 1, 2, 3, 4, 5, 6, 7, None)
+
+
+def test_block_order_before_and_after_the_switch(narrow_cfg):
+    model = build(narrow_cfg)
+    assert model.topology == LOOPED  # built as exported and evaluated
+    ids = torch.randint(0, 64, (1, 6))
+    for topology, order in ((PLAIN, list(range(11))), (LOOPED, ENCODER_LOOPED + DECODER_LOOPED)):
+        model.set_topology(topology)
+        rec = blocks_recorder(model)
+        with torch.no_grad():
+            model(ids)
+        rec.close()
+        assert [int(n) for n in rec.names()] == order
+        assert list(model.layer_order) == order
+
+
+@pytest.mark.parametrize("topology,pairs", [
+    # (decoder slot j = skip row j, index of the encoder application whose output it receives)
+    (PLAIN, [(0, 4), (1, 3), (2, 2), (3, 1), (4, 0)]),
+    (LOOPED, [(0, 7), (1, 6), (2, 5), (3, 4), (4, 3), (5, 2), (6, 1), (7, 0)]),
+])
+def test_skip_rows_receive_the_spec_encoder_outputs(narrow_cfg, topology, pairs):
+    """Spec §3.7: looped slot 1 (block 3, 3rd pass) gets block 3's 2nd pass, slot 4 (block 6) gets block
+    3's 1st pass, ...; plain slot 1 (block 6) gets block 3. Checked on the tensors actually merged."""
+    model = randomize(build(narrow_cfg), std=0.1)
+    model.set_topology(topology)
+    merged = []
+    merge = model._skips.merge
+    model._skips.merge = lambda host, x, skip, i: merged.append((i, skip)) or merge(host, x, skip, i)
+    rec = blocks_recorder(model)
+    with torch.no_grad():
+        model(torch.randint(0, 64, (1, 6)))
+    rec.close()
+    enc_outputs = [out for _, _, out in rec.calls[:len(model.layer_order) // 2]]
+    assert [i for i, _ in merged] == [j for j, _ in pairs]
+    for (i, skip), (_, source) in zip(merged, pairs):
+        assert torch.equal(skip, enc_outputs[source])
+    # the rows mean different blocks after the switch: block 6's skip row moves from 1 to 4
+    dec = model.layer_order[len(model.layer_order) // 2:]
+    assert dec.index(6) == (1 if topology == PLAIN else 4)
+
+
+@pytest.mark.parametrize("topology", [PLAIN, LOOPED])
+def test_causal_before_and_after_the_switch(narrow_cfg, topology):
+    model = randomize(build(narrow_cfg), std=0.1)
+    model.set_topology(topology)
+    ids = torch.randint(0, 64, (2, 12))
+    changed = ids.clone()
+    changed[:, 7] = (ids[:, 7] + 5) % 64
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+    assert torch.allclose(a[:, :7], b[:, :7], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[:, 7], b[:, 7])
+
+
+def test_the_two_topologies_compute_different_functions_with_the_same_parameters(narrow_cfg):
+    model = randomize(build(narrow_cfg), std=0.1)
+    ids = torch.randint(0, 64, (1, 8))
+    with torch.no_grad():
+        model.set_topology(PLAIN)
+        a = model(ids)
+        model.set_topology(LOOPED)
+        b = model(ids)
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.slow
+def test_compiled_model_follows_the_switch(narrow_cfg):
+    """torch.compile guards on the topology index: each topology is its own graph, none is stale."""
+    model = randomize(build(narrow_cfg), std=0.1)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    ids = torch.randint(0, 64, (1, 8))
+    with torch.no_grad():
+        for topology in (PLAIN, LOOPED, PLAIN):
+            model.set_topology(topology)
+            assert torch.allclose(compiled(ids), model(ids), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the controller
+
+
+def _loop_model(switch_at=0.35):
+    cfg = preset("pr1493", NARROW + [f"arch.depth.loop.switch_at={switch_at}"])
+    return build(cfg), cfg
+
+
+def test_switch_happens_at_the_first_step_whose_clock_reaches_the_fraction():
+    model, cfg = _loop_model(0.35)
+    switch = build_switch(model, cfg)
+    switch.begin()
+    assert model.topology == PLAIN and switch.switch_step is None
+    # the agreed clock before each step (seconds of a 100 s cap): 0.35 * 100 = 35 s is first reached at step 4
+    clocks = [0.0, 10.0, 20.0, 34.999, 35.0, 36.0, 50.0]
+    switched = [switch.update(step, c, 100.0, 10_000) for step, c in enumerate(clocks)]
+    assert switched == [False, False, False, False, True, False, False]
+    assert switch.switch_step == 4 and model.topology == LOOPED
+    # spec §3.7: 0.35 of 588 s = 205.8 s
+    model2, _ = _loop_model(0.35)
+    s2 = build_switch(model2, cfg)
+    s2.begin()
+    assert not s2.update(2016, 205.79, 588.0, 20000) and s2.update(2017, 205.8, 588.0, 20000)
+
+
+def test_switch_without_a_cap_counts_iterations_and_zero_means_looped_from_the_start():
+    model, cfg = _loop_model(0.5)
+    switch = build_switch(model, cfg)
+    switch.begin()
+    assert [switch.update(s, 0.0, None, 10) for s in range(7)] == [False] * 5 + [True, False]
+    always, cfg0 = _loop_model(0.0)
+    s0 = build_switch(always, cfg0)
+    assert list(s0.warmup_phases()) == ["looped"]  # one graph to compile
+    s0.begin()
+    assert always.topology == LOOPED and s0.switch_step == 0 and not s0.update(0, 0.0, 100.0, 10)
+
+
+def test_warmup_compiles_both_topologies_then_training_starts_plain_and_ends_looped():
+    model, cfg = _loop_model()
+    switch = build_switch(model, cfg)
+    seen = []
+    for phase in switch.warmup_phases():
+        seen.append((phase, model.topology))
+    assert seen == [("plain", PLAIN), ("looped", LOOPED)]
+    switch.begin()
+    assert model.topology == PLAIN
+    switch.finish()  # a run stopped before the switch still exports and evaluates the looped model
+    assert model.topology == LOOPED
+
+
+def test_switch_state_resumes():
+    model, cfg = _loop_model()
+    switch = build_switch(model, cfg)
+    switch.begin()
+    switch.update(3, 99.0, 100.0, 10)
+    state = switch.state_dict()
+    other, _ = _loop_model()
+    resumed = LoopSwitch(other, cfg.depth.loop)
+    resumed.begin()
+    resumed.load_state_dict(state)
+    assert resumed.switch_step == 3 and other.topology == LOOPED
+    fresh, _ = _loop_model()
+    before = LoopSwitch(fresh, cfg.depth.loop)
+    before.load_state_dict({"switch_step": None})
+    assert fresh.topology == PLAIN
+
+
+def test_no_loop_means_a_no_op_switch():
+    cfg = tiny()
+    model = build(cfg)
+    switch = build_switch(model, cfg)
+    assert type(switch) is NoSwitch and list(switch.warmup_phases()) == ["static"]
+    assert not switch.update(0, 1e9, 1.0, 1) and switch.switch_step is None
+    assert model.layer_orders() == [(0, 1, 2, 3)]
+
+
+@pytest.mark.parametrize("change,key", [
+    (dict(layers="3,5"), "arch.depth.loop.layers"),
+    (dict(layers="5,4"), "arch.depth.loop.layers"),
+    (dict(layers="3,11"), "arch.depth.loop.layers"),
+    (dict(extra_passes=0), "arch.depth.loop.extra_passes"),
+    (dict(switch_at=1.0), "arch.depth.loop.switch_at"),
+])
+def test_bad_loop_settings_are_refused_by_key(change, key):
+    cfg = tiny(num_layers=11)
+    cfg = dataclasses.replace(cfg, depth=dataclasses.replace(cfg.depth, loop=LoopConfig(**change)))
+    with pytest.raises(ConfigError) as err:
+        validate_arch(cfg)
+    assert err.value.key == key
+
+
+def test_loop_refuses_a_fixed_encoder_split():
+    cfg = tiny(num_layers=11)
+    cfg = dataclasses.replace(cfg, depth=dataclasses.replace(cfg.depth, loop=LoopConfig(), encoder_layers=4))
+    with pytest.raises(ConfigError, match="arch.depth.encoder_layers"):
+        validate_arch(cfg)
+
+
+# ----------------------------------------------------------------------------- parallel residuals
+
+
+def test_parallel_block_output_by_hand():
+    cfg = tiny(num_layers=2)
+    cfg = dataclasses.replace(cfg, residual=dataclasses.replace(cfg.residual, ln_scale=True,
+                                                                parallel=ParallelResidualConfig(layers="1")),
+                              mlp=dataclasses.replace(cfg.mlp, activation=MLPActivation.leaky_relu2))
+    model = randomize(build_model(cfg), std=0.3)
+    block = model.blocks[1]
+    assert isinstance(block, ParallelBlock) and not isinstance(model.blocks[0], ParallelBlock)
+    torch.manual_seed(1)
+    x, x0 = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        m0, m1 = block.resid_mix
+        x_in = m0 * x + m1 * x0
+        c = 1 / 2 ** 0.5  # LN scale of physical layer 1
+        z = F.rms_norm(x_in, (16,)) * c
+        attn = block.attn(z, {})
+        u = z @ block.mlp.fc.weight.T
+        mlp = torch.where(u >= 0, u ** 2, 0.25 * u ** 2) @ block.mlp.proj.weight.T  # LeakyReLU(0.5)²
+        expected = x_in + block.attn_scale * attn + block.mlp_scale * mlp
+        out = block(x, x0, {})
+        # the sequential form reads the stream after attention for its MLP: a different number
+        h = x_in + block.attn_scale * attn
+        sequential = h + block.mlp_scale * block.mlp(F.rms_norm(h, (16,)) * c)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.allclose(out, sequential, atol=1e-3)
+
+
+def test_parallel_residuals_change_no_parameter_count(narrow_cfg):
+    off = dataclasses.replace(narrow_cfg, residual=dataclasses.replace(narrow_cfg.residual, parallel=None))
+    assert sum(p.numel() for p in build(off).parameters()) == sum(p.numel() for p in build(narrow_cfg).parameters())
+    assert [type(b).__name__ for b in build(narrow_cfg).blocks] == ["Block"] * 7 + ["ParallelBlock"] * 4
+
+
+def test_pr1493_plan_attention_and_mlp(narrow_cfg):
+    model = build(narrow_cfg)
+    assert all(hasattr(b.attn, "xsa") and b.attn.xsa.use_raw for b in model.blocks)  # XSA on all 11, raw value
+    assert all(torch.all(b.attn.q_gain == 5.25) for b in model.blocks)
+    assert narrow_cfg.mlp.activation.value == "leaky_relu2" and narrow_cfg.mlp.negative_slope == 0.5
+    full = preset("pr1493")
+    assert full.mlp.mult * full.model_dim == 2048 and full.attention.rope.dims == 16
+    assert [round(b.ln_scale, 4) for b in model.blocks][:4] == [1.0, 0.7071, 0.5774, 0.5]
+    assert model.skip_weights.shape[0] == 8 and model.skip_gates.shape[0] == 8
+
+
+def test_recorder_sees_repeated_blocks_share_weights(narrow_cfg):
+    model = randomize(build(narrow_cfg), std=0.1)
+    ids = torch.randint(0, 64, (1, 6))
+    model(ids).logsumexp(-1).mean().backward()
+    # gradients of all three passes accumulate into the shared blocks 3..5: every parameter is trained
+    assert all(p.grad is not None for p in model.parameters())
+    rec = Recorder({"3": model.blocks[3]})
+    with torch.no_grad():
+        model(ids)
+    rec.close()
+    assert rec.names() == ["3", "3", "3"]

@@ -17,6 +17,7 @@ from tests.helpers import compose_config, group_options
 
 SMALL = [
     "data=demo",
+    "arch.vocab_size=${data.vocab_size}",  # sp8192 recipes (pr1493) on the 1024-piece demo data
     "logger=none",
     "arch.model_dim=64",
     "arch.num_heads=4",

@@ -14,7 +14,7 @@ from tests.helpers import CONF_DIR, compose_config, group_options
 
 # optimizer preset -> the architecture preset it was written for
 ARCH_OF = {"baseline": "baseline", "pr507": "unet11", "pr344": "pr344", "pr1573": "pr1573", "pr187": "pr187",
-           "pr295": "pr295"}
+           "pr295": "pr295", "pr1493": "pr1493"}
 
 
 def load_preset(name: str) -> OptimizerConfig:
@@ -46,15 +46,29 @@ def test_defaults_are_the_baseline_preset():
 def test_seed_recipes():
     got = {n: load_preset(n) for n in ARCH_OF}
     assert {n: c.muon.lr for n, c in got.items()} == {
-        "baseline": 0.04, "pr507": 0.025, "pr344": 0.03, "pr1573": 0.025, "pr187": 0.028, "pr295": 0.02}
+        "baseline": 0.04, "pr507": 0.025, "pr344": 0.03, "pr1573": 0.025, "pr187": 0.028, "pr295": 0.02,
+        "pr1493": 0.022}
     assert {n: c.muon.weight_decay_timing for n, c in got.items() if c.muon.weight_decay} == {
-        "pr507": "after", "pr344": "before", "pr1573": "before", "pr187": "after", "pr295": "before"}
+        "pr507": "after", "pr344": "before", "pr1573": "before", "pr187": "after", "pr295": "before",
+        "pr1493": "before"}
     assert {n: c.schedule.warmdown_iters for n, c in got.items()} == {
-        "baseline": 1200, "pr507": 3000, "pr344": 3500, "pr1573": 3500, "pr187": 3300, "pr295": 3000}
+        "baseline": 1200, "pr507": 3000, "pr344": 3500, "pr1573": 3500, "pr187": 3300, "pr295": 3000,
+        "pr1493": 0}
     assert {n: c.grad_clip_norm for n, c in got.items()} == {
-        "baseline": 0.0, "pr507": 0.3, "pr344": 0.3, "pr1573": 0.3, "pr187": 0.0, "pr295": 0.3}
+        "baseline": 0.0, "pr507": 0.3, "pr344": 0.3, "pr1573": 0.3, "pr187": 0.0, "pr295": 0.3, "pr1493": 0.3}
     assert {n: c.adam_groups["tok"].weight_decay for n, c in got.items()} == {
-        "baseline": 0.0, "pr507": 0.0, "pr344": 0.0, "pr1573": 0.04, "pr187": 0.04, "pr295": 0.01}
+        "baseline": 0.0, "pr507": 0.0, "pr344": 0.0, "pr1573": 0.04, "pr187": 0.04, "pr295": 0.01,
+        "pr1493": 0.085}
+
+
+
+def test_pr1493_recipe():
+    c = load_preset("pr1493")
+    assert c.muon.row_normalize and c.muon.weight_decay == 0.095 and c.muon.momentum == 0.99
+    assert (c.muon.momentum_warmup.start, c.muon.momentum_warmup.steps) == (0.92, 1500)
+    assert (c.adam_groups["tok"].lr, c.adam_groups["scalar"].lr, c.adam_groups["scalar"].weight_decay) == (0.03, 0.02, 0.02)
+    assert (c.schedule.kind, c.schedule.warmdown_frac, c.schedule.min_lr_mul) == ("wallclock_fraction", 0.72, 0.0)
+    assert not any(load_preset(n).muon.row_normalize for n in ARCH_OF if n != "pr1493")
 
 
 @pytest.mark.parametrize("name", sorted(ARCH_OF))

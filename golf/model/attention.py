@@ -39,7 +39,7 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(d, kv_dim, bias=False)
         self.proj = output_linear(d, d)
         self.q_gain = nn.Parameter(torch.full((self.num_heads,), a.q_gain_init, dtype=torch.float32))
-        self.rotary = Rotary(rope_dims(cfg), a.rope.base, a.rope.ntk_reference_len)
+        self.rotary = Rotary(rope_dims(cfg), a.rope.base, a.rope.ntk_reference_len, a.rope.freq_dtype)
         self.value_mix = build_value_residual(a.value_residual, layer.value_residual)
         self.value_mix.attach(self)
         head_ops: dict[str, nn.Module] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -28,6 +29,7 @@ def build_model(cfg: ArchConfig | DictConfig | dict) -> GPT:
     validate_arch(cfg)
     model = GPT(cfg)
     initialize(model, cfg)
+    model.tok_emb.to(getattr(torch, cfg.embedding_dtype))  # initialised in fp32, then cast (as #1493)
     return model
 
 

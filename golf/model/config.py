@@ -94,6 +94,8 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- the group
 
+PARAM_DTYPES = ("float32", "bfloat16")
+
 
 @dataclass
 class ArchConfig:
@@ -107,6 +109,10 @@ class ArchConfig:
     # logits <- cap * tanh(logits / cap)
     logit_softcap: float = 30.0
     tie_embeddings: bool = True
+    # dtype of the token-embedding parameter: "float32", or "bfloat16" as #1493 (frontier spec §3.1: its
+    # AdamW moments, EMA cast-back and dequantized copy are bf16; under bf16 autocast the residual stream
+    # it starts is bf16; without autocast the stream is upcast to fp32)
+    embedding_dtype: str = "float32"
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
@@ -263,6 +269,10 @@ def validate_arch(cfg: ArchConfig, prefix: str = "arch") -> None:
         raise ConfigError(f"{prefix}.model_dim", cfg.model_dim,
                           f"head dim {head_dim(cfg)} = model_dim / num_heads must be even for RoPE")
     _positive(cfg.init, f"{prefix}.init", "embed_std")
+    for key, value in ((f"{prefix}.embedding_dtype", cfg.embedding_dtype),
+                       (f"{prefix}.attention.rope.freq_dtype", cfg.attention.rope.freq_dtype)):
+        if value not in PARAM_DTYPES:
+            raise ConfigError(key, value, f"must be one of {', '.join(PARAM_DTYPES)}")
     _validate_attention(cfg, prefix)
     _validate_mlp(cfg, prefix)
     _validate_input(cfg, prefix)

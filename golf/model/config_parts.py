@@ -22,6 +22,9 @@ class RopeConfig:
     dims: int | None = None
     # NTK base scaling of the #1573 lineage: when T > this, base <- base * (T/this)^(dims/(dims-2))
     ntk_reference_len: int | None = None
+    # dtype the inverse frequencies are rounded to: "float32", or "bfloat16" as the #1493 lineage's
+    # buffer cast left them (frontier spec §3.1, trap 12; positions and cos/sin stay fp32)
+    freq_dtype: str = "float32"
 
 
 class XSAValue(Enum):

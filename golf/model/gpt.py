@@ -94,6 +94,8 @@ class GPT(nn.Module):
     def forward(self, input_ids: Tensor) -> Tensor:
         """``input_ids`` [B, T] int64 -> soft-capped logits [B, T, vocab] float32."""
         x = self.tok_emb(input_ids)
+        if not torch.is_autocast_enabled(input_ids.device.type):
+            x = x.float()  # a bf16 embedding (arch.embedding_dtype) starts an fp32 stream outside autocast
         for name in self._terms:
             x = x + getattr(self, name)(input_ids)
         for name in self._pre_norm:
@@ -129,5 +131,5 @@ class GPT(nn.Module):
             x = part.apply(self, x, taps)
         x = F.rms_norm(x, (x.size(-1),))
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        logits = F.linear(x, weight).float()
+        logits = F.linear(x, weight.to(x.dtype)).float()
         return self.logit_softcap * torch.tanh(logits / self.logit_softcap)

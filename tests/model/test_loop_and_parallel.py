@@ -267,3 +267,46 @@ def test_recorder_sees_repeated_blocks_share_weights(narrow_cfg):
         model(ids)
     rec.close()
     assert rec.names() == ["3", "3", "3"]
+
+
+# ----------------------------------------------------------------------------- the record's dtypes
+
+
+def test_bf16_embedding_parameter_and_stream(narrow_cfg):
+    assert narrow_cfg.embedding_dtype == "bfloat16"
+    model = randomize(build(narrow_cfg), std=0.1)
+    assert model.tok_emb.weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for n, p in model.named_parameters() if n != "tok_emb.weight")
+    seen = []
+    hook = model.blocks[0].register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    ids = torch.randint(0, 64, (1, 6))
+    with torch.no_grad():
+        plain = model(ids)  # without autocast: the stream is upcast, the head is fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(ids)      # under autocast the stream the bf16 embedding starts is bf16, as the record
+    hook.remove()
+    assert plain.dtype == torch.float32 and seen == [torch.float32, torch.bfloat16]
+    # the fp32 run sees the bf16-rounded embedding, exactly
+    emb = model.tok_emb.weight[ids].float()
+    torch.testing.assert_close(F.rms_norm(emb, (emb.size(-1),)), F.rms_norm(model.tok_emb(ids).float(), (64,)))
+
+
+def test_bf16_rope_frequencies_by_hand():
+    from golf.model.rope import Rotary
+
+    x = torch.zeros(1, 2049, 1, 16)
+    x[..., 0] = 1.0  # the first pair (dims 0, 8) rotates with the fastest frequency 10000^0 = 1 (exact)
+    x[..., 7] = 1.0  # the eighth pair (7, 15) with 10000^(-14/16), which bf16 rounds
+    out = Rotary(16, 10000.0, freq_dtype="bfloat16")(x)
+    out32 = Rotary(16, 10000.0)(x)
+    w = torch.tensor(10000.0 ** (-14 / 16)).bfloat16().float().item()
+    p = 2048
+    assert out[0, p, 0, 7].item() == pytest.approx(torch.cos(torch.tensor(p * w)).item(), abs=1e-5)
+    assert out[0, p, 0, 15].item() == pytest.approx(-torch.sin(torch.tensor(p * w)).item(), abs=1e-5)
+    assert abs(out[0, p, 0, 7] - out32[0, p, 0, 7]) > 1e-4  # the rounding moves the angle at p = 2048
+    torch.testing.assert_close(out[..., 0], out32[..., 0])
+
+
+def test_bad_dtype_is_refused_by_key():
+    with pytest.raises(ConfigError, match="arch.embedding_dtype"):
+        validate_arch(tiny(embedding_dtype="float16"))

@@ -2,7 +2,7 @@
 
 Call :func:`prepare_data` with the ``data`` config to get concrete shard globs and the tokenizer (it
 builds the embedded demo corpus when ``data.demo`` is set), then :class:`DistributedTokenLoader` for
-training, :func:`load_validation_tokens` and :func:`build_byte_luts` for evaluation. The demo builder
+training (or, with ``data.shuffle``, the shuffled-sequence loader of :mod:`golf.data.shuffled`), :func:`load_validation_tokens` and :func:`build_byte_luts` for evaluation. The demo builder
 (:mod:`golf.data.demo`) and the hub downloader (:mod:`golf.data.download`) are also command-line tools,
 so they are imported from their modules rather than re-exported here.
 """

@@ -23,6 +23,8 @@ backout               backout_lambda [1]
 value residual        blocks.{i}.attn.vr_lambda [2]
 gated attention       blocks.{i}.attn.attn_gate.weight [H, d] (input gate only), .attn_gate.bias [H]
 XSA, RoPE, LN scale   (no parameters)
+parallel residuals,   (no parameters; with a depth loop skip_weights/skip_gates have min(|enc|, |dec|)
+depth loop (#1493)     rows of the looped sequence, e.g. 8 for blocks 3,4,5 x3 of 11)
 value embeddings      ve_shared.embed.weight [V, k], ve_shared.proj.weight [kv, k], ve_shared.scale [1],
                       ve_shared.layer_scales [n targets]
 BigramHash            bigram.embed.weight [B, k], bigram.proj.weight [d, k], bigram.scale [1] or [L]
@@ -32,7 +34,7 @@ SmearGate             smear.gate [d] (variants A, B) or [k] (variant C) and smea
 pre-enrichment        pre_enrich.up.weight [h, d], pre_enrich.down.weight [d, h]
 recycled core         recycle_mods.{j}.scale, recycle_mods.{j}.bias [d]
 
-All parameters are float32; every Linear is a bias-free ``nn.Linear`` except the input-dependent
+All parameters are float32 (``arch.embedding_dtype=bfloat16`` makes ``tok_emb.weight`` bf16, as #1493); every Linear is a bias-free ``nn.Linear`` except the input-dependent
 attention gate (a control tensor with a bias, deliberately not an ``nn.Linear``).
 """
 

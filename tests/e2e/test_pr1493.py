@@ -65,7 +65,7 @@ def test_two_ranks_switch_at_the_same_step(tmp_path):
     after every step), so both ranks log the same switch step. Three demo shards: one or more per rank."""
     cfg = load_config(compose_config([
         *CPU_SCALE, "nproc_per_node=2", "train.grad_accum_steps=1", "train.iterations=400",
-        "train.max_wallclock_s=6", "data.demo.shard_tokens=200000", "eval.prequant=false",
+        "train.max_wallclock_s=40", "data.demo.shard_tokens=200000", "eval.prequant=false",
     ]), world_size=2)
     run_dir = tmp_path / "two"
     cfg.run_dir = str(run_dir)

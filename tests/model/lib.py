@@ -76,3 +76,14 @@ class Recorder:
 
 def blocks_recorder(model: nn.Module) -> Recorder:
     return Recorder({str(i): b for i, b in enumerate(model.blocks)})
+
+
+def assert_causal(model: nn.Module, vocab: int = 64) -> None:
+    """Changing token 7 changes no logit before position 7 and does change position 7's."""
+    ids = torch.randint(0, vocab, (2, 12))
+    changed = ids.clone()
+    changed[:, 7] = (ids[:, 7] + 5) % vocab
+    with torch.no_grad():
+        a, b = model(ids), model(changed)
+    assert torch.allclose(a[:, :7], b[:, :7], atol=1e-6, rtol=0)
+    assert not torch.allclose(a[:, 7], b[:, 7])

@@ -12,6 +12,7 @@ process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import hydra
@@ -83,9 +84,11 @@ def main(composed: DictConfig) -> float:
         result = score_artifact(Path(composed.run), eval_cfg, artifact=composed.artifact, split=composed.split,
                                 data_root=composed.data_root, device=composed.device,
                                 precision=composed.precision, compile_model=composed.compile)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        if not math.isfinite(result["val_bpb"]):  # recorded above, but never reported as a score
+            raise FloatingPointError(f"val_bpb is {result['val_bpb']}: the artifact does not give a finite score")
     return result["val_bpb"]
 
 

@@ -4,6 +4,7 @@ kept in error.txt; a config error leaves no run directory behind."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 from omegaconf import OmegaConf
@@ -119,3 +120,27 @@ def test_golf_evaluate_corrupt_artifact_is_one_line(tmp_path):
                    module="golf.evaluate", cwd=tmp_path)
     assert out.returncode == 2 and "eval.stride=999" in last_line(out.stderr)
     assert not (run / "eval" / "e2").exists()
+
+
+@pytest.mark.slow
+def test_golf_evaluate_never_reports_a_non_finite_score(tmp_path):
+    import torch
+
+    from golf.config.validate import load_config
+    from golf.model import build_model
+    from golf.quant import export_state_dict
+
+    overrides = [*TINY, "quant=none"]
+    cfg = load_config(compose_config(overrides))
+    model = build_model(cfg.arch)
+    with torch.no_grad():
+        model.tok_emb.weight[3, 0] = float("nan")  # one poisoned weight: every score through it is NaN
+    blob, _ = export_state_dict({k: v.detach() for k, v in model.state_dict().items()}, cfg.quant)
+    run = tmp_path / "run"
+    run.mkdir()
+    OmegaConf.save(compose_config(overrides), run / "config.yaml")
+    (run / "model.golf").write_bytes(blob)
+    out = golf_cmd(f"run={run}", "hydra.run.dir=" + str(run / "eval" / "e1"), module="golf.evaluate", cwd=tmp_path)
+    assert out.returncode == 1
+    assert last_line(out.stderr).startswith("golf.evaluate: FloatingPointError: val_bpb is nan")
+    assert math.isnan(json.loads((run / "eval" / "e1" / "result.json").read_text())["val_bpb"])  # recorded

@@ -29,6 +29,9 @@ CPU_SCALE = [
     "eval.seq_len=128",
     "eval.stride=64",
     "eval.max_tokens=4096",
+    "eval.ttt.chunk_tokens=1024",  # 4 chunks: 3 trained after scoring, the last scored only
+    "eval.ttt.seq_len=128",
+    "eval.ttt.batch_seqs=4",
     "device=cpu",
     "compile=false",
 ]
@@ -54,7 +57,7 @@ def test_pr1493_trains_through_the_switch_exports_and_scores(tmp_path):
     lr = {e["step"]: e["lr_mul"] for e in _events(run_dir, "train")}
     assert lr[1] == 1.0 and lr[12] == pytest.approx((1 - 11 / 12) / 0.72)  # step 11 is the 12th optimizer step
     assert math.isfinite(summary["val_bpb"]) and math.isfinite(summary["prequant_val_bpb"])
-    assert on_disk["export_weights"] == "ema" and on_disk["val_tokens"] == 4096
+    assert on_disk["export_weights"] == "ema" and on_disk["val_tokens"] == 4096 and on_disk["eval_kind"] == "ttt"
     assert on_disk["artifact_bytes"] == on_disk["model_bytes"] + on_disk["code_bytes"]
 
 

@@ -47,7 +47,7 @@ def test_pr1493_loop_switch_in_the_compiled_bf16_model(tmp_path):
                  "precision=bf16", "arch.model_dim=128", "arch.num_heads=4", "arch.num_kv_heads=2",
                  "train.iterations=20", "train.max_wallclock_s=null", "train.batch_tokens=8192", "train.seq_len=256",
                  "train.warmup_steps=2", "train.val_every=0", "train.log_every=1", "eval.seq_len=256",
-                 "eval.max_tokens=8192"]
+                 "eval.max_tokens=8192", "eval.ttt.chunk_tokens=4096", "eval.ttt.seq_len=256"]
     cfg = load_config(compose_config(overrides))
     cfg.run_dir = str(tmp_path / "run")
     summary = run(cfg, tmp_path / "run")

@@ -48,9 +48,11 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     recorder.update_summary(export_weights=source, eval=cfg.eval.name, eval_kind=cfg.eval.kind)
 
     if cfg.eval.prequant:
+        t_pre = time.perf_counter()
         pre = evaluator.plain()(model)
-        recorder.log("prequant_eval", step, **pre.to_dict())
-        recorder.update_summary(**pre.to_dict(prefix="prequant_"))
+        pre_s = round(time.perf_counter() - t_pre, 3)
+        recorder.log("prequant_eval", step, eval_s=pre_s, **pre.to_dict())
+        recorder.update_summary(prequant_eval_s=pre_s, **pre.to_dict(prefix="prequant_"))
         log.info("prequant val_loss:%.4f val_bpb:%.6f (%s weights)", pre.val_loss, pre.val_bpb, source)
 
     # Quantize and compress once, on the main rank; every rank loads exactly those bytes. A failure
@@ -58,7 +60,9 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     payload: tuple = ("error", "the main rank did not export")
     if dist.is_main:
         try:
+            t_export = time.perf_counter()
             payload = ("ok", *_export(cfg, run_dir, recorder, model, step))
+            recorder.update_summary(export_s=round(time.perf_counter() - t_export, 3))
         except Exception as err:  # re-raised below on every rank, with the original on this one
             payload = ("error", f"{type(err).__name__}: {err}")
             export_error = err

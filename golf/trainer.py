@@ -20,7 +20,6 @@ import traceback
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -33,7 +32,9 @@ from golf.data.shuffled import build_train_loader
 from golf.dist import DistInfo, all_reduce_, scheduler_job_id
 from golf.eval import build_evaluator
 from golf.finish import finish_run
+from golf.flags import StepFlags
 from golf.logging import RunRecorder
+from golf.microbatch import StepBatches, resolve_micro_rows
 from golf.model import build_model, count_parameters
 from golf.model.loop import build_switch
 from golf.optim import build_optimizer
@@ -84,7 +85,7 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
                 recorder.finish("failed")
         raise
     recorder.finish("completed")
-    return summary
+    return {**summary, "status": "completed"}
 
 
 def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, stop: StopSignal) -> dict:
@@ -117,32 +118,34 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         train_forward = DDP(forward, device_ids=[dist.local_rank] if device.type == "cuda" else None,
                             broadcast_buffers=False)
     params = count_parameters(model)
+    micro_rows = resolve_micro_rows(tc.micro_batch_tokens, arch=cfg.arch, model=model, batch_tokens=tc.batch_tokens,
+                                    seq_len=tc.seq_len, world_size=dist.world_size, accum=accum, device=device,
+                                    bf16=autocast is not contextlib.nullcontext)
     recorder.update_summary(model_params=params["total"], seed=cfg.seed, world_size=dist.world_size,
-                            grad_accum_steps=accum, run_name=cfg.run_name)
-    log.info("model_params:%d world_size:%d grad_accum_steps:%d device:%s compile:%s",
-             params["total"], dist.world_size, accum, device, compile_model)
+                            grad_accum_steps=accum, micro_batch_tokens=micro_rows * tc.seq_len,
+                            run_name=cfg.run_name)
+    log.info("model_params:%d world_size:%d grad_accum_steps:%d micro_batch_tokens:%d device:%s compile:%s",
+             params["total"], dist.world_size, accum, micro_rows * tc.seq_len, device, compile_model)
 
     def new_loader():
         return build_train_loader(cfg.data, paths.train_pattern, dist.rank, dist.world_size, tc.seq_len)
 
     loader = new_loader()
-    vocab = cfg.arch.vocab_size
 
     def train_step() -> torch.Tensor:
+        """One step's gradient: the mean loss over its micro-batches (equal sizes), loss in the graph."""
+        micro_batches = StepBatches(loader, batch_tokens=tc.batch_tokens, seq_len=tc.seq_len, accum=accum,
+                                    micro_rows=micro_rows, device=device).next_step()
+        n = len(micro_batches)
         total = torch.zeros((), device=device)
-        for micro in range(accum):
-            x, y = loader.next_batch(tc.batch_tokens, tc.seq_len, accum)
-            x = x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
-            sync = (train_forward.no_sync() if dist.distributed and micro < accum - 1
-                    else contextlib.nullcontext())
+        for i, (x, y) in enumerate(micro_batches):
+            sync = train_forward.no_sync() if dist.distributed and i < n - 1 else contextlib.nullcontext()
             with sync:
                 with autocast():
-                    logits = train_forward(x)
-                loss = F.cross_entropy(logits.float().reshape(-1, vocab), y.reshape(-1))
-                (loss / accum).backward()
+                    loss = train_forward(x, y)
+                (loss / n).backward()
             total += loss.detach()
-        return total / accum
+        return total / n
 
     # the final evaluator (its plain form scores prequant weights) and the periodic one
     evaluator = build_evaluator(cfg.eval, tokens=val_tokens, luts=luts, seq_len=eval_seq_len(cfg), dist=dist,
@@ -153,6 +156,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
                 .use_forward(model, forward))
 
     # ---- compile warm-up rolled back to the true initial state, then resume if a checkpoint exists ----
+    recorder.update_summary(setup_s=round(time.perf_counter() - t_setup, 2))
+    t_compile = time.perf_counter()
     if tc.warmup_steps > 0:
         initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         initial_opt = _clone_state(opt.state_dict())
@@ -165,6 +170,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         model.load_state_dict(initial_model)
         opt.load_state_dict(initial_opt)
         loader = new_loader()
+        _sync(device)
+    recorder.update_summary(compile_s=round(time.perf_counter() - t_compile, 2))
     topology.begin()
     averager.start(model)
     step, train_time, stop_at = 0, 0.0, None
@@ -180,7 +187,6 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         step, train_time, stop_at = resumed["step"], resumed["train_time"], resumed["stop_at"]
         recorder.log("resume", step, train_time_s=train_time)
         log.info("resumed from checkpoint at step %d (%.1f s of training)", step, train_time)
-    recorder.update_summary(setup_s=round(time.perf_counter() - t_setup, 2))
 
     saved_step = resumed["step"] if resumed is not None else None
 
@@ -203,6 +209,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     # divergence: a device-side flag, OR-ed every step without a host sync and read with the per-step
     # flags below (wherever those are read, the flag has seen every step since)
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    flags = StepFlags(dist)
     model.train()
     _sync(device)
     stop.arm()  # from here a stop is honoured at the next step boundary, with a checkpoint
@@ -244,18 +251,17 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         if console and dist.is_main:
             log.info("step:%d/%d train_loss:%.4f lr_mul:%.3f train_time:%.1fs step_avg:%.1fms", step,
                      tc.iterations, loss_value, lr_mul, elapsed, 1000.0 * elapsed / step)
-        # one all-reduce(MAX) per step: every rank takes the same decisions from the same clock
+        # every rank takes the same decisions from the same agreed values (golf.flags: no per-step sync)
         checkpoint_due = tc.checkpoint_every_s is not None and elapsed - last_ckpt_time >= tc.checkpoint_every_s
-        flags = torch.tensor([elapsed, float(stop.requested), float(checkpoint_due), 0.0], dtype=torch.float64,
-                             device=device)
-        flags[3] = nonfinite  # stays on the device until the all-reduce result is read
-        clock, stop_requested, checkpoint_due, diverged = all_reduce_(flags, op="max").tolist()
-        if diverged:  # before any checkpoint: a diverged state is never saved
-            raise FloatingPointError(f"train loss became non-finite at or before step {step} "
-                                     f"(on at least one rank); the run is stopped")
-        if cap is not None and clock >= cap and stop_at is None:
+        agreed = flags.exchange(elapsed, float(stop.requested), float(checkpoint_due), device_flag=nonfinite)
+        if agreed is None:
+            continue
+        clock, stop_requested, checkpoint_due, diverged = agreed
+        _check_diverged(diverged, step)  # before any checkpoint: a diverged state is never saved
+        if cap is not None and flags.projected_clock() >= cap and stop_at is None:
             stop_at = step
         if stop_requested or checkpoint_due:
+            _check_diverged((flags.flush() or [0.0])[-1], step)
             _sync(device)
             train_time += time.perf_counter() - t0
             checkpoint()
@@ -264,6 +270,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
                 stop.after_checkpoint()
                 raise Preempted(f"stop requested at step {step}; checkpoint written to {run_dir}")
             t0 = time.perf_counter()
+    _check_diverged((flags.flush() or [0.0])[-1], step)
     _sync(device)
     train_time += time.perf_counter() - t0
     at_end = tc.checkpoint_at_end if tc.checkpoint_at_end is not None else scheduler_job_id() is not None
@@ -272,6 +279,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     topology.finish()
     stop.release()  # from here on a stop signal acts at once (nothing left that a checkpoint would save)
     tokens_seen = step * tc.batch_tokens
+    if device.type == "cuda":
+        recorder.update_summary(peak_mem_mib=torch.cuda.max_memory_allocated(device) // 2**20)
     recorder.update_summary(steps=step, train_time_s=round(train_time, 3), loop_switch_step=topology.switch_step,
                             ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen)
     log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", step, train_time,
@@ -289,6 +298,12 @@ def _clone_state(obj):
     if isinstance(obj, list):
         return [_clone_state(v) for v in obj]
     return obj
+
+
+def _check_diverged(flag: float, step: int) -> None:
+    if flag:
+        raise FloatingPointError(f"train loss became non-finite at or before step {step} "
+                                 f"(on at least one rank); the run is stopped")
 
 
 def _sync(device: torch.device) -> None:

@@ -29,6 +29,10 @@ class TrainConfig:
     seq_len: int = 1024
     # micro-steps per optimizer step; None = 8 // world_size as the official script (at least 1)
     grad_accum_steps: int | None = None
+    # tokens per forward/backward pass on one rank: "auto" = on CUDA the largest split of the step that
+    # fits the free device memory (golf/microbatch.py), elsewhere batch_tokens / (world x grad_accum_steps);
+    # or a multiple of seq_len dividing batch_tokens / world. The data and the gradient do not depend on it.
+    micro_batch_tokens: str = "auto"
     # stop when the training clock (which excludes validation and warm-up) reaches this; None = no cap
     max_wallclock_s: float | None = 600.0
     # compile warm-up: run this many real steps, then restore the initial weights, optimizer and data

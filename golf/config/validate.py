@@ -19,6 +19,7 @@ from golf.config.schema import GolfConfig
 from golf.data.config import validate_data
 from golf.eval.config import validate_eval
 from golf.logging.config import validate_logger
+from golf.microbatch import check_micro_batch_tokens
 from golf.model.config import validate_arch
 from golf.optim.config import validate_optimizer
 from golf.quant.config import validate_quant
@@ -112,6 +113,7 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
             "train.batch_tokens", t.batch_tokens,
             f"must be divisible by seq_len x world_size x grad_accum_steps = {t.seq_len} x {world_size} x {accum} = {unit}",
         )
+    check_micro_batch_tokens(t.micro_batch_tokens, t.batch_tokens, t.seq_len, world_size)
     if cfg.data.vocab_size != cfg.arch.vocab_size:
         raise ConfigError("arch.vocab_size", cfg.arch.vocab_size,
                           f"differs from data.vocab_size={cfg.data.vocab_size} (the tokenizer's vocabulary)")

@@ -4,7 +4,8 @@
     x <- x + g_attn * attn(RMSNorm(x) * s)     g_attn = attn_scale (* cat_attn ...)
     x <- x + g_mlp  * mlp(RMSNorm(x) * s)      g_mlp  = mlp_scale  (* cat_mlp ...)
 
-``s`` is the layer's LN scale (1 unless layer-wise LN scale is on). The block builds its attention,
+``s`` is the layer's LN scale (layer-wise LN scale); when that is off the factor is absent, not a
+multiply by 1.0 (two full-size passes per block saved, forward and backward). The block builds its attention,
 MLP and extra branch gains from sub-configs and its :class:`LayerPlan`; it never asks which variant
 it holds. With zero output projections the block is the identity on the residual stream at init
 (when resid_mix is the plain [1; 0]).
@@ -32,7 +33,8 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(d, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))).float())  # [2, d]
-        self.ln_scale = layer.ln_scale
+        # None when LN scale is off: the forward then applies no factor at all
+        self.ln_scale = layer.ln_scale if layer.ln_scale != 1.0 else None
         extra = branch_gains(cfg.residual.catalytic, d)
         for params in extra.values():
             for name, p in params.items():
@@ -46,10 +48,14 @@ class Block(nn.Module):
             g = g * getattr(self, name)
         return g.to(dtype)
 
+    def _norm(self, x: Tensor) -> Tensor:
+        n = F.rms_norm(x, (x.size(-1),))
+        return n if self.ln_scale is None else n * self.ln_scale
+
     def forward(self, x: Tensor, x0: Tensor, ctx: dict, value_input: Tensor | None = None) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        a = self.attn(F.rms_norm(x, (x.size(-1),)) * self.ln_scale, ctx, value_input)
+        a = self.attn(self._norm(x), ctx, value_input)
         x = x + self._gain(self._attn_gains, x.dtype) * a
-        m = self.mlp(F.rms_norm(x, (x.size(-1),)) * self.ln_scale)
+        m = self.mlp(self._norm(x))
         return x + self._gain(self._mlp_gains, x.dtype) * m

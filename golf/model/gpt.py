@@ -8,6 +8,11 @@ Every technique is a part built elsewhere and run here generically:
         x = blocks[step.layer](x, x0, ctx, per-layer value inputs)
         (push a skip) (record a tap)
     exits (subtract taps); RMSNorm; logits = x W_emb^T (tied) or lm_head(x); cap * tanh(logits / cap)
+    with targets: the mean cross-entropy of those float32 logits (the training loss, spec §1.7)
+
+The training loss is computed inside ``forward`` (as the official script does) so that a compiled model
+fuses soft-cap and cross-entropy into its graph instead of writing the float32 logits out and reading
+them back in eager kernels; evaluation calls ``forward(ids)`` for the logits.
 
 Parts whose parameters live directly on the GPT (U-Net skip weights, exit scalars) are hosted: they
 hand their parameters over at build time and read them back from the host in forward.
@@ -91,8 +96,9 @@ class GPT(nn.Module):
                 total = term if total is None else total + term
         return total
 
-    def forward(self, input_ids: Tensor) -> Tensor:
-        """``input_ids`` [B, T] int64 -> soft-capped logits [B, T, vocab] float32."""
+    def forward(self, input_ids: Tensor, targets: Tensor | None = None) -> Tensor:
+        """``input_ids`` [B, T] int64 -> soft-capped logits [B, T, vocab] float32; with ``targets``
+        [B, T] the scalar mean cross-entropy of those logits instead."""
         x = self.tok_emb(input_ids)
         if not torch.is_autocast_enabled(input_ids.device.type):
             x = x.float()  # a bf16 embedding (arch.embedding_dtype) starts an fp32 stream outside autocast
@@ -132,4 +138,7 @@ class GPT(nn.Module):
         x = F.rms_norm(x, (x.size(-1),))
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         logits = F.linear(x, weight.to(x.dtype)).float()
-        return self.logit_softcap * torch.tanh(logits / self.logit_softcap)
+        logits = self.logit_softcap * torch.tanh(logits / self.logit_softcap)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))

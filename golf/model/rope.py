@@ -45,5 +45,8 @@ class Rotary(nn.Module):
         cos = freqs.cos()[None, :, None, :].to(x.dtype)  # [1, T, 1, rd/2]
         sin = freqs.sin()[None, :, None, :].to(x.dtype)
         half = rd // 2
-        x1, x2, rest = x[..., :half], x[..., half:rd], x[..., rd:]
-        return torch.cat((x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos, rest), dim=-1)
+        x1, x2 = x[..., :half], x[..., half:rd]
+        rotated = (x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos)
+        if rd == x.size(-1):  # full RoPE: no empty pass-through slice (its backward would allocate zeros)
+            return torch.cat(rotated, dim=-1)
+        return torch.cat((*rotated, x[..., rd:]), dim=-1)

@@ -63,6 +63,7 @@ class OptimizerSet:
                 ns_steps=cfg.muon.ns_steps,
                 ns_coefficients=cfg.muon.ns_coefficients,
                 ns_dtype=cfg.muon.ns_dtype,
+                ns_compile=cfg.muon.ns_compile,
                 weight_decay_before=cfg.muon.weight_decay_timing == "before",
                 row_normalize=cfg.muon.row_normalize,
                 world_size=world_size,

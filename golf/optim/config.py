@@ -41,6 +41,9 @@ class MuonConfig:
     # dtype of the Newton-Schulz iteration: "auto" = bfloat16 on CUDA (as the records) and float32 on
     # CPU (CPUs without bf16 units run bf16 matmuls tens of times slower); or "bfloat16" / "float32"
     ns_dtype: str = "auto"
+    # torch.compile the Newton-Schulz iteration (one graph per bucket shape, as the official script
+    # compiles it); None = on CUDA, off on CPU (where compiling costs more than it saves)
+    ns_compile: bool | None = None
     # decoupled decay p <- p * (1 - lr * weight_decay), lr including the schedule and the rule's lr_mul
     weight_decay: float = 0.0
     # "before" the update (#295, #344, #1573) or "after" it (#507, #187)

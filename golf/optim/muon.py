@@ -18,7 +18,8 @@ from rank 0 resumes any world size. Matrices of equal (oriented) shape are ortho
 one batch, which only changes how many kernels run, not the math.
 
 The iteration runs in bf16 on CUDA, as the records; on CPU it runs in float32 by default
-(``muon.ns_dtype``), because CPUs without bf16 units run bf16 matmuls tens of times slower.
+(``muon.ns_dtype``), because CPUs without bf16 units run bf16 matmuls tens of times slower. On CUDA it
+is compiled (``muon.ns_compile``), as the official script compiles its Newton-Schulz.
 
 Interacts with: ``golf.optim.builder`` (sets ``lr`` and ``momentum`` on each group every step) and the
 routing table (which parameters come here).
@@ -90,6 +91,7 @@ class Muon(torch.optim.Optimizer):
         rank: int = 0,
         ns_dtype: str = "bfloat16",
         row_normalize: bool = False,
+        ns_compile: bool | None = False,
     ):
         defaults = dict(lr=0.0, base_lr=0.0, weight_decay=0.0, momentum=momentum)
         super().__init__(param_groups, defaults)
@@ -106,6 +108,10 @@ class Muon(torch.optim.Optimizer):
         if ns_dtype == "auto":
             ns_dtype = "bfloat16" if params and params[0].device.type == "cuda" else "float32"
         self.ns_dtype = getattr(torch, ns_dtype)
+        if ns_compile is None:
+            ns_compile = bool(params) and params[0].device.type == "cuda"
+        # compiled once per bucket shape (the shapes are fixed for a model), fused elementwise work
+        self._newton_schulz = torch.compile(newton_schulz, dynamic=False) if ns_compile else newton_schulz
         offsets, total = [], 0
         for p in params:
             offsets.append(total)
@@ -159,7 +165,7 @@ class Muon(torch.optim.Optimizer):
         for members in buckets.values():
             # [sum of n, r, c] for all matrices of this oriented shape
             stacked = torch.cat([u for _, u in members]) if len(members) > 1 else members[0][1]
-            ortho = newton_schulz(stacked, self.ns_steps, self.ns_coefficients, self.ns_dtype)
+            ortho = self._newton_schulz(stacked, self.ns_steps, self.ns_coefficients, self.ns_dtype)
             start = 0
             for i, u in members:
                 p = params[i]

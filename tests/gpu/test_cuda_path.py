@@ -1,4 +1,5 @@
-"""The CUDA path: torch.compile, bf16 autocast, flash SDPA, QAT switching inside the compiled graph.
+"""The CUDA path: torch.compile, bf16 autocast, flash SDPA, QAT switching inside the compiled graph, the
+loss inside the compiled graph, the automatic micro-batch.
 
 Skipped without a GPU. On a GPU machine: ``python -m pytest -m gpu tests/gpu``.
 """
@@ -10,8 +11,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from golf.config.errors import ConfigError
 from golf.config.validate import load_config
+from golf.microbatch import activation_bytes_per_token, resolve_micro_rows
+from golf.model import build_model
 from golf.train import run
 from tests.helpers import TINY, compose_config
 
@@ -26,6 +31,10 @@ def test_compiled_bf16_run_end_to_end(tmp_path):
     cfg.run_dir = str(tmp_path / "run")
     summary = run(cfg, tmp_path / "run")
     assert summary["status"] == "completed" and math.isfinite(summary["val_bpb"])
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["status"] == "completed" and saved["peak_mem_mib"] > 0
+    for key in ("setup_s", "compile_s", "export_s", "final_eval_s"):
+        assert saved[key] >= 0, key
 
 
 def test_late_qat_switches_on_in_the_compiled_model(tmp_path):
@@ -56,3 +65,59 @@ def test_pr1493_loop_switch_in_the_compiled_bf16_model(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["train_loss"] for r in rows if r["event"] == "train"]
     assert len(losses) == 20 and all(math.isfinite(x) for x in losses)
+
+
+def test_loss_in_the_compiled_graph_equals_the_eager_reference():
+    """The soft-capped cross-entropy fused into the compiled bf16 graph against eager logits + F.cross_entropy."""
+    cfg = load_config(compose_config(["experiment=baseline", "logger=none", "arch.num_layers=2"]))
+    torch.manual_seed(0)
+    model = build_model(cfg.arch).cuda()
+    with torch.no_grad():  # zero-init output projections would make the blocks the identity
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.normal_(0, 0.05)
+    x = torch.randint(0, cfg.arch.vocab_size, (4, 256), device="cuda")
+    y = torch.randint(0, cfg.arch.vocab_size, (4, 256), device="cuda")
+    compiled = torch.compile(model, fullgraph=True, dynamic=False)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        fused = compiled(x, y)
+        logits = model(x)
+    reference = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    assert fused.dtype == torch.float32 and torch.isfinite(fused)
+    assert abs(fused.item() - reference.item()) <= 2e-2 * reference.item()
+    fused.backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_auto_micro_batch_fits_the_device_and_refuses_what_cannot():
+    cfg = load_config(compose_config(["experiment=baseline", "logger=none"]))
+    model = build_model(cfg.arch).cuda()
+    t = cfg.train
+    rows = resolve_micro_rows("auto", arch=cfg.arch, model=model, batch_tokens=t.batch_tokens, seq_len=t.seq_len,
+                              world_size=1, accum=8, device=torch.device("cuda"), bf16=True)
+    total_rows = t.batch_tokens // t.seq_len
+    free, _ = torch.cuda.mem_get_info()
+    need = activation_bytes_per_token(cfg.arch, len(model._steps), bf16=True) * t.seq_len
+    assert total_rows % rows == 0 and rows * need <= free
+    assert rows == total_rows or (2 * rows * need > 0.85 * free or total_rows % (2 * rows))
+    with pytest.raises(ConfigError, match="train.micro_batch_tokens"):
+        resolve_micro_rows("auto", arch=cfg.arch, model=model, batch_tokens=2**40, seq_len=2**36, world_size=1,
+                           accum=1, device=torch.device("cuda"), bf16=True)
+
+
+def test_auto_micro_batch_run_matches_the_official_split(tmp_path):
+    """A compiled run with the automatic micro-batch trains on the same data as the official 8-way split:
+    the first losses agree to bf16 tolerance."""
+    losses = {}
+    for name, micro in (("auto", "auto"), ("official", "64")):
+        over = [*CUDA, "train.warmup_steps=1", "train.grad_accum_steps=8", f"train.micro_batch_tokens={micro}"]
+        cfg = load_config(compose_config(over))
+        cfg.run_dir = str(tmp_path / name)
+        summary = run(cfg, tmp_path / name)
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r["train_loss"] for r in rows if r["event"] == "train"]
+        if name == "auto":
+            assert summary["micro_batch_tokens"] == cfg.train.batch_tokens  # the whole step fits at once
+    assert len(losses["auto"]) == len(losses["official"])
+    for a, b in zip(losses["auto"], losses["official"]):
+        assert abs(a - b) <= 2e-2 * abs(b)

@@ -20,7 +20,7 @@ prefix as its one training shard: speed does not depend on which tokens are read
 same ones.
 
 Without CUDA (``--cpu``, the ``make bench`` path): golf's step time for the baseline at full width
-(9x512, fp32, eager, 8,192 tokens per step, one micro-batch) against the official script run in the
+(9x512, fp32, eager, 8,192 tokens per step in 8 micro-steps) against the official script run in the
 same process with its CUDA-only calls replaced (no compile, fp32 weights and autocast off, host device),
 median of ``--steps`` timed steps after ``--warmup`` each.
 """
@@ -235,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peak-tflops", type=float, default=None)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument("--cpu", action="store_true", help="the CPU comparison (default without CUDA)")
+    p.add_argument("--cpu-batch-tokens", type=int, default=8192, help="CPU: tokens per step")
+    p.add_argument("--cpu-val-tokens", type=int, default=16384, help="CPU: validation tokens scored at the end")
     args = p.parse_args(argv)
     import torch
 

@@ -15,7 +15,12 @@ from golf.data import DistributedTokenLoader
 from golf.data.shards import write_shard
 from golf.dist import DistInfo
 from golf.flags import StepFlags
-from golf.microbatch import StepBatches, activation_bytes_per_token, check_micro_batch_tokens, resolve_micro_rows
+from golf.microbatch import (
+    StepBatches,
+    activation_bytes_per_token,
+    check_micro_batch_tokens,
+    resolve_micro_rows,
+)
 from golf.model.config_parts import ResidualConfig
 from golf.model.rope import Rotary
 from tests.model.lib import build, randomize, tiny

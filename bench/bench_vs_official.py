@@ -122,8 +122,10 @@ def run_golf(args, data: Path, run_dir: Path, overrides: list[str]) -> dict:
     wall = time.perf_counter() - t
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "bench_stdout.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: golf failed (exit {proc.returncode}): {' '.join(cmd)}\n" + proc.stderr[-3000:])
+    if proc.returncode != 0:  # reported in the table; the other runs still go ahead
+        print(f"bench: golf failed (exit {proc.returncode}): {' '.join(cmd)}\n" + proc.stderr[-3000:], flush=True)
+        return {"error": proc.stderr.strip().splitlines()[-1][:200] if proc.stderr.strip() else "failed",
+                "wall_s": round(wall, 1)}
     summary = json.loads((run_dir / "summary.json").read_text())
     out = {"steps": summary["steps"], "ms_per_step": summary["ms_per_step"], "peak_mib": summary.get("peak_mem_mib"),
            "params": summary["model_params"], "val_bpb": summary.get("val_bpb"), "wall_s": round(wall, 1),
@@ -168,6 +170,9 @@ def table(rows: list[tuple[str, dict]], shape: dict, device_name: str, peak: flo
              f"{'run':<22}{'ms/step':>10}{'tokens/s':>14}{'ratio':>8}{'peak MiB':>10}{'MFU':>7}{'val_bpb':>12}"
              f"{'micro':>9}{'wall s':>8}"]
     for name, r in rows:
+        if "error" in r:
+            lines.append(f"{name:<22}failed: {r['error']}")
+            continue
         ms = r.get("ms_per_step")
         tps = shape["batch_tokens"] / (ms / 1000.0) if ms else float("nan")
         ratio = (baseline / ms) if (baseline and ms) else float("nan")

@@ -134,9 +134,10 @@ def test_activation_estimate_grows_with_width_depth_and_vocabulary():
     assert base == int(1.5 * (4 * (16 * 16 + 2 * (4 * 16 + 4 * 8 + 3 * 32)) + 32 * 10))
 
 
-def test_step_flags_in_one_process_agree_at_once_without_the_device():
+def test_step_flags_on_cpu_agree_at_once_and_carry_the_device_flag():
     flags = StepFlags(DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
     assert flags.lag == 0
-    assert flags.exchange(1.5, 0.0, 1.0) == [1.5, 0.0, 1.0]
-    assert flags.projected_clock() == 1.5
-    flags.flush()
+    assert flags.exchange(1.5, 0.0, 1.0) == [1.5, 0.0, 1.0, 0.0]
+    assert flags.exchange(2.5, 1.0, 0.0, device_flag=torch.tensor(True)) == [2.5, 1.0, 0.0, 1.0]
+    assert flags.projected_clock() == 2.5  # no lag: the agreed clock itself
+    assert flags.flush() is None

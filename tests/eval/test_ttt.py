@@ -200,7 +200,9 @@ def test_eval_presets_are_the_records_settings():
     assert (pr.kind, pr.seq_len, pr.stride, pr.batch_windows) == ("ttt", 2048, 64, 32)
     t = pr.ttt
     assert (t.chunk_tokens, t.epochs, t.lr, t.schedule, t.optimizer, t.momentum, t.weight_decay, t.grad_clip,
-            t.adapt, t.freeze_layers, t.seq_len) == (32768, 3, 0.005, "cosine", "sgd", 0.9, 0.0, 1.0, "all", "none", 2048)
+            t.adapt, t.freeze_layers, t.seq_len) == (32768, 3, 0.005, "cosine", "sgd", 0.9, 0.0, 1.0, "all", "none", None)
+    assert pr.ttt.sliding_first  # the record's quantized_sliding_window, then its TTT score
+    assert load_config(compose_config(["experiment=pr1493"])).eval == load_config(compose_config(["eval=pr1493"])).eval
     generic = load_config(compose_config([*TINY, "eval=ttt"])).eval
     assert generic.kind == "ttt" and generic.seq_len is None and generic.ttt == TTTConfig()  # the defaults
     with pytest.raises(ConfigError, match=r"eval\.ttt\.chunk_tokens="):  # 64-token window, 32-token chunks

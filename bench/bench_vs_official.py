@@ -149,7 +149,7 @@ def golf_shape(experiment: str) -> dict:
 
     with torch.device("meta"):
         model = build_model(cfg.arch)
-    return {"batch_tokens": cfg.train.batch_tokens, "seq_len": cfg.train.seq_len, "layers": len(model._steps),
+    return {"batch_tokens": cfg.train.batch_tokens, "seq_len": cfg.train.seq_len, "layers": max(len(o) for o in model.layer_orders()),
             "dim": cfg.arch.model_dim}
 
 

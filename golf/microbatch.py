@@ -75,8 +75,9 @@ def activation_bytes_per_token(arch: ArchConfig, block_applications: int, bf16: 
 
 
 def _block_applications(model: nn.Module) -> int:
-    steps = getattr(model, "_steps", None)
-    return len(steps) if steps is not None else len(getattr(model, "blocks", ())) or 1
+    """Block applications of the longest schedule (a depth loop replays layers)."""
+    orders = getattr(model, "layer_orders", None)
+    return max(len(o) for o in orders()) if orders is not None else len(getattr(model, "blocks", ())) or 1
 
 
 def resolve_micro_rows(value, *, arch: ArchConfig, model: nn.Module, batch_tokens: int, seq_len: int,

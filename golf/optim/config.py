@@ -41,9 +41,10 @@ class MuonConfig:
     # dtype of the Newton-Schulz iteration: "auto" = bfloat16 on CUDA (as the records) and float32 on
     # CPU (CPUs without bf16 units run bf16 matmuls tens of times slower); or "bfloat16" / "float32"
     ns_dtype: str = "auto"
-    # torch.compile the Newton-Schulz iteration (one graph per bucket shape, as the official script
-    # compiles it); None = on CUDA, off on CPU (where compiling costs more than it saves)
-    ns_compile: bool | None = None
+    # torch.compile the Newton-Schulz iteration (one graph per bucket shape). Off by default: on an H200
+    # the baseline's three buckets take 1.79 ms per step eager and 2.13 ms compiled (bf16); the official
+    # script's compiled per-matrix loop takes 43.8 ms. None = on for CUDA.
+    ns_compile: bool | None = False
     # decoupled decay p <- p * (1 - lr * weight_decay), lr including the schedule and the rule's lr_mul
     weight_decay: float = 0.0
     # "before" the update (#295, #344, #1573) or "after" it (#507, #187)

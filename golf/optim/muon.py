@@ -19,7 +19,7 @@ one batch, which only changes how many kernels run, not the math.
 
 The iteration runs in bf16 on CUDA, as the records; on CPU it runs in float32 by default
 (``muon.ns_dtype``), because CPUs without bf16 units run bf16 matmuls tens of times slower. On CUDA it
-is compiled (``muon.ns_compile``), as the official script compiles its Newton-Schulz.
+can be compiled (``muon.ns_compile``, off by default: batched, the eager iteration is as fast).
 
 Interacts with: ``golf.optim.builder`` (sets ``lr`` and ``momentum`` on each group every step) and the
 routing table (which parameters come here).

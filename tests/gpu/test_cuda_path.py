@@ -97,7 +97,7 @@ def test_auto_micro_batch_fits_the_device_and_refuses_what_cannot():
                               world_size=1, accum=8, device=torch.device("cuda"), bf16=True)
     total_rows = t.batch_tokens // t.seq_len
     free, _ = torch.cuda.mem_get_info()
-    need = activation_bytes_per_token(cfg.arch, len(model._steps), bf16=True) * t.seq_len
+    need = activation_bytes_per_token(cfg.arch, max(len(o) for o in model.layer_orders()), bf16=True) * t.seq_len
     assert total_rows % rows == 0 and rows * need <= free
     assert rows == total_rows or (2 * rows * need > 0.85 * free or total_rows % (2 * rows))
     with pytest.raises(ConfigError, match="train.micro_batch_tokens"):

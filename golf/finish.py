@@ -2,7 +2,9 @@
 
 1. The averager picks the weights to export (raw, EMA, SWA, ...); they are loaded into the model.
 2. ``prequant_val_bpb``: those weights scored with the evaluator's plain (non-adapting) form (optional).
-3. Quantize ─► pack ─► compress on the main rank; ``artifact_bytes = model_bytes + code_bytes``
+3. Calibration, when a quant scheme uses GPTQ (:mod:`golf.quant.calibrate`): the exported weights run
+   over calibration inputs and yield per-layer Hessians.
+   Quantize ─► pack ─► compress on the main rank; ``artifact_bytes = model_bytes + code_bytes``
    (see :mod:`golf.code_bytes`; by default code is the runnable ``submission.py`` written here); the
    budget is checked.
 4. Every rank decompresses and dequantizes the *same bytes* and loads them into the model.
@@ -34,6 +36,8 @@ from golf.dist import DistInfo, broadcast_object
 from golf.files import write_atomic
 from golf.logging import RunRecorder
 from golf.quant import BudgetExceededError, check_budget, export_state_dict, load_artifact
+from golf.quant.calibrate import calibrate
+from golf.quant.config import needs_calibration
 
 log = logging.getLogger("golf")
 
@@ -41,7 +45,8 @@ ARTIFACT_NAME = "model.golf"
 
 
 def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, *, model, averager,
-               qat, evaluator, step: int) -> dict:
+               qat, evaluator, step: int, train_loader=None, autocast=None) -> dict:
+    """``train_loader`` makes a fresh training loader (calibration's ``train`` source)."""
     state, source = averager.final_state_dict(model)
     qat.remove(model)
     model.load_state_dict(state)
@@ -55,13 +60,23 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
         recorder.update_summary(prequant_eval_s=pre_s, **pre.to_dict(prefix="prequant_"))
         log.info("prequant val_loss:%.4f val_bpb:%.6f (%s weights)", pre.val_loss, pre.val_bpb, source)
 
+    hessians = None
+    if needs_calibration(cfg.quant):
+        cal = calibrate(model, cfg.quant, dist, train_loader=train_loader, batch_tokens=cfg.train.batch_tokens,
+                        seq_len=cfg.train.seq_len, autocast=autocast)
+        if cal is not None:
+            hessians = cal.hessians
+            recorder.update_summary(calibration_s=cal.seconds, calibration_batches=cal.batches,
+                                    calibration_tokens=cal.tokens)
+            log.info("calibration: %d Hessians from %d batches in %.1f s", len(hessians), cal.batches, cal.seconds)
+
     # Quantize and compress once, on the main rank; every rank loads exactly those bytes. A failure
     # there is broadcast too, so no rank is left waiting.
     payload: tuple = ("error", "the main rank did not export")
     if dist.is_main:
         try:
             t_export = time.perf_counter()
-            payload = ("ok", *_export(cfg, run_dir, recorder, model, step))
+            payload = ("ok", *_export(cfg, run_dir, recorder, model, step, hessians))
             recorder.update_summary(export_s=round(time.perf_counter() - t_export, 3))
         except Exception as err:  # re-raised below on every rank, with the original on this one
             payload = ("error", f"{type(err).__name__}: {err}")
@@ -94,9 +109,10 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     return dict(recorder.summary) if dist.is_main else result.to_dict()
 
 
-def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: int) -> tuple[bytes, int]:
+def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: int,
+            hessians: dict[str, torch.Tensor] | None = None) -> tuple[bytes, int]:
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    blob, report = export_state_dict(cpu_state, cfg.quant)
+    blob, report = export_state_dict(cpu_state, cfg.quant, hessians)
     if cfg.code_bytes == "bundle":  # the runnable single-file submission is what gets counted
         files = code_files("bundle")
         bundle = bundle_source(bundle_config(cfg), files)
@@ -111,7 +127,8 @@ def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: 
     write_atomic(run_dir / "code_files.txt", "\n".join(counted) + "\n")
     sizes = dict(model_bytes=report.model_bytes, code_bytes=code_bytes, artifact_bytes=artifact_bytes,
                  artifact_limit=cfg.quant.limit_bytes, quant=cfg.quant.name)
-    recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes)
+    recorder.update_summary(**sizes, artifact_fits=artifact_bytes <= cfg.quant.limit_bytes,
+                            quantize_s=report.quantize_s, compress_s=report.compress_s)
     recorder.log("artifact", step, **sizes)
     log.info("artifact: model %d + code %d = %d bytes (limit %d)", report.model_bytes, code_bytes,
              artifact_bytes, cfg.quant.limit_bytes)

@@ -70,6 +70,7 @@ def dry_run(cfg: GolfConfig) -> dict:
     from golf.model import build_model, count_parameters
     from golf.model.build import tensor_table
     from golf.optim import build_optimizer
+    from golf.quant.calibrate import check_calibration
 
     print(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     with torch.device("meta"):
@@ -87,6 +88,7 @@ def dry_run(cfg: GolfConfig) -> dict:
     print("optimizer groups:")
     for name, names, numel in opt.group_table():
         print(f"  {name:<24} {numel:>12,}  ({len(names)} tensors)")
+    check_calibration(model, cfg.quant)
     estimate, code = estimate_run_bytes(cfg, model)
     total = estimate + code
     print(f"estimated artifact bytes ({cfg.quant.name}): model {estimate:,} + code {code:,} = {total:,} "

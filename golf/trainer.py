@@ -40,6 +40,7 @@ from golf.model.loop import build_switch
 from golf.optim import build_optimizer
 from golf.optim.schedule import lr_multiplier
 from golf.preempt import Preempted, StopSignal
+from golf.quant.calibrate import check_calibration
 from golf.quant.qat import apply_qat
 
 log = logging.getLogger("golf")
@@ -107,6 +108,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
 
     # ---- model and its training companions ----
     model = build_model(cfg.arch).to(device)
+    check_calibration(model, cfg.quant)
     qat = apply_qat(model, cfg.quant.qat)
     topology = build_switch(model, cfg.arch)  # depth loop switched on mid-run (no-op without one)
     opt = build_optimizer(model, cfg.optimizer, world_size=dist.world_size, rank=dist.rank)
@@ -203,7 +205,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         saved_step = step
 
     # ---- the timed loop ----
-    cap = tc.max_wallclock_s or None
+    cap = (tc.max_wallclock_s - tc.reserve_s) if tc.max_wallclock_s else None  # reserve: calibration + GPTQ
     last_ckpt_time = train_time
     clock = train_time  # the training clock all ranks agreed on at the end of the previous step
     # divergence: a device-side flag, OR-ed every step without a host sync and read with the per-step
@@ -287,7 +289,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
              1000.0 * train_time / max(step, 1), tokens_seen)
 
     return finish_run(cfg, dist, run_dir, recorder, model=model, averager=averager, qat=qat,
-                      evaluator=evaluator, step=step)
+                      evaluator=evaluator, step=step, train_loader=new_loader, autocast=autocast)
 
 
 def _clone_state(obj):

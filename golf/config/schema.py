@@ -35,6 +35,9 @@ class TrainConfig:
     micro_batch_tokens: str = "auto"
     # stop when the training clock (which excludes validation and warm-up) reaches this; None = no cap
     max_wallclock_s: float | None = 600.0
+    # seconds of max_wallclock_s kept for the export's calibration and GPTQ: training stops (and every
+    # wall-clock schedule fraction is taken) at max_wallclock_s - reserve_s (#1493: 12 of 600)
+    reserve_s: float = 0.0
     # compile warm-up: run this many real steps, then restore the initial weights, optimizer and data
     warmup_steps: int = 20
     # periodic validation every this many steps (0 = only the final evaluation)

@@ -101,6 +101,8 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
         raise ConfigError("train.grad_accum_steps", t.grad_accum_steps, "must be positive (or null for 8 // world)")
     if t.max_wallclock_s is not None and t.max_wallclock_s < 0:
         raise ConfigError("train.max_wallclock_s", t.max_wallclock_s, "must be >= 0 (or null for no cap)")
+    if t.reserve_s < 0 or (t.max_wallclock_s and t.reserve_s >= t.max_wallclock_s):
+        raise ConfigError("train.reserve_s", t.reserve_s, f"must be >= 0 and below train.max_wallclock_s={t.max_wallclock_s}")
     for key in ("warmup_steps", "val_every", "log_every"):
         if getattr(t, key) < 0:
             raise ConfigError(f"train.{key}", getattr(t, key), "must be >= 0")

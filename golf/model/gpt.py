@@ -38,6 +38,14 @@ from golf.model.plan import resolve_plan
 from golf.model.skips import build_skips
 
 
+class FinalNorm(nn.Module):
+    """The weightless RMSNorm before the output head: a module so that the head's input can be observed
+    (calibration collects the tied embedding's Hessian from its output)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, (x.size(-1),))
+
+
 class GPT(nn.Module):
     def __init__(self, cfg: ArchConfig):
         super().__init__()
@@ -61,6 +69,7 @@ class GPT(nn.Module):
             if part is not None:
                 for name, p in part.host_parameters().items():
                     self.register_parameter(name, p)
+        self.final_norm = FinalNorm()
         self.lm_head = None if cfg.tie_embeddings else output_linear(cfg.model_dim, cfg.vocab_size)
 
     def set_topology(self, index: int) -> None:
@@ -135,7 +144,7 @@ class GPT(nn.Module):
                 taps[step.tap] = x
         for part in self._exits:
             x = part.apply(self, x, taps)
-        x = F.rms_norm(x, (x.size(-1),))
+        x = self.final_norm(x)
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
         logits = F.linear(x, weight.to(x.dtype)).float()
         logits = self.logit_softcap * torch.tanh(logits / self.logit_softcap)

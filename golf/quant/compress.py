@@ -1,6 +1,7 @@
-"""Byte compressors of the artifact body: zlib (baseline, level 9), zstd (records, level 22) and
-LZMA/xz (#187 preset 6, #1573 preset 9). Each round-trips bytes exactly; the id byte recorded in the
-artifact frame tells :func:`decompress` which one to use, so loading needs no configuration.
+"""Byte compressors of the artifact body: zlib (baseline, level 9), zstd (records, level 22),
+LZMA/xz (#187 preset 6, #1573 preset 9) and Brotli (#1394 lineage and #1493: quality 11, default
+window 22, generic mode; usually behind a byte shuffle, :mod:`golf.quant.shuffle`). Each round-trips
+bytes exactly; the id byte recorded in the artifact frame tells :func:`decompress` which one to use, so loading needs no configuration.
 
 Decompression never produces more than the size the frame declares (a crafted body that expands
 without bound, a "decompression bomb", fails after ``expected_size + 1`` bytes): every codec is read
@@ -15,11 +16,12 @@ import lzma
 import zlib
 from collections.abc import Callable
 
+import brotli
 import zstandard
 
 from golf.quant.config import Compressor
 
-COMPRESSOR_IDS = {Compressor.zlib: 0, Compressor.zstd: 1, Compressor.lzma: 2}
+COMPRESSOR_IDS = {Compressor.zlib: 0, Compressor.zstd: 1, Compressor.lzma: 2, Compressor.brotli: 3}
 
 
 class DecompressionError(ValueError):
@@ -31,6 +33,8 @@ def compress(data: bytes, compressor: Compressor, level: int) -> bytes:
         return zlib.compress(data, level)
     if compressor is Compressor.zstd:
         return zstandard.ZstdCompressor(level=level).compress(data)
+    if compressor is Compressor.brotli:
+        return brotli.compress(data, mode=brotli.MODE_GENERIC, quality=level)
     return lzma.compress(data, format=lzma.FORMAT_XZ, preset=level)
 
 
@@ -71,9 +75,24 @@ def _zstd_reader(data: bytes) -> Reader:
     return stream.read, lambda: source.tell() == len(data)
 
 
+def _brotli_reader(data: bytes) -> Reader:
+    d = brotli.Decompressor()
+    pending = [data]
+
+    def read(n: int) -> bytes:
+        if d.is_finished():
+            return b""
+        out = d.process(pending[0], output_buffer_limit=n)
+        pending[0] = b""  # the decoder keeps what it did not consume and yields it on empty input
+        return out
+
+    return read, d.is_finished
+
+
 READERS: dict[Compressor, Callable[[bytes], Reader]] = {
-    Compressor.zlib: _zlib_reader, Compressor.zstd: _zstd_reader, Compressor.lzma: _lzma_reader}
-DECODE_ERRORS = (zlib.error, zstandard.ZstdError, lzma.LZMAError, EOFError)
+    Compressor.zlib: _zlib_reader, Compressor.zstd: _zstd_reader, Compressor.lzma: _lzma_reader,
+    Compressor.brotli: _brotli_reader}
+DECODE_ERRORS = (zlib.error, zstandard.ZstdError, lzma.LZMAError, brotli.error, EOFError)
 
 
 def _read_capped(reader: Reader, limit: int, name: str) -> bytes:

@@ -9,6 +9,8 @@ config once, before any work, and names the offending dotted key.
 Schemes are named entries (``schemes``); an ordered rule table (``rules``, regex → scheme name) routes
 each tensor by parameter name, first match wins (see :mod:`golf.quant.routing`). QAT has its own
 scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights during training.
+A scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.quant.gptq`) and makes
+the export need calibration (``calibration``, :mod:`golf.quant.calibrate`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class ClipRule(Enum):
     percentile = "percentile"  # c = the `clip_quantile` quantile of |W_r| (linear interpolation)
     rowmax = "rowmax"          # c = max |W_r|
     search = "search"          # GPTQ-lite: the candidate quantile with the lowest reconstruction MSE
+    sdclip = "sdclip"          # SDClip (#1394 lineage): c = clip_sigmas · std(W_r) (unbiased std)
 
 
 class SearchGranularity(Enum):
@@ -80,6 +83,21 @@ class Compressor(Enum):
     zlib = "zlib"
     zstd = "zstd"
     lzma = "lzma"
+    brotli = "brotli"  # quality 0..11 (#1394 lineage, #1493: 11)
+
+
+class CalibrationSource(Enum):
+    """Where calibration inputs come from. Validation data is never a source (it is what gets scored)."""
+
+    train = "train"          # the first ``batches`` batches of the training stream (#1493)
+    generated = "generated"  # sequences sampled autoregressively from the exported model (#1019)
+
+
+class HessianReduce(Enum):
+    """How ranks combine their Hessians."""
+
+    all_reduce = "all_reduce"  # sum over ranks: every rank's calibration data counts
+    local = "local"            # no reduction; the main rank's own Hessians are used (#1493 as it ran)
 
 
 class OverLimit(Enum):
@@ -97,7 +115,18 @@ class QATSchedule(Enum):
     lr_below = "lr_below"              # LR multiplier < lr_threshold (03-22 lineage, #1573)
 
 
-LEVEL_RANGES = {Compressor.zlib: (0, 9), Compressor.zstd: (1, 22), Compressor.lzma: (0, 9)}
+LEVEL_RANGES = {Compressor.zlib: (0, 9), Compressor.zstd: (1, 22), Compressor.lzma: (0, 9),
+                Compressor.brotli: (0, 11)}
+SHUFFLE_STRIDES = (2, 4)  # byte-shuffle strides the container records (2 = #1493)
+
+
+@dataclass
+class GPTQConfig:
+    """Full-Hessian GPTQ of one matrix (Frantar et al. 2022; #1394/#1493 settings, spec §5.2)."""
+
+    damp: float = 0.01       # H += damp · mean(diag H) · I before the inverse
+    block_size: int = 128    # columns per lazy-batch block
+    act_order: bool = True   # quantize columns in order of descending diag(H)
 
 
 @dataclass
@@ -114,6 +143,8 @@ class SchemeConfig:
     range: RangeConvention = RangeConvention.symmetric
     rounding_scale: RoundingScale = RoundingScale.fp32
     grid_step: int = 1  # #507: codes rounded to multiples of this step (4 ≈ "int6", 8 ≈ "int5" on int8)
+    clip_sigmas: float = 12.85  # k of clip=sdclip (#1493: 12.85 for int6 matrices, 20.0 for int8 tok_emb)
+    gptq: GPTQConfig | None = None  # quantize with full-Hessian GPTQ (needs calibration); None = round to nearest
 
 
 @dataclass
@@ -130,6 +161,21 @@ class PruneConfig:
 
     fraction: float = 0.08   # entries with |w| below this quantile of |W| become 0 (#295: 0.08)
     min_numel: int = 65_536  # only 2-D float tensors with more elements than this are pruned
+
+
+@dataclass
+class CalibrationConfig:
+    """Inputs that GPTQ's Hessians H = Σ XᵀX are collected on (spec §5.1); the export's calibration stage."""
+
+    source: str = "train"  # train | generated (validation data is refused)
+    batches: int = 64      # calibration batches (#1493: 64; #1019: 64 sequences in batches of 8)
+    # tokens per batch over all ranks (train) / sequences·seq_len per batch (generated); None = train.batch_tokens
+    batch_tokens: int | None = None
+    seq_len: int | None = None  # None = train.seq_len
+    reduce: HessianReduce = HessianReduce.all_reduce  # local = #1493's per-rank Hessians, rank 0's used
+    temperature: float = 0.8  # source=generated: sampling temperature (#1019: 0.8)
+    start_token: int = 1      # source=generated: first token of every sequence (1 = BOS of the challenge data)
+    seed: int = 0             # source=generated: sampling seed (the same on every rank plus its rank)
 
 
 @dataclass
@@ -162,7 +208,9 @@ class QuantConfig:
     prune: PruneConfig | None = None
     packing: Packing = Packing.int8
     compressor: Compressor = Compressor.zlib
-    level: int = 9  # zlib/zstd level or lzma preset
+    level: int = 9  # zlib/zstd level, lzma preset or brotli quality
+    byte_shuffle: int | None = None  # stride of the byte shuffle before compression (#1493: 2); None = off
+    calibration: CalibrationConfig | None = None  # required when a scheme uses gptq; unused otherwise
     qat: QATConfig | None = None
     limit_bytes: int = 16_000_000  # the challenge cap on model + code bytes (decimal)
     over_limit: OverLimit = OverLimit.error
@@ -199,6 +247,13 @@ def validate_scheme(scheme: SchemeConfig, prefix: str) -> None:
                 raise ConfigError(f"{prefix}.candidates[{i}]", q, "must be a fraction in (0, 1]")
     elif len(scheme.candidates) > 0:
         raise ConfigError(f"{prefix}.candidates", list(scheme.candidates), "only used with clip=search")
+    if scheme.clip is ClipRule.sdclip and not scheme.clip_sigmas > 0:
+        raise ConfigError(f"{prefix}.clip_sigmas", scheme.clip_sigmas, "must be > 0")
+    if scheme.gptq is not None:
+        if not 0.0 <= scheme.gptq.damp <= 1.0:
+            raise ConfigError(f"{prefix}.gptq.damp", scheme.gptq.damp, "must be a fraction in [0, 1]")
+        if scheme.gptq.block_size < 1:
+            raise ConfigError(f"{prefix}.gptq.block_size", scheme.gptq.block_size, "must be positive")
     qmax = (1 << (scheme.bits - 1)) - 1
     if not 1 <= scheme.grid_step <= qmax:
         raise ConfigError(f"{prefix}.grid_step", scheme.grid_step, f"must be in [1, {qmax}] for {scheme.bits} bits")
@@ -219,6 +274,8 @@ def validate_qat(cfg: QATConfig, prefix: str = "quant.qat") -> None:
         validate_scheme(scheme, f"{prefix}.schemes.{name}")
         if scheme.kind is not SchemeKind.int:
             raise ConfigError(f"{prefix}.schemes.{name}.kind", scheme.kind.value, "QAT schemes must be int")
+        if scheme.gptq is not None:
+            raise ConfigError(f"{prefix}.schemes.{name}.gptq", "set", "GPTQ is an export-time method, not for QAT")
         if scheme.clip is ClipRule.search:
             raise ConfigError(f"{prefix}.schemes.{name}.clip", "search",
                               "the clip search is an export-time method; use rowmax or percentile for QAT")
@@ -229,6 +286,36 @@ def validate_qat(cfg: QATConfig, prefix: str = "quant.qat") -> None:
         raise ConfigError(f"{prefix}.lr_threshold", cfg.lr_threshold, "must be in (0, 1]")
     if cfg.min_numel < 0:
         raise ConfigError(f"{prefix}.min_numel", cfg.min_numel, "must be >= 0")
+
+
+def needs_calibration(cfg: QuantConfig) -> bool:
+    """A scheme quantizes with GPTQ, so the export needs Hessians from calibration inputs."""
+    return any(s.kind is SchemeKind.int and s.gptq is not None for s in cfg.schemes.values())
+
+
+def validate_calibration(cfg: QuantConfig, prefix: str = "quant") -> None:
+    cal = cfg.calibration
+    if cal is None:
+        if needs_calibration(cfg):
+            users = sorted(n for n, s in cfg.schemes.items() if s.gptq is not None)
+            raise ConfigError(f"{prefix}.calibration", None, f"schemes {users} use gptq, which needs calibration inputs")
+        return
+    key = f"{prefix}.calibration"
+    if cal.source.lower() in ("val", "valid", "validation", "eval", "test"):
+        raise ConfigError(f"{key}.source", cal.source, "validation data is never allowed for calibration "
+                          "(it is the data being scored); use train or generated")
+    if cal.source not in [s.value for s in CalibrationSource]:
+        raise ConfigError(f"{key}.source", cal.source, f"must be one of {[s.value for s in CalibrationSource]}")
+    if cal.batches < 1:
+        raise ConfigError(f"{key}.batches", cal.batches, "must be positive")
+    for name in ("batch_tokens", "seq_len"):
+        value = getattr(cal, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key}.{name}", value, "must be positive (or null for the train value)")
+    if not cal.temperature > 0:
+        raise ConfigError(f"{key}.temperature", cal.temperature, "must be > 0")
+    if cal.start_token < 0:
+        raise ConfigError(f"{key}.start_token", cal.start_token, "must be a token id >= 0")
 
 
 def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
@@ -250,7 +337,10 @@ def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
     lo, hi = LEVEL_RANGES[cfg.compressor]
     if not lo <= cfg.level <= hi:
         raise ConfigError(f"{prefix}.level", cfg.level, f"{cfg.compressor.value} takes levels {lo}..{hi}")
+    if cfg.byte_shuffle is not None and cfg.byte_shuffle not in SHUFFLE_STRIDES:
+        raise ConfigError(f"{prefix}.byte_shuffle", cfg.byte_shuffle, f"must be one of {list(SHUFFLE_STRIDES)} or null")
     if cfg.limit_bytes <= 0:
         raise ConfigError(f"{prefix}.limit_bytes", cfg.limit_bytes, "must be > 0")
+    validate_calibration(cfg, prefix)
     if cfg.qat is not None:
         validate_qat(cfg.qat, f"{prefix}.qat")

@@ -3,6 +3,8 @@
 Frame (what is written to disk, all integers little-endian):
     magic b"GQNT" | version u8 | compressor id u8 | compressed length u64 | body length u64 |
     sha256(body) (32 bytes) | compressed body
+The compressor id's high bit (``SHUFFLED``) says the body was byte-shuffled (:mod:`golf.quant.shuffle`,
+stride recorded in the shuffled stream) before compression; lengths and checksum are of the body.
 Body (after decompression):
     header length u32 | header (UTF-8 JSON) | payload
 The JSON header lists every tensor: name, shape, original dtype, scheme name and either an ``int``
@@ -29,9 +31,12 @@ from golf.quant.compress import COMPRESSOR_IDS, DecompressionError, compress, de
 from golf.quant.config import Compressor, Packing
 from golf.quant.packing import pack_codes, packed_nbytes, unpack_codes
 from golf.quant.quantizer import QuantizedTensor
+from golf.quant.shuffle import HEADER_BYTES as SHUFFLE_HEADER_BYTES
+from golf.quant.shuffle import ShuffleError, byte_shuffle, byte_unshuffle
 
 MAGIC = b"GQNT"
 VERSION = 1
+SHUFFLED = 0x80  # flag bit of the compressor id byte
 _FRAME = struct.Struct("<4sBBQQ32s")
 FRAME_BYTES = _FRAME.size
 DTYPES = {str(d).removeprefix("torch."): d for d in (
@@ -96,11 +101,17 @@ def serialize(stored: dict[str, StoredTensor], packing: Packing) -> bytes:
     return struct.pack("<I", len(head)) + head + b"".join(b for s in sections.values() for b in s)
 
 
-def frame(body: bytes, compressor: Compressor, level: int) -> bytes:
+def encode_body(body: bytes, compressor: Compressor, level: int, shuffle: int | None = None) -> bytes:
+    """The compressed bytes of a body: optionally byte-shuffled with stride ``shuffle``, then compressed."""
+    return compress(body if shuffle is None else byte_shuffle(body, shuffle), compressor, level)
+
+
+def frame(body: bytes, compressor: Compressor, level: int, shuffle: int | None = None) -> bytes:
     """Compress a body and wrap it with magic, version, lengths and the body checksum."""
-    packed = compress(body, compressor, level)
+    packed = encode_body(body, compressor, level, shuffle)
     digest = hashlib.sha256(body).digest()
-    return _FRAME.pack(MAGIC, VERSION, COMPRESSOR_IDS[compressor], len(packed), len(body), digest) + packed
+    comp_id = COMPRESSOR_IDS[compressor] | (SHUFFLED if shuffle is not None else 0)
+    return _FRAME.pack(MAGIC, VERSION, comp_id, len(packed), len(body), digest) + packed
 
 
 def unframe(blob: bytes) -> bytes:
@@ -113,14 +124,18 @@ def unframe(blob: bytes) -> bytes:
     if version != VERSION:
         raise ArtifactError(f"artifact format version {version} is not supported (this reader: {VERSION})")
     by_id = {v: k for k, v in COMPRESSOR_IDS.items()}
+    shuffled = bool(comp_id & SHUFFLED)
+    comp_id &= ~SHUFFLED
     if comp_id not in by_id:
         raise ArtifactError(f"unknown compressor id {comp_id}")
     if len(blob) != FRAME_BYTES + comp_len:
         raise ArtifactError(f"artifact length {len(blob)} != frame {FRAME_BYTES} + body {comp_len}: "
                             "truncated or extended")
     try:
-        body = decompress(blob[FRAME_BYTES:], by_id[comp_id], body_len)
-    except DecompressionError as exc:
+        body = decompress(blob[FRAME_BYTES:], by_id[comp_id], body_len + (SHUFFLE_HEADER_BYTES if shuffled else 0))
+        if shuffled:
+            body = byte_unshuffle(body)
+    except (DecompressionError, ShuffleError) as exc:
         raise ArtifactError(str(exc)) from None
     if hashlib.sha256(body).digest() != digest:
         raise ArtifactError("artifact checksum mismatch: header or payload was modified")

@@ -13,6 +13,9 @@ are exact and only the trained weights are modelled: i.i.d. Gaussian values per 
     RMS of the non-constant matrices above the passthrough size — a short-training assumption (within
     ±5% of a tiny model trained a few hundred steps); taking the larger keeps zero-init projections
     and small-init embeddings from looking free.
+Schemes quantized with GPTQ are estimated with round to nearest under the same clip rule and scales
+(no Hessians exist before training); GPTQ's codes carry slightly more entropy (error feedback moves
+values between levels), so expect the real artifact a little larger.
 Absolute scale matters only through the ``1/qmax`` scale floors, which make small weights cheaper.
 Real bytes depend on how far training moves the weights (learning rate, steps), which no estimate
 made before training knows: treat it as ±10–20%.
@@ -32,9 +35,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from golf.quant.compress import compress
 from golf.quant.config import QuantConfig
-from golf.quant.container import FRAME_BYTES, serialize
+from golf.quant.container import FRAME_BYTES, encode_body, serialize
 from golf.quant.export import store_tensor
 from golf.quant.prune import prune_tensor
 from golf.quant.routing import route_state_dict
@@ -110,7 +112,7 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, weight_std: float | Non
 
     def compressed(which: int) -> int:
         stored = small | {name: samples[name][which] for name in order}
-        return len(compress(serialize(stored, cfg.packing), cfg.compressor, cfg.level))
+        return len(encode_body(serialize(stored, cfg.packing), cfg.compressor, cfg.level, cfg.byte_shuffle))
 
     one = compressed(0)
     if not samples:

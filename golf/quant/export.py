@@ -1,7 +1,10 @@
 """The post-training chain on state dicts (DESIGN principle 6), each stage a pure function:
 
-    export:  prune → route → quantize (store) → serialize (pack) → compress/frame → bytes
-    load:    unframe/decompress → parse (unpack) → dequantize → state dict
+    export:  prune → route → quantize (store) → serialize (pack) → (byte shuffle) → compress/frame → bytes
+    load:    unframe/decompress → (unshuffle) → parse (unpack) → dequantize → state dict
+
+Schemes with ``gptq`` settings quantize with full-Hessian GPTQ (:mod:`golf.quant.gptq`) and need the
+Hessian of each such tensor (``hessians``, name → H, from :mod:`golf.quant.calibrate`).
 
 ``export_state_dict`` returns the artifact's model bytes and a :class:`QuantReport`; ``load_artifact``
 needs nothing but the bytes (the container is self-describing) and returns tensors with the original
@@ -11,11 +14,14 @@ model. Baseline reference: ``quantize_state_dict_int8`` / ``dequantize_state_dic
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor
 
 from golf.quant.config import Packing, QuantConfig, SchemeKind, validate_quant
 from golf.quant.container import StoredTensor, frame, parse, serialize, unframe
+from golf.quant.gptq import gptq_quantize
 from golf.quant.packing import packed_nbytes
 from golf.quant.prune import prune_state_dict
 from golf.quant.quantizer import QuantizedTensor, dequantize, quantize
@@ -23,10 +29,16 @@ from golf.quant.report import QuantReport, TensorReport, code_entropy_bits
 from golf.quant.routing import Route, route_state_dict
 
 
-def store_tensor(t: Tensor, route: Route) -> StoredTensor:
-    """Apply one route: int codes + scales, an fp16/fp32 copy, or the raw tensor."""
+def uses_gptq(route: Route) -> bool:
+    return route.scheme is not None and route.scheme.kind is SchemeKind.int and route.scheme.gptq is not None
+
+
+def store_tensor(t: Tensor, route: Route, hessian: Tensor | None = None) -> StoredTensor:
+    """Apply one route: int codes + scales (GPTQ when a Hessian is given), an fp16/fp32 copy, or raw."""
     if route.scheme is None:
         data = t
+    elif route.scheme.kind is SchemeKind.int and hessian is not None and t.ndim == 2:
+        data = gptq_quantize(t, hessian, route.scheme)
     elif route.scheme.kind is SchemeKind.int:
         data = quantize(t, route.scheme)
     else:
@@ -34,13 +46,24 @@ def store_tensor(t: Tensor, route: Route) -> StoredTensor:
     return StoredTensor(route.scheme_name, t.dtype, data.contiguous() if isinstance(data, Tensor) else data)
 
 
-def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig) -> tuple[dict[str, StoredTensor], dict[str, Route]]:
-    """Prune (if configured), route and quantize every tensor (CPU copies; the input is not modified)."""
+def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, hessians: dict[str, Tensor] | None = None,
+                        ) -> tuple[dict[str, StoredTensor], dict[str, Route]]:
+    """Prune (if configured), route and quantize every tensor (CPU copies; the input is not modified).
+
+    Every tensor routed to a GPTQ scheme needs its Hessian in ``hessians``; a missing one is an error
+    raised before any tensor is quantized."""
     sd = {name: t.detach().cpu() for name, t in state_dict.items()}
     if cfg.prune is not None:
         sd = prune_state_dict(sd, cfg.prune)
     routes = route_state_dict(sd, cfg)
-    return {name: store_tensor(t, routes[name]) for name, t in sd.items()}, routes
+    hessians = hessians or {}
+    missing = [n for n, r in routes.items() if uses_gptq(r) and n not in hessians]
+    if missing:
+        raise ValueError(f"no calibration Hessian for {missing} (routed to GPTQ schemes): the export needs "
+                         "quant.calibration and a model whose layers feed these weights")
+    stored = {name: store_tensor(t, routes[name], hessians.get(name) if uses_gptq(routes[name]) else None)
+              for name, t in sd.items()}
+    return stored, routes
 
 
 def restore_tensor(st: StoredTensor) -> Tensor:
@@ -68,14 +91,19 @@ def _row(name: str, t: Tensor, st: StoredTensor, route: Route, packing: Packing)
                         data.numel() * data.element_size(), 0, None)
 
 
-def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig) -> tuple[bytes, QuantReport]:
+def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, hessians: dict[str, Tensor] | None = None,
+                      ) -> tuple[bytes, QuantReport]:
     """The artifact's model bytes for a state dict, and the report of how they were made."""
     validate_quant(cfg)
-    stored, routes = quantize_state_dict(state_dict, cfg)
+    t0 = time.perf_counter()
+    stored, routes = quantize_state_dict(state_dict, cfg, hessians)
+    t1 = time.perf_counter()
     body = serialize(stored, cfg.packing)
-    blob = frame(body, cfg.compressor, cfg.level)
+    blob = frame(body, cfg.compressor, cfg.level, cfg.byte_shuffle)
     rows = [_row(name, state_dict[name], stored[name], routes[name], cfg.packing) for name in stored]
-    report = QuantReport(rows, len(blob), len(body), cfg.compressor.value, int(cfg.level), cfg.packing.value)
+    report = QuantReport(rows, len(blob), len(body), cfg.compressor.value, int(cfg.level), cfg.packing.value,
+                         shuffle=cfg.byte_shuffle, quantize_s=round(t1 - t0, 3),
+                         compress_s=round(time.perf_counter() - t1, 3))
     return blob, report
 
 

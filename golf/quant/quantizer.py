@@ -1,7 +1,8 @@
 """Symmetric int-k quantizers: per-row for matrices, per-tensor otherwise (spec §1.8, §2.21).
 
 For a matrix W (one scale per row r):
-    c_r = clip(|W_r|)             percentile (baseline 99.99984th), row max, or a GPTQ-lite search
+    c_r = clip(|W_r|)             percentile (baseline 99.99984th), row max, a GPTQ-lite search, or
+                                  SDClip k·std(W_r) (unbiased std; #1394 lineage, #1493)
     s_r = max(c_r / qmax, floor)  qmax = 2^(k−1) − 1, floor = 1/qmax or 1e−12; stored as fp16
     q   = clamp(round(clamp(W_r, ±c_r) / s_r), lo, hi)   [lo, hi] = ±qmax or [−qmax−1, qmax]
     Ŵ_r = q · s_r (fp16 scale)
@@ -12,7 +13,8 @@ tries each candidate clip quantile and keeps the one with the lowest reconstruct
 Hessian-based GPTQ.
 
 Tensors that are not 2-D follow the baseline's per-tensor rule: one fp32 scale ``c/qmax`` (1.0 when
-c = 0, no floor). The same functions serve export (:mod:`golf.quant.export`) and QAT's fake
+c = 0, no floor). Full-Hessian GPTQ (:mod:`golf.quant.gptq`) takes its per-row clips and scales from
+:func:`matrix_clip` and :func:`row_scales` here, so every clip rule is available to it. The same functions serve export (:mod:`golf.quant.export`) and QAT's fake
 quantization (:mod:`golf.quant.qat`), so training sees exactly the grid the artifact stores.
 """
 
@@ -74,7 +76,15 @@ def _row_clip(absw: Tensor, q: float) -> Tensor:
     return absw.amax(dim=1) if q >= 1.0 else quantile(absw, q, dim=1)
 
 
-def _round_codes(x: Tensor, scheme: SchemeConfig) -> Tensor:
+def _std_clip(t32: Tensor, k: float, dim: int | None = None) -> Tensor:
+    """SDClip: k · std (unbiased); 0 for fewer than two values."""
+    n = t32.shape[dim] if dim is not None else t32.numel()
+    if n < 2:
+        return torch.zeros(t32.shape[0] if dim is not None else (), dtype=t32.dtype)
+    return k * (t32.std(dim=dim) if dim is not None else t32.std())
+
+
+def round_codes(x: Tensor, scheme: SchemeConfig) -> Tensor:
     """Round scaled values to codes on the scheme's grid and clamp to its range (float result)."""
     lo, hi = code_range(scheme)
     q = torch.round(x)
@@ -83,16 +93,21 @@ def _round_codes(x: Tensor, scheme: SchemeConfig) -> Tensor:
     return q.clamp(lo, hi)
 
 
-def _quantize_rows(t32: Tensor, clip: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
-    """Codes (float, exact integers) and fp16 scales of a matrix for the given per-row clips."""
+def row_scales(clip: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+    """Stored fp16 scales ``max(c/qmax, floor)`` and the fp32 divisor rounding uses (per rounding_scale)."""
     qmax = (1 << (scheme.bits - 1)) - 1
     floor = 1.0 / qmax if scheme.scale_floor is ScaleFloor.qmax else TINY_SCALE
     scale32 = (clip / qmax).clamp_min(floor)
     scale16 = scale32.to(torch.float16)
-    divisor = scale32 if scheme.rounding_scale is RoundingScale.fp32 else scale16.float()
+    return scale16, scale32 if scheme.rounding_scale is RoundingScale.fp32 else scale16.float()
+
+
+def _quantize_rows(t32: Tensor, clip: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+    """Codes (float, exact integers) and fp16 scales of a matrix for the given per-row clips."""
+    scale16, divisor = row_scales(clip, scheme)
     clipped = torch.maximum(torch.minimum(t32, clip[:, None]), -clip[:, None])
     safe = torch.where(divisor > 0, divisor, torch.ones_like(divisor))  # an all-zero row → codes 0
-    codes = _round_codes(clipped / safe[:, None], scheme) * (divisor > 0)[:, None]
+    codes = round_codes(clipped / safe[:, None], scheme) * (divisor > 0)[:, None]
     return codes, scale16
 
 
@@ -102,26 +117,40 @@ def _candidates(scheme: SchemeConfig) -> list[float]:
     return [1.0 if scheme.clip is ClipRule.rowmax else float(scheme.clip_quantile)]
 
 
-def _quantize_matrix(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+def _search(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-row clips, codes and scales of the clip rule (the lowest-MSE candidate for clip=search)."""
+    if scheme.clip is ClipRule.sdclip:
+        clip = _std_clip(t32, scheme.clip_sigmas, dim=1)
+        return (clip, *_quantize_rows(t32, clip, scheme))
     absw = t32.abs()
-    cands = _candidates(scheme)
-    if len(cands) == 1:
-        return _quantize_rows(t32, _row_clip(absw, cands[0]), scheme)
     per_row = scheme.search_granularity is SearchGranularity.row
-    best_codes, best_scale, best_err = None, None, None
+    cands = _candidates(scheme)
+    best = None  # (clip, codes, scale, err)
     for cand in cands:
-        codes, scale = _quantize_rows(t32, _row_clip(absw, cand), scheme)
+        clip = _row_clip(absw, cand)
+        codes, scale = _quantize_rows(t32, clip, scheme)
+        if len(cands) == 1:
+            return clip, codes, scale
         err = (t32 - codes * scale.float()[:, None]).square().mean(dim=1)  # [rows]
-        if best_err is None:
-            best_codes, best_scale, best_err = codes, scale, err
+        if best is None:
+            best = (clip, codes, scale, err)
         elif per_row:
-            better = err < best_err  # strict: ties keep the earlier candidate
-            best_codes = torch.where(better[:, None], codes, best_codes)
-            best_scale = torch.where(better, scale, best_scale)
-            best_err = torch.where(better, err, best_err)
-        elif err.mean() < best_err.mean():
-            best_codes, best_scale, best_err = codes, scale, err
-    return best_codes, best_scale
+            better = err < best[3]  # strict: ties keep the earlier candidate
+            best = (torch.where(better, clip, best[0]), torch.where(better[:, None], codes, best[1]),
+                    torch.where(better, scale, best[2]), torch.where(better, err, best[3]))
+        elif err.mean() < best[3].mean():
+            best = (clip, codes, scale, err)
+    return best[0], best[1], best[2]
+
+
+def matrix_clip(t32: Tensor, scheme: SchemeConfig) -> Tensor:
+    """The per-row clip values ``c_r`` the scheme's clip rule chooses for a matrix."""
+    return _search(t32, scheme)[0]
+
+
+def _quantize_matrix(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
+    _, codes, scale = _search(t32, scheme)
+    return codes, scale
 
 
 def _quantize_flat(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
@@ -132,10 +161,12 @@ def _quantize_flat(t32: Tensor, scheme: SchemeConfig) -> tuple[Tensor, Tensor]:
     for cand in _candidates(scheme):
         if flat.numel() == 0:
             clip = 0.0
+        elif scheme.clip is ClipRule.sdclip:
+            clip = float(_std_clip(flat, scheme.clip_sigmas))
         else:
             clip = float(flat.abs().max()) if cand >= 1.0 else float(quantile(flat.abs(), cand))
         scale = clip / qmax if clip > 0 else 1.0
-        codes = _round_codes(flat.clamp(-clip, clip) / scale, scheme)
+        codes = round_codes(flat.clamp(-clip, clip) / scale, scheme)
         err = float((flat - codes * scale).square().mean()) if flat.numel() else 0.0
         if best is None or err < best[2]:
             best = (codes, scale, err)

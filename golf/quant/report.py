@@ -60,6 +60,9 @@ class QuantReport:
     compressor: str = ""
     level: int = 0
     packing: str = ""
+    shuffle: int | None = None  # byte-shuffle stride before compression (None = none)
+    quantize_s: float = 0.0     # seconds spent quantizing (GPTQ included)
+    compress_s: float = 0.0     # seconds spent serializing, shuffling and compressing
 
     @property
     def code_entropy_bytes(self) -> float:
@@ -90,21 +93,26 @@ class QuantReport:
                 "compressor": self.compressor,
                 "level": self.level,
                 "packing": self.packing,
+                "byte_shuffle": self.shuffle,
+                "quantize_s": self.quantize_s,
+                "compress_s": self.compress_s,
             },
         }
 
     def summary(self) -> str:
         """A short human-readable table: bytes per scheme and the totals."""
-        by_scheme: dict[str, list[int]] = {}
+        by_scheme: dict[str, list[float]] = {}
         for t in self.tensors:
-            row = by_scheme.setdefault(t.scheme, [0, 0, 0])
+            row = by_scheme.setdefault(t.scheme, [0, 0, 0, 0.0])
             row[0] += 1
             row[1] += math.prod(t.shape)
             row[2] += t.bytes_after
-        lines = [f"{'scheme':<12}{'tensors':>8}{'params':>12}{'stored B':>12}"]
-        lines += [f"{k:<12}{v[0]:>8}{v[1]:>12,}{v[2]:>12,}" for k, v in sorted(by_scheme.items())]
+            row[3] += (t.bytes_after - t.code_bytes) + (t.entropy_bits or 0.0) * math.prod(t.shape) / 8
+        lines = [f"{'scheme':<12}{'tensors':>8}{'params':>12}{'stored B':>12}{'entropy B':>12}"]
+        lines += [f"{k:<12}{v[0]:>8}{v[1]:>12,}{v[2]:>12,}{round(v[3]):>12,}" for k, v in sorted(by_scheme.items())]
         d = self.to_dict()["totals"]
-        lines.append(f"model bytes {self.model_bytes:,} ({self.compressor}-{self.level}, {self.packing} packing); "
+        shuffle = f", byte shuffle {self.shuffle}" if self.shuffle else ""
+        lines.append(f"model bytes {self.model_bytes:,} ({self.compressor}-{self.level}, {self.packing} packing{shuffle}); "
                      f"entropy reference {d['entropy_bound_bytes']:,} (ratio {d['ratio_to_entropy_bound']:.3f})")
         return "\n".join(lines)
 

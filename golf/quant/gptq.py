@@ -70,22 +70,25 @@ def gptq_quantize(weight: Tensor, hessian: Tensor, scheme: SchemeConfig) -> Quan
         w, h = w[:, perm], h[perm][:, perm]
     u = _inverse_cholesky_upper(h)
 
-    codes = torch.zeros_like(w)
-    c = clip[:, None]
+    # Work on Wᵀ [cols, rows] so that each column of W is one contiguous row here.
+    wt = w.T.contiguous()
+    codes = torch.zeros_like(wt)
+    c, div, deq = clip[None, :], div.T, deq.T           # [1, rows]
     for i1 in range(0, cols, cfg.block_size):
         i2 = min(i1 + cfg.block_size, cols)
-        block = w[:, i1:i2].clone()          # [rows, b]
-        errors = torch.zeros_like(block)
+        block = wt[i1:i2].clone()                        # [b, rows]
+        errors = torch.empty_like(block)
         ub = u[i1:i2, i1:i2]
         for j in range(i2 - i1):
-            col = block[:, j:j + 1]          # [rows, 1]
+            col = block[j:j + 1]                         # [1, rows]
             q = round_codes(torch.maximum(torch.minimum(col, c), -c) / div, scheme)  # in [lo, hi]
-            codes[:, i1 + j:i1 + j + 1] = q
+            codes[i1 + j:i1 + j + 1] = q
             err = (col - q * deq) / ub[j, j]
-            block[:, j:] -= err * ub[j:j + 1, j:]
-            errors[:, j:j + 1] = err
+            block[j:] -= ub[j, j:, None] * err            # [b-j, 1] * [1, rows]
+            errors[j:j + 1] = err
         if i2 < cols:
-            w[:, i2:] -= errors @ u[i1:i2, i2:]
+            wt[i2:] -= u[i1:i2, i2:].T @ errors
+    codes = codes.T
     if cfg.act_order:
         codes = codes[:, torch.argsort(perm)]
     codes = codes * live[:, None]

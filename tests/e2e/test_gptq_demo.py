@@ -41,7 +41,8 @@ def test_pr1493_demo_gptq_gap_below_round_to_nearest(tmp_path):
     cfg = load_config(compose_config(DEMO_PR1493))
     run_dir = tmp_path / "run"
     cfg.run_dir = str(run_dir)
-    summary = run(cfg, run_dir)
+    run(cfg, run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and math.isfinite(summary["val_bpb"])
     assert summary["calibration_batches"] == 8 and summary["calibration_s"] > 0 and summary["quantize_s"] > 0
     report = json.loads((run_dir / "quant_report.json").read_text())["totals"]

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from golf.quant import ArtifactError, export_state_dict, load_artifact
 from golf.quant.config import Packing, QuantConfig, SchemeKind
 from golf.quant.container import FRAME_BYTES, MAGIC, parse, unframe
+from golf.quant.export import uses_gptq
 from golf.quant.prune import prune_state_dict
 from golf.quant.quantizer import dequantize, quantize
 from golf.quant.routing import route_state_dict
@@ -36,10 +37,16 @@ def _expected(sd, cfg):
     return out
 
 
+def identity_hessians(sd, cfg) -> dict[str, torch.Tensor]:
+    """H = I for every tensor routed to GPTQ: GPTQ then equals round to nearest (tests/quant/test_gptq.py)."""
+    return {name: torch.eye(sd[name].shape[1]) for name, route in route_state_dict(sd, cfg).items()
+            if uses_gptq(route)}
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_round_trip_equals_quantize_dequantize(preset, state_dict):
     cfg = load_preset(preset)
-    blob, report = export_state_dict(state_dict, cfg)
+    blob, report = export_state_dict(state_dict, cfg, identity_hessians(state_dict, cfg))
     assert report.model_bytes == len(blob)
     loaded = load_artifact(blob)
     expected = _expected(state_dict, cfg)

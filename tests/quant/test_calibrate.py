@@ -143,6 +143,7 @@ def _rank(rank, world, port, reduce, out):
 
 
 @pytest.mark.dist
+@pytest.mark.slow  # two process groups of two ranks each
 def test_two_ranks_all_reduce_or_keep_their_own():
     """all_reduce: every rank holds (H_rank0 + H_rank1)/(total batches); local: rank 0 keeps its own."""
     cfg, model = _tiny(["quant.calibration.source=generated", "quant.calibration.batch_tokens=64",

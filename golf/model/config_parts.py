@@ -278,8 +278,9 @@ class LoopConfig:
     layers: str = "3,4,5"
     # extra passes over ``layers`` (2 = three passes in all)
     extra_passes: int = 2
-    # fraction of the training clock (of train.max_wallclock_s; of train.iterations without a cap) at
-    # which the loop switches on, at the first step whose agreed clock reaches it; 0 = on from step 0
+    # fraction of the training clock (of train.max_wallclock_s - train.reserve_s; of train.iterations
+    # without a cap) at which the loop switches on, at the first step whose agreed clock reaches it;
+    # 0 = on from step 0
     switch_at: float = 0.35
 
 

@@ -35,9 +35,11 @@ from golf.config.schema import GolfConfig
 from golf.dist import DistInfo, broadcast_object
 from golf.files import write_atomic
 from golf.logging import RunRecorder
+from golf.logging.progress import stage_progress
 from golf.quant import BudgetExceededError, check_budget, export_state_dict, load_artifact
 from golf.quant.calibrate import calibrate
 from golf.quant.config import needs_calibration
+from golf.quant.export import EXPORT_STAGES
 
 log = logging.getLogger("golf")
 
@@ -112,7 +114,8 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
 def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: int,
             hessians: dict[str, torch.Tensor] | None = None) -> tuple[bytes, int]:
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    blob, report = export_state_dict(cpu_state, cfg.quant, hessians)
+    blob, report = export_state_dict(cpu_state, cfg.quant, hessians,
+                                     on_stage=stage_progress("export", list(EXPORT_STAGES)))
     if cfg.code_bytes == "bundle":  # the runnable single-file submission is what gets counted
         files = code_files("bundle")
         bundle = bundle_source(bundle_config(cfg), files)

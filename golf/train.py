@@ -38,7 +38,8 @@ from golf.config.schema import GolfConfig
 from golf.config.validate import load_config
 from golf.dist import in_worker_group, init_distributed, rank_env, scheduler_job_id, shutdown
 from golf.entry import entry_errors
-from golf.files import run_dir_lock
+from golf.files import discard_if_unused, run_dir_lock
+from golf.logging.progress import final_line
 
 log = logging.getLogger("golf")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -207,16 +208,37 @@ def check_resume(cfg: GolfConfig, run_dir: Path) -> None:
 
 def run(cfg: GolfConfig, run_dir: Path) -> dict:
     """Run a validated config in ``run_dir`` (dry run, local workers, or this process). The run holds
-    the run directory's lock (:func:`golf.files.run_dir_lock`): a second run into it is refused."""
+    the run directory's lock (:func:`golf.files.run_dir_lock`): a second run into it is refused. A run
+    ends with one line naming its directory and its score (or its error)."""
     if cfg.dry_run:
-        return dry_run(cfg)
+        summary = dry_run(cfg)
+        _announce(final_line(run_dir, summary))
+        return summary
     check_budget_estimate(cfg)
     with run_dir_lock(run_dir) if rank_env()[0] == 0 else contextlib.nullcontext():
         check_resume(cfg, run_dir)  # before anything in the run directory is written
         write_run_header(cfg, run_dir)
-        if cfg.nproc_per_node > 1 and not in_worker_group():
-            return _launch_workers(cfg, run_dir)
-        return _train_here(cfg, run_dir)
+        try:
+            if cfg.nproc_per_node > 1 and not in_worker_group():
+                summary = _launch_workers(cfg, run_dir)
+            else:
+                summary = _train_here(cfg, run_dir)
+        except BaseException as err:
+            status = "preempted" if type(err).__name__ == "Preempted" else "failed"
+            _announce(final_line(run_dir, {"status": status, "error": f"{type(err).__name__}: {err}"[:300]}))
+            raise
+    _announce(final_line(run_dir, summary))
+    return summary
+
+
+def _announce(line: str) -> None:
+    """A line for the researcher from rank 0: through logging when it is set up (console and run log)."""
+    if rank_env()[0] != 0:
+        return
+    if logging.getLogger().handlers:
+        log.info(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _entry_config(composed, world: int | None, default_run_dir: Callable[[], str]) -> tuple[GolfConfig, Path]:
@@ -259,6 +281,8 @@ def main(composed: DictConfig) -> float | None:
         cfg, run_dir = _entry_config(composed, world, lambda: hydra_cfg.runtime.output_dir)
         dirs[1] = run_dir
         summary = run(cfg, run_dir)  # a checkpoint of another config is refused here, before any write
+    if cfg.dry_run:  # a dry run leaves no run directory behind
+        discard_if_unused(dirs[0])
     return summary.get("val_bpb")
 
 

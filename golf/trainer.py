@@ -34,6 +34,7 @@ from golf.eval import build_evaluator
 from golf.finish import finish_run
 from golf.flags import StepFlags
 from golf.logging import RunRecorder
+from golf.logging.progress import Progress, format_seconds, quiet
 from golf.microbatch import StepBatches, resolve_micro_rows
 from golf.model import build_model, count_parameters
 from golf.model.loop import build_switch
@@ -68,7 +69,6 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
     recorder = RunRecorder(
         run_dir, cfg.logger, enabled=dist.is_main, run_name=cfg.run_name,
         config=OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
-        group=run_dir.parent.name if run_dir.parent.name not in ("", ".") else None,
     )
     try:
         with StopSignal(immediate=True) as stop:  # a stop acts at once until the loop can checkpoint
@@ -213,6 +213,10 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     flags = StepFlags(dist)
     model.train()
+    bar = Progress("train", total=tc.iterations, unit="step", every=cfg.logger.console_every, first=3,
+                   enabled=dist.is_main, eta=False, start=step)
+    start_step, start_time = step, train_time
+    console = False
     _sync(device)
     stop.arm()  # from here a stop is honoured at the next step boundary, with a checkpoint
     t0 = time.perf_counter()
@@ -223,7 +227,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         if tc.val_every > 0 and step > 0 and step % tc.val_every == 0:
             _sync(device)
             train_time += time.perf_counter() - t0
-            result = periodic(model)
+            with quiet():  # its result is the line below
+                result = periodic(model)
             recorder.log("val", step, train_time_s=train_time, **result.to_dict())
             log.info("step:%d val_loss:%.4f val_bpb:%.4f train_time:%.1fs", step, result.val_loss,
                      result.val_bpb, train_time)
@@ -241,7 +246,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         averager.update(model, step, lr_mul)
         elapsed = train_time + (time.perf_counter() - t0)
         record = tc.log_every and (step % tc.log_every == 0 or step == 1)
-        console = cfg.logger.console_every and step % cfg.logger.console_every == 0
+        console = bar.due(step)  # the same answer on every rank: the loss is read (a host sync) only then
         if record or console:
             loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size  # mean over ranks
             if not math.isfinite(loss_value):
@@ -250,9 +255,8 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
             recorder.log("train", step, train_loss=loss_value, lr_mul=lr_mul, train_time_s=elapsed,
                          ms_per_step=1000.0 * elapsed / step,
                          qat_active=bool(qat.active))
-        if console and dist.is_main:
-            log.info("step:%d/%d train_loss:%.4f lr_mul:%.3f train_time:%.1fs step_avg:%.1fms", step,
-                     tc.iterations, loss_value, lr_mul, elapsed, 1000.0 * elapsed / step)
+        bar.update(step, **(_train_fields(cfg, step, start_step, elapsed, start_time, loss_value, lr_mul)
+                            if console else {}))
         # every rank takes the same decisions from the same agreed values (golf.flags: no per-step sync)
         checkpoint_due = tc.checkpoint_every_s is not None and elapsed - last_ckpt_time >= tc.checkpoint_every_s
         agreed = flags.exchange(elapsed, float(stop.requested), float(checkpoint_due), device_flag=nonfinite)
@@ -275,21 +279,47 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     _check_diverged((flags.flush() or [0.0])[-1], step)
     _sync(device)
     train_time += time.perf_counter() - t0
+    if step > start_step and not console:  # stopped off the cadence (wall-clock cap): show the last step
+        loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size
+        bar.line(**_train_fields(cfg, step, start_step, train_time, start_time, loss_value, lr_mul))
+    bar.close()
     at_end = tc.checkpoint_at_end if tc.checkpoint_at_end is not None else scheduler_job_id() is not None
     if at_end and saved_step != step:
         checkpoint()  # a stop from here on (export, evaluation) resumes at the finish, not at step 0
     topology.finish()
     stop.release()  # from here on a stop signal acts at once (nothing left that a checkpoint would save)
     tokens_seen = step * tc.batch_tokens
-    if device.type == "cuda":
-        recorder.update_summary(peak_mem_mib=torch.cuda.max_memory_allocated(device) // 2**20)
     recorder.update_summary(steps=step, train_time_s=round(train_time, 3), loop_switch_step=topology.switch_step,
-                            ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen)
+                            ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen,
+                            peak_mem_mib=_peak_memory_mib(device))
     log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", step, train_time,
              1000.0 * train_time / max(step, 1), tokens_seen)
 
     return finish_run(cfg, dist, run_dir, recorder, model=model, averager=averager, qat=qat,
                       evaluator=evaluator, step=step, train_loader=new_loader, autocast=autocast)
+
+
+def _train_fields(cfg: GolfConfig, step: int, start_step: int, elapsed: float, start_time: float,
+                  loss_value: float, lr_mul: float) -> dict:
+    """What a training progress line shows: loss, schedule, throughput and the time left (the sooner of
+    the wall-clock cap and the step budget at the current speed)."""
+    tc = cfg.train
+    steps, seconds = step - start_step, max(elapsed - start_time, 1e-9)
+    left = (tc.iterations - step) * seconds / max(steps, 1)
+    if tc.max_wallclock_s:
+        left = min(left, max(tc.max_wallclock_s - elapsed, 0.0))
+    return {"loss": loss_value, "lr_mul": round(lr_mul, 3), "tok/s": int(steps * tc.batch_tokens / seconds),
+            "ms/step": round(1000.0 * seconds / max(steps, 1), 1), "train_time": format_seconds(elapsed),
+            "left": format_seconds(left)}
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    """Peak accelerator memory allocated by this process (CUDA), else the process's peak resident size."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
 
 
 def _clone_state(obj):

@@ -27,6 +27,10 @@ class DataPaths:
     vocab_size: int
 
 
+MISSING_DATA_HINT = ("download it with `python -m golf.data.download --out <data.root>`, "
+                     "or train on the embedded demo corpus with data=demo")
+
+
 def _resolve(root: Path, value: str) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else root / path
@@ -43,7 +47,7 @@ def prepare_data(cfg: DataConfig, prefix: str = "data") -> DataPaths:
     root = Path(cfg.root).expanduser()
     tokenizer = _resolve(root, cfg.tokenizer_path)
     if not tokenizer.is_file():
-        raise ConfigError(f"{prefix}.tokenizer_path", cfg.tokenizer_path, f"no tokenizer model at {tokenizer}")
+        raise ConfigError(f"{prefix}.tokenizer_path", cfg.tokenizer_path, f"no tokenizer model at {tokenizer}; {MISSING_DATA_HINT}")
     try:
         pieces = load_tokenizer(tokenizer).vocab_size()
     except TokenizerError as e:
@@ -56,6 +60,7 @@ def prepare_data(cfg: DataConfig, prefix: str = "data") -> DataPaths:
         try:
             list_shards(pattern)
         except ShardError as e:
-            raise ConfigError(f"{prefix}.{key}", getattr(cfg, key), f"{e} (data.root={cfg.root!r})") from e
+            hint = f"; {MISSING_DATA_HINT}" if "no shard" in str(e) else ""
+            raise ConfigError(f"{prefix}.{key}", getattr(cfg, key), f"{e} (data.root={cfg.root!r}){hint}") from e
         patterns[key] = pattern
     return DataPaths(patterns["train_pattern"], patterns["val_pattern"], tokenizer, cfg.vocab_size)

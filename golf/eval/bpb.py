@@ -46,6 +46,11 @@ class BPBAccumulator:
         self.sums[1] += targets.numel()
         self.sums[2] += luts.target_bytes(prev, targets).double().sum()
 
+    def running_bpb(self) -> float:
+        """This rank's bits per byte so far (no reduction over ranks; for progress display only)."""
+        nll, _, nbytes = (float(v) for v in self.sums.cpu())
+        return nll / (math.log(2.0) * nbytes) if nbytes else math.nan
+
     def result(self) -> EvalResult:
         totals = all_reduce_(self.sums.clone())
         nll, tokens, nbytes = (float(v) for v in totals.cpu())

@@ -30,7 +30,8 @@ class LoggerConfig:
     name: str = "wandb"
     # None = run directory only
     wandb: WandbConfig | None = None
-    # print a train-loss line every this many steps (0 = never)
+    # progress lines (golf.logging.progress): training prints its first 3 steps, every this many steps
+    # (0 = none in between) and its last; a tqdm bar is drawn too when stderr is a terminal
     console_every: int = 50
 
 

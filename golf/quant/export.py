@@ -15,6 +15,7 @@ model. Baseline reference: ``quantize_state_dict_int8`` / ``dequantize_state_dic
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -91,15 +92,24 @@ def _row(name: str, t: Tensor, st: StoredTensor, route: Route, packing: Packing)
                         data.numel() * data.element_size(), 0, None)
 
 
+EXPORT_STAGES = ("quantize", "pack", "compress")
+
+
 def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, hessians: dict[str, Tensor] | None = None,
-                      ) -> tuple[bytes, QuantReport]:
-    """The artifact's model bytes for a state dict, and the report of how they were made."""
+                      on_stage: Callable[..., None] | None = None) -> tuple[bytes, QuantReport]:
+    """The artifact's model bytes for a state dict, and the report of how they were made.
+
+    ``on_stage(name, **fields)`` is called after each of :data:`EXPORT_STAGES` (progress display)."""
     validate_quant(cfg)
+    done = on_stage or (lambda stage, **fields: None)
     t0 = time.perf_counter()
     stored, routes = quantize_state_dict(state_dict, cfg, hessians)
+    done("quantize", tensors=len(stored))
     t1 = time.perf_counter()
     body = serialize(stored, cfg.packing)
+    done("pack", bytes=len(body))
     blob = frame(body, cfg.compressor, cfg.level, cfg.byte_shuffle)
+    done("compress", bytes=len(blob), codec=f"{cfg.compressor.value}-{int(cfg.level)}")
     rows = [_row(name, state_dict[name], stored[name], routes[name], cfg.packing) for name in stored]
     report = QuantReport(rows, len(blob), len(body), cfg.compressor.value, int(cfg.level), cfg.packing.value,
                          shuffle=cfg.byte_shuffle, quantize_s=round(t1 - t0, 3),

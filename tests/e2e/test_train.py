@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -34,9 +35,19 @@ def tiny(tmp_path: Path, *extra: str):
     return cfg, run_dir
 
 
-def test_tiny_run_writes_the_full_record(tmp_path):
-    cfg, run_dir = tiny(tmp_path)
+def test_tiny_run_writes_the_full_record(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="golf")
+    cfg, run_dir = tiny(tmp_path, "logger.console_every=4")
     summary = run(cfg, run_dir)
+    # progress without a terminal: plain lines at the first steps, the cadence and the last step;
+    # evaluation and export lines; one last line naming the run directory and the score
+    said = [r.getMessage() for r in caplog.records if r.name == "golf"]
+    assert [int(s.split()[1].split("/")[0]) for s in said if s.startswith("train ")] == [1, 2, 3, 4, 6]
+    assert any(s.startswith("eval standard ") and "running_bpb" in s for s in said)
+    assert [s.split(" | ")[1] for s in said if s.startswith("export ")] == [
+        "stage quantize done", "stage pack done", "stage compress done"]
+    assert said[-1] == f"golf: run completed: val_bpb {summary['val_bpb']:.6f}, " \
+                       f"artifact {summary['artifact_bytes']:,} bytes; run dir {run_dir}"
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert SUMMARY_KEYS <= set(on_disk), SUMMARY_KEYS - set(on_disk)
     assert on_disk["status"] == "completed"
@@ -291,3 +302,19 @@ def test_submission_bundle_rejects_a_bad_override(tmp_path):
     assert out.returncode == 2
     assert "train.iterations" in out.stderr and "-3" in out.stderr
     assert not list(tmp_path.glob("golf_run*"))  # refused before anything was written
+
+
+@pytest.mark.slow
+def test_cli_dry_runs_and_refused_configs_leave_no_run_dir(tmp_path):
+    """Hydra creates the run directory before golf sees the config: golf removes it again when all it
+    holds are Hydra's own files."""
+    for args, code in ((["experiment=demo", "dry_run=true"], 0), (["experiment=demo", "train.iterations=-1"], 2),
+                       ([f"data.root={tmp_path}/nodata"], 2)):
+        out = tmp_path / "runs" / "x"
+        proc = subprocess.run([sys.executable, "-m", "golf.train", *args, f"hydra.run.dir={out}"],
+                              capture_output=True, text=True, timeout=300, cwd=CONF_DIR.parent)
+        assert proc.returncode == code, proc.stderr[-2000:]
+        assert not out.exists(), (args, list(out.iterdir()))
+        if code == 2:
+            assert len(proc.stderr.strip().splitlines()) == 1  # one line naming what is wrong
+    assert "python -m golf.data.download" in proc.stderr and "data=demo" in proc.stderr

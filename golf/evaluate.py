@@ -27,6 +27,7 @@ from golf.dist import init_distributed, shutdown
 from golf.entry import entry_errors
 from golf.eval import EvalConfig, build_evaluator, validate_eval
 from golf.finish import ARTIFACT_NAME, load_artifact_file, load_into
+from golf.logging import RunRecorder
 from golf.model import build_model
 from golf.trainer import autocast_factory
 
@@ -72,6 +73,22 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
             "seq_len": seq_len, "stride": eval_cfg.stride, **result.to_dict()}
 
 
+def mirror_to_wandb(run_dir: Path, out: Path, result: dict) -> None:
+    """An evaluation of a run that logged to W&B becomes a W&B run of ``job_type=eval`` in the same group
+    (its summary: the result); the files stay in ``out`` as the primary record."""
+    recorded = OmegaConf.load(Path(run_dir) / "config.yaml")
+    cfg = load_config(recorded)
+    if cfg.logger.wandb is None or cfg.logger.wandb.mode == "disabled":
+        return
+    if cfg.logger.wandb.dir is None:
+        cfg.logger.wandb.dir = str(out)
+    recorder = RunRecorder(out, cfg.logger, enabled=True, run_name=f"{cfg.run_name}-eval-{result['eval']}",
+                           config=OmegaConf.to_container(recorded, resolve=True), job_type="eval",
+                           provenance_dir=Path(run_dir))
+    recorder.update_summary(**result)
+    recorder.finish("completed")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(composed: DictConfig) -> float:
     out = Path(HydraConfig.get().runtime.output_dir)
@@ -89,6 +106,7 @@ def main(composed: DictConfig) -> float:
         print(json.dumps(result, indent=2))
         if not math.isfinite(result["val_bpb"]):  # recorded above, but never reported as a score
             raise FloatingPointError(f"val_bpb is {result['val_bpb']}: the artifact does not give a finite score")
+        mirror_to_wandb(Path(composed.run), out, result)
     return result["val_bpb"]
 
 

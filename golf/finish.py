@@ -101,6 +101,8 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
     eval_s = round(time.perf_counter() - t_eval, 3)
     recorder.log("final_eval", step, eval_s=eval_s, **result.to_dict())
     recorder.update_summary(final_eval_s=eval_s, **result.to_dict())
+    if cfg.eval.prequant:  # what quantization cost, in bpb (the report's quant gap)
+        recorder.update_summary(quant_gap_bpb=result.val_bpb - pre.val_bpb)
     log.info("final %s eval of the round-tripped artifact: val_loss:%.4f val_bpb:%.6f (%d targets, %d bytes)",
              cfg.eval.kind, result.val_loss, result.val_bpb, result.val_tokens, result.val_bytes)
     if not (math.isfinite(result.val_bpb) and math.isfinite(result.val_loss)):

@@ -1,14 +1,21 @@
-"""Compare runs: statistics over seeds, significance against a reference, submission records.
+"""Compare runs: statistics over seeds, significance against a reference, plots, submission records.
 
     python -m golf.report multirun/2026-11-22/10-00-00.000000 [more dirs] [--by arch.name,quant.name]
                           [--reference LABEL | --reference-dir DIR | --reference-mean X] [--margin 0.005]
+                          [--format table|markdown|csv] [--plots DIR] [--fail-on-failed]
 
-Every directory below the given ones that holds a ``summary.json`` is a run. Runs are grouped by the
-configuration keys that differ between them (seed, names and paths excluded) or by ``--by``. For each
-group: number of seeds, mean ± std of val_bpb and val_loss, the largest artifact, steps and step time,
-and failed runs listed by name. With a reference, each group is tested against it the way the challenge
-admits records: the new mean val_loss must be lower than the reference by at least ``margin`` nats,
-judged by a one-sided Welch t-test (``p < 0.01`` in the rules).
+Runs are found below the given directories: every golf run directory (it holds a ``summary.json``) and
+every W&B offline run directory (``offline-run-*/run-*.wandb``) that is not inside a golf run directory.
+A run directory inside another one (a ``golf_run-*`` folder written by a run's ``submission.py``, an
+evaluation's output) is not another run. Runs are grouped by the configuration keys that differ between
+them (seed, names, paths and logging excluded) or by ``--by``; a group is labelled by the values of the
+fewest keys that tell the groups apart (the keys are named above the table). For each group: distinct
+seeds and runs, mean ± std of val_bpb and val_loss, the quantization gap, the largest artifact, steps
+and step time; failed runs are listed below the table with their error line. With a reference, each
+group is tested against it the way the challenge admits records: the new mean val_loss must be lower
+than the reference by at least ``margin`` nats, judged by a one-sided Welch t-test (``p < 0.01`` in the
+rules). ``--plots DIR`` writes the figures of :mod:`golf.plots`. The exit status is 0 when the report
+was produced, also with failed runs in it (``--fail-on-failed``: 1 then, for CI).
 
 ``--submission LABEL --record-dir DIR`` writes one group as a record folder in the layout of the
 challenge's ``records/`` (see :func:`write_record`): ``submission.json``, ``train_gpt.py`` (the runs'
@@ -18,7 +25,10 @@ challenge's ``records/`` (see :func:`write_record`): ``submission.json``, ``trai
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime
+import io
+import itertools
 import json
 import math
 import shutil
@@ -29,7 +39,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
 
-IGNORED_KEYS = ("seed", "run_name", "run_dir", "logger.", "data.root", "hydra.")
+from golf.logging.identity import flatten, is_idea_key
+from golf.logging.wandb_offline import is_offline_run_dir, read_offline_run
 
 
 @dataclass
@@ -37,37 +48,82 @@ class Run:
     path: Path
     summary: dict
     config: dict = field(default_factory=dict)
+    history: list[dict] | None = None  # W&B history rows (offline runs); golf runs read metrics.jsonl
 
     @property
     def ok(self) -> bool:
         return self.summary.get("status") == "completed" and isinstance(self.summary.get("val_bpb"), float)
 
+    @property
+    def error(self) -> str:
+        """The error line of a run that did not complete."""
+        error = self.summary.get("error")
+        if not error and (self.path / "error.txt").is_file():
+            lines = [line for line in (self.path / "error.txt").read_text().splitlines() if line.strip()]
+            error = lines[-1] if lines else ""
+        if not error:
+            status = self.summary.get("status")
+            error = f"status {status}" if status != "completed" else "no val_bpb in its summary"
+        return str(error).splitlines()[0][:300]
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = json.dumps(v, sort_keys=True) if isinstance(v, list) else v
-    return out
+    def curves(self) -> dict[str, list[dict]]:
+        """Logged events by kind (``train``, ``val``, ...), each ``{"step": ..., <metric>: ...}``."""
+        out: dict[str, list[dict]] = {}
+        if self.history is not None:  # W&B rows: "<event>/<metric>" keys, "_step"
+            for row in self.history:
+                by_event: dict[str, dict] = {}
+                for key, value in row.items():
+                    event, _, metric = key.partition("/")
+                    if metric:
+                        by_event.setdefault(event, {"step": row.get("_step")})[metric] = value
+                for event, point in by_event.items():
+                    out.setdefault(event, []).append(point)
+            return out
+        metrics = self.path / "metrics.jsonl"
+        if metrics.is_file():
+            for line in metrics.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except ValueError:  # a line being written
+                    continue
+                out.setdefault(row.pop("event", "?"), []).append(row)
+        return out
+
+
+def _golf_run(path: Path) -> Run:
+    config_file = path / "config.yaml"
+    config = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
+    return Run(path, json.loads((path / "summary.json").read_text()), flatten(config))
+
+
+def _wandb_run(path: Path) -> Run:
+    w = read_offline_run(path)
+    return Run(path, w.summary, flatten(w.config), history=w.history)
 
 
 def find_runs(roots: list[Path]) -> list[Run]:
-    runs = []
+    """golf run directories and W&B offline run directories below ``roots`` (nested ones skipped)."""
+    found: dict[Path, str] = {}
     for root in roots:
-        for summary in sorted(Path(root).rglob("summary.json")):
-            config_file = summary.parent / "config.yaml"
-            config = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
-            runs.append(Run(summary.parent, json.loads(summary.read_text()), _flatten(config)))
+        root = Path(root)
+        for summary in root.rglob("summary.json"):
+            found.setdefault(summary.parent, "golf")
+        for log in root.rglob("run-*.wandb"):
+            if is_offline_run_dir(log.parent):
+                found.setdefault(log.parent, "wandb")
+    golf_dirs = {p for p, kind in found.items() if kind == "golf"}
+    runs = []
+    for path in sorted(found):
+        if any(parent in golf_dirs for parent in path.parents):
+            continue  # inside a golf run directory: its bundle run, its evaluation, its W&B mirror
+        runs.append(_golf_run(path) if found[path] == "golf" else _wandb_run(path))
     return runs
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
     keys = sorted({k for r in runs for k in r.config})
     return [k for k in keys
-            if not k.startswith(IGNORED_KEYS) and len({json.dumps(r.config.get(k)) for r in runs}) > 1]
+            if is_idea_key(k) and len({json.dumps(r.config.get(k), default=str) for r in runs}) > 1]
 
 
 def group_runs(runs: list[Run], by: list[str]) -> dict[str, list[Run]]:
@@ -76,6 +132,50 @@ def group_runs(runs: list[Run], by: list[str]) -> dict[str, list[Run]]:
         label = ",".join(f"{k}={r.config.get(k)}" for k in by) or "all"
         groups.setdefault(label, []).append(r)
     return groups
+
+
+def _value_text(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def distinguishing_keys(groups: dict[str, list[Run]], by: list[str], max_exhaustive: int = 12) -> list[str]:
+    """The fewest of ``by`` whose values still tell every group apart (the first such set in key order;
+    greedy beyond ``max_exhaustive`` keys)."""
+    reps = [runs[0].config for runs in groups.values()]
+
+    def distinct(keys) -> bool:
+        return len({tuple(json.dumps(c.get(k), default=str) for k in keys) for c in reps}) == len(reps)
+
+    if len(reps) < 2:
+        return []
+    if len(by) <= max_exhaustive:
+        for size in range(1, len(by) + 1):
+            for keys in itertools.combinations(by, size):
+                if distinct(keys):
+                    return list(keys)
+        return list(by)
+    chosen: list[str] = []
+    while not distinct(chosen) and len(chosen) < len(by):  # add the key that separates most groups
+        chosen.append(max((k for k in by if k not in chosen),
+                          key=lambda k: len({tuple(json.dumps(c.get(x), default=str) for x in [*chosen, k])
+                                             for c in reps})))
+    return chosen
+
+
+def group_labels(groups: dict[str, list[Run]], keys: list[str]) -> dict[str, str]:
+    """Group key -> its label: the values of ``keys``, comma-separated (``all`` for a single group)."""
+    if not keys:
+        return {g: g for g in groups}
+    return {g: ", ".join(_value_text(runs[0].config.get(k)) for k in keys) for g, runs in groups.items()}
+
+
+def find_group(groups: dict[str, list[Run]], labels: dict[str, str], name: str) -> str | None:
+    """The group a user named, by its label or by its ``key=value,...`` form."""
+    if name in groups:
+        return name
+    matches = [g for g, label in labels.items() if label == name]
+    return matches[0] if len(matches) == 1 else None
 
 
 def describe(values: list[float]) -> dict:
@@ -103,18 +203,26 @@ def improvement_test(new: list[float], reference: list[float] | float, margin: f
     return {"t": float(res.statistic), "df": float(res.df), "p": float(res.pvalue)}
 
 
-def summarize(groups: dict[str, list[Run]]) -> dict[str, dict]:
+def summarize(groups: dict[str, list[Run]], labels: dict[str, str] | None = None) -> dict[str, dict]:
     out = {}
-    for label, runs in groups.items():
+    for key, runs in groups.items():
         good = [r for r in runs if r.ok]
-        out[label] = {
+        gaps = [r.summary["val_bpb"] - r.summary["prequant_val_bpb"] for r in good
+                if isinstance(r.summary.get("prequant_val_bpb"), (int, float))]
+        seeds = [r.summary.get("seed") for r in good]
+        out[key] = {
+            "label": (labels or {}).get(key, key),
             "val_bpb": describe([r.summary["val_bpb"] for r in good]),
             "val_loss": describe([r.summary["val_loss"] for r in good]),
+            "quant_gap_bpb": describe(gaps) if len(gaps) == len(good) else describe([]),
             "artifact_bytes_max": max((r.summary.get("artifact_bytes", 0) for r in good), default=None),
             "steps_mean": statistics.fmean([r.summary["steps"] for r in good]) if good else None,
             "ms_per_step_mean": statistics.fmean([r.summary["ms_per_step"] for r in good]) if good else None,
-            "seeds": [r.summary.get("seed") for r in good],
+            "seeds": seeds,
+            "distinct_seeds": len({json.dumps(s) for s in seeds}),
+            "runs": len(runs),
             "failed": [str(r.path) for r in runs if not r.ok],
+            "errors": {str(r.path): r.error for r in runs if not r.ok},
         }
     return out
 
@@ -213,17 +321,53 @@ def _fmt(d: dict) -> str:
     return "-" if d["n"] == 0 else (f"{d['mean']:.5f}" + (f" ± {d['std']:.5f}" if d["n"] > 1 else ""))
 
 
-def render(table: dict[str, dict], tests: dict[str, dict]) -> str:
-    lines = ["| group | seeds | val_bpb | val_loss | max artifact B | steps | ms/step | p (vs ref) | failed |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for label, row in sorted(table.items(), key=lambda kv: kv[1]["val_bpb"]["mean"] if kv[1]["val_bpb"]["n"] else 9):
-        p = tests.get(label, {}).get("p")
-        lines.append(
-            f"| {label} | {row['val_bpb']['n']} | {_fmt(row['val_bpb'])} | {_fmt(row['val_loss'])} | "
-            f"{row['artifact_bytes_max'] or '-'} | {row['steps_mean'] or '-'} | "
-            f"{round(row['ms_per_step_mean'], 2) if row['ms_per_step_mean'] else '-'} | "
-            f"{'-' if p is None or math.isnan(p) else f'{p:.2e}'} | {len(row['failed'])} |")
-    return "\n".join(lines)
+COLUMNS = ["group", "seeds", "runs", "val_bpb", "val_loss", "quant gap", "max artifact B", "steps", "ms/step",
+           "p (vs ref)", "failed"]
+
+
+def _ordered(table: dict[str, dict]) -> list[tuple[str, dict]]:
+    return sorted(table.items(), key=lambda kv: kv[1]["val_bpb"]["mean"] if kv[1]["val_bpb"]["n"] else math.inf)
+
+
+def _cells(row: dict, test: dict) -> list[str]:
+    p = test.get("p")
+    gap = row["quant_gap_bpb"]
+    return [row["label"], str(row["distinct_seeds"]), str(row["runs"]), _fmt(row["val_bpb"]), _fmt(row["val_loss"]),
+            "-" if gap["n"] == 0 else f"{gap['mean']:+.5f}",
+            f"{row['artifact_bytes_max']:,}" if row["artifact_bytes_max"] else "-",
+            f"{row['steps_mean']:g}" if row["steps_mean"] is not None else "-",
+            f"{row['ms_per_step_mean']:.2f}" if row["ms_per_step_mean"] else "-",
+            "-" if p is None or math.isnan(p) else f"{p:.2e}", str(len(row["failed"]))]
+
+
+def render(table: dict[str, dict], tests: dict[str, dict], fmt: str = "markdown") -> str:
+    """The comparison as an aligned terminal ``table``, a ``markdown`` table or ``csv`` (numbers unrounded)."""
+    rows = _ordered(table)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["group", "distinct_seeds", "runs", "val_bpb_mean", "val_bpb_std", "val_loss_mean", "val_loss_std",
+                    "quant_gap_bpb_mean", "artifact_bytes_max", "steps_mean", "ms_per_step_mean", "p_vs_ref",
+                    "failed"])
+        for key, row in rows:
+            w.writerow([row["label"], row["distinct_seeds"], row["runs"], row["val_bpb"]["mean"], row["val_bpb"]["std"],
+                        row["val_loss"]["mean"], row["val_loss"]["std"], row["quant_gap_bpb"]["mean"],
+                        row["artifact_bytes_max"], row["steps_mean"], row["ms_per_step_mean"],
+                        tests.get(key, {}).get("p"), len(row["failed"])])
+        return buf.getvalue().rstrip("\n")
+    body = [_cells(row, tests.get(key, {})) for key, row in rows]
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+    widths = [max(len(c) for c in col) for col in zip(COLUMNS, *body)]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+                     for cells in [COLUMNS, *body])
+
+
+def render_failed(table: dict[str, dict]) -> str:
+    """One line per failed run: its group, its directory and its error line."""
+    lines = [f"  [{row['label']}] {path}: {error}" for _, row in _ordered(table) for path, error in row["errors"].items()]
+    return "\n".join([f"failed runs ({len(lines)}):", *lines]) if lines else ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--reference-mean", type=float, help="a published reference mean val_loss (nats)")
     ap.add_argument("--margin", type=float, default=0.005, help="required improvement in val_loss nats")
     ap.add_argument("--json", type=Path, help="write the report as JSON here")
+    ap.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
+                    help="how the comparison is printed (default: an aligned terminal table)")
+    ap.add_argument("--plots", type=Path, metavar="DIR", help="write loss_curves.png, bpb_vs_bytes.png, quant_gap.png here")
+    ap.add_argument("--fail-on-failed", action="store_true", help="exit 1 when any run failed (CI)")
     ap.add_argument("--submission", metavar="LABEL", help="write this group as a record folder (--record-dir)")
     ap.add_argument("--record-dir", type=Path, default=Path("record"), help="where --submission writes (default ./record)")
     ap.add_argument("--name", help="record name (default: the group label)")
@@ -244,17 +392,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blurb")
     args = ap.parse_args(argv)
 
+    missing = [str(d) for d in args.dirs if not d.exists()]
+    if missing:
+        ap.error(f"no such directory: {', '.join(missing)}")
     runs = find_runs(args.dirs)
     if not runs:
-        ap.error(f"no summary.json below {', '.join(map(str, args.dirs))}")
+        ap.error(f"no golf run (summary.json) or W&B offline run below {', '.join(map(str, args.dirs))}")
     by = args.by.split(",") if args.by else varying_keys(runs)
     groups = group_runs(runs, by)
-    table = summarize(groups)
+    label_keys = distinguishing_keys(groups, by)
+    labels = group_labels(groups, label_keys)
+    table = summarize(groups, labels)
     tests: dict[str, dict] = {}
     reference: list[float] | float | None = None
+    choices = ", ".join(repr(v) for v in labels.values())
     if args.reference is not None:
-        if args.reference not in groups:
-            ap.error(f"--reference {args.reference!r} is not a group; groups: {', '.join(groups)}")
+        args.reference = find_group(groups, labels, args.reference)
+        if args.reference is None:
+            ap.error(f"--reference is not a group; groups: {choices}")
         reference = [r.summary["val_loss"] for r in groups[args.reference] if r.ok]
     elif args.reference_dir is not None:
         reference = [r.summary["val_loss"] for r in find_runs([args.reference_dir]) if r.ok]
@@ -264,22 +419,34 @@ def main(argv: list[str] | None = None) -> int:
         for label, grp in groups.items():
             if label != args.reference:
                 tests[label] = improvement_test([r.summary["val_loss"] for r in grp if r.ok], reference, args.margin)
-    print(f"{len(runs)} runs, grouped by: {', '.join(by) or '(nothing differs)'}")
-    print(render(table, tests))
-    report = {"grouped_by": by, "groups": table, "tests": tests, "margin_nats": args.margin}
+    if args.format != "csv":
+        print(f"{len(runs)} runs in {len(groups)} groups; groups differ in: {', '.join(by) or '(nothing)'}; "
+              f"labelled by: {', '.join(label_keys) or '-'}")
+    print(render(table, tests, args.format))
+    failed = render_failed(table)
+    if failed and args.format != "csv":
+        print(failed)
+    report = {"grouped_by": by, "labelled_by": label_keys, "groups": table, "tests": tests, "margin_nats": args.margin}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    if args.plots:
+        from golf.plots import write_plots
+
+        written = write_plots({labels[g]: groups[g] for g, _ in _ordered(table)}, args.plots)
+        print(f"wrote {', '.join(str(p) for p in written)}")
     if args.submission:
-        if args.submission not in groups:
-            ap.error(f"--submission {args.submission!r} is not a group; groups: {', '.join(groups)}")
+        name = args.submission
+        args.submission = find_group(groups, labels, name)
+        if args.submission is None:
+            ap.error(f"--submission {name!r} is not a group; groups: {choices}")
         try:
-            out = write_record(groups[args.submission], args.name or args.submission, args.record_dir,
+            out = write_record(groups[args.submission], args.name or labels[args.submission], args.record_dir,
                                author=args.author, github_id=args.github_id, blurb=args.blurb,
                                test=tests.get(args.submission))
         except ValueError as err:  # no completed run, a seed twice, an occupied folder
             ap.error(f"--submission {args.submission!r}: {err}")
         print(f"wrote the record folder {out}")
-    return 1 if any(row["failed"] for row in table.values()) else 0
+    return 1 if args.fail_on_failed and any(row["failed"] for row in table.values()) else 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,10 @@ W&B failures never fail a run: an init that fails or takes longer than ``init_ti
 without a network), or a later logging error, gives one warning line and the run goes on without it.
 ``metrics.jsonl`` holds one JSON object per logged event (``{"event": "train", "step": 100, ...}``);
 ``summary.json`` is rewritten whenever the summary changes, so a crashed run still leaves what it had.
+
+W&B: one group per idea (the configuration without its seed, :mod:`golf.logging.identity`), named by
+the overrides that chose it plus a short hash, those overrides as tags; ``job_type`` is ``train`` (or
+``eval`` for ``golf.evaluate``); every summary value and every logged metric is mirrored.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from golf.logging.config import LoggerConfig
+from golf.logging.identity import wandb_identity
 
 log = logging.getLogger("golf")
 
@@ -34,11 +39,22 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _run_overrides(run_dir: Path) -> list[str] | None:
+    """The command-line overrides recorded in the run's ``provenance.yaml`` (None when there is none)."""
+    provenance = Path(run_dir) / "provenance.yaml"
+    if not provenance.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    overrides = OmegaConf.load(provenance).get("overrides")
+    return [str(o) for o in overrides] if overrides else None
+
+
 class RunRecorder:
     """Append-only metrics, an always-current summary, and an optional W&B run."""
 
     def __init__(self, run_dir: Path, cfg: LoggerConfig, *, enabled: bool, run_name: str,
-                 config: dict | None = None, group: str | None = None):
+                 config: dict | None = None, job_type: str = "train", provenance_dir: Path | None = None):
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.summary: dict[str, Any] = {}
@@ -52,13 +68,15 @@ class RunRecorder:
             w = cfg.wandb
             wandb_dir = Path(w.dir) if w.dir else self.run_dir
             wandb_dir.mkdir(parents=True, exist_ok=True)
+            # the training run's overrides name the group (an evaluation of it joins the same group)
+            group, idea_tags = wandb_identity(config or {}, _run_overrides(provenance_dir or self.run_dir), run_name)
             with self._wandb_guard("could not start"):
                 import wandb
 
                 self._wandb = wandb.init(
                     project=w.project, entity=w.entity, mode=w.mode, dir=str(wandb_dir), name=run_name,
-                    group=w.group or group, tags=list(w.tags), job_type="train", config=config,
-                    settings=wandb.Settings(console="off", silent=True, init_timeout=w.init_timeout_s),
+                    group=w.group or group, tags=list(dict.fromkeys([*w.tags, *idea_tags])), job_type=job_type,
+                    config=config, settings=wandb.Settings(console="off", silent=True, init_timeout=w.init_timeout_s),
                 )
 
     @contextlib.contextmanager

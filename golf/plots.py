@@ -1,7 +1,7 @@
 """The figures of ``golf.report --plots DIR`` (matplotlib, headless Agg backend), one function per figure.
 
-Every figure function takes the report's groups (display label -> runs, in table order) and a path,
-and writes one PNG of a fixed size (``figsize`` x ``DPI``, no tight cropping, so sizes are predictable).
+Every figure function takes the report's groups (display label -> runs, in table order), a path and
+the legend's title (the config keys the labels are values of), and writes one PNG of a fixed size (``figsize`` x ``DPI``, no tight cropping, so sizes are predictable).
 :data:`FIGURES` maps file names to functions; another report module adds its figure there.
 
 * ``loss_curves.png``: train loss and periodic val_bpb against step and against training seconds,
@@ -40,7 +40,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def loss_curves(groups: dict[str, list], path: Path) -> Path:
+def loss_curves(groups: dict[str, list], path: Path, legend_title: str | None = None) -> Path:
     """Train loss and val_bpb against step and against training seconds (2 x 2 panels)."""
     fig, axes = plt.subplots(2, 2, figsize=(12, 8), sharey="row")
     panels = [(0, "train", "train_loss", "train loss"), (1, "val", "val_bpb", "val_bpb (periodic)")]
@@ -62,13 +62,13 @@ def loss_curves(groups: dict[str, list], path: Path) -> Path:
         axes[row][1].set_xlabel("training seconds")
         for ax in axes[row]:
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="upper right")
+    axes[0][0].legend(fontsize=8, loc="upper right", title=legend_title, title_fontsize=8)
     fig.suptitle("loss curves (one colour per group, one line per seed)")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def bpb_vs_bytes(groups: dict[str, list], path: Path) -> Path:
+def bpb_vs_bytes(groups: dict[str, list], path: Path, legend_title: str | None = None) -> Path:
     """Round-trip val_bpb against artifact bytes: runs as dots, group means as crosses, the limit line."""
     fig, ax = plt.subplots(figsize=(8, 6))
     limits = set()
@@ -88,13 +88,13 @@ def bpb_vs_bytes(groups: dict[str, list], path: Path) -> Path:
     ax.set_ylabel("val_bpb (round trip)")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=legend_title, title_fontsize=8)
     ax.set_title("score against size (crosses: group means)")
     fig.tight_layout()
     return _save(fig, path)
 
 
-def quant_gap(groups: dict[str, list], path: Path) -> Path:
+def quant_gap(groups: dict[str, list], path: Path, legend_title: str | None = None) -> Path:
     """Pre-quant and round-trip val_bpb per group: bars are means over seeds, dots are seeds."""
     fig, ax = plt.subplots(figsize=(8, 5))
     labels = list(groups)
@@ -117,6 +117,8 @@ def quant_gap(groups: dict[str, list], path: Path) -> Path:
                         fontsize=8, xytext=(0, 3), textcoords="offset points")
     ax.set_xticks(range(len(labels)), [label[:28] for label in labels], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("val_bpb")
+    if legend_title:
+        ax.set_xlabel(legend_title)
     values = [r.summary[k] for runs in groups.values() for r in runs if r.ok
               for k in ("prequant_val_bpb", "val_bpb") if isinstance(r.summary.get(k), (int, float))]
     if values:  # zoom on the values: gaps are small next to the scores
@@ -130,7 +132,7 @@ def quant_gap(groups: dict[str, list], path: Path) -> Path:
     return _save(fig, path)
 
 
-FIGURES: dict[str, Callable[[dict[str, list], Path], Path]] = {
+FIGURES: dict[str, Callable[..., Path]] = {
     "loss_curves.png": loss_curves,
     "bpb_vs_bytes.png": bpb_vs_bytes,
     "quant_gap.png": quant_gap,
@@ -139,6 +141,6 @@ FIGURES: dict[str, Callable[[dict[str, list], Path], Path]] = {
 FIGURE_SIZES = {"loss_curves.png": (1200, 800), "bpb_vs_bytes.png": (800, 600), "quant_gap.png": (800, 500)}
 
 
-def write_plots(groups: dict[str, list], out_dir: Path) -> list[Path]:
+def write_plots(groups: dict[str, list], out_dir: Path, legend_title: str | None = None) -> list[Path]:
     """Every figure of :data:`FIGURES` into ``out_dir``; returns the files written."""
-    return [figure(groups, Path(out_dir) / name) for name, figure in FIGURES.items()]
+    return [figure(groups, Path(out_dir) / name, legend_title) for name, figure in FIGURES.items()]

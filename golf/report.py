@@ -432,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plots:
         from golf.plots import write_plots
 
-        written = write_plots({labels[g]: groups[g] for g, _ in _ordered(table)}, args.plots)
+        written = write_plots({labels[g]: groups[g] for g, _ in _ordered(table)}, args.plots,
+                              ", ".join(label_keys) or None)
         print(f"wrote {', '.join(str(p) for p in written)}")
     if args.submission:
         name = args.submission

@@ -60,8 +60,24 @@ def write_run_header(cfg: GolfConfig, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
-    meta = {**git_revision(), "slurm_job_id": scheduler_job_id(), "overrides": overrides, "argv": sys.argv}
+    meta = {**git_revision(), "slurm_job_id": scheduler_job_id(), "overrides": overrides, "swept": swept_keys(),
+            "argv": sys.argv}
     (run_dir / "provenance.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(meta)))
+
+
+def swept_keys() -> list[str] | None:
+    """In a Hydra sweep: the keys whose value the sweep varies (the overrides of this job that differ
+    from the sweep's own command line, e.g. ``arch.model_dim`` for ``arch.model_dim=32,48``)."""
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    sweep_file = Path(str(HydraConfig.get().sweep.dir)) / "multirun.yaml"
+    if not sweep_file.is_file():
+        return None
+    own = set(HydraConfig.get().overrides.task)
+    originals = OmegaConf.load(sweep_file).hydra.overrides.task
+    return [str(o).split("=", 1)[0] for o in originals if str(o) not in own]
 
 
 def dry_run(cfg: GolfConfig) -> dict:

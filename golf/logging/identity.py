@@ -44,24 +44,28 @@ def idea_hash(config: dict, length: int = 8) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:length]
 
 
+def _override_key(override: str) -> str:
+    return re.sub(r"^[+~]+", "", override.split("=", 1)[0]).replace("/", ".")
+
+
 def idea_overrides(overrides: list[str] | None) -> list[str]:
     """The command-line overrides that choose the idea (``seed=...`` and path/name overrides dropped)."""
-    out = []
-    for o in overrides or []:
-        key = re.sub(r"^[+~]+", "", o.split("=", 1)[0]).replace("/", ".")
-        if is_idea_key(key):
-            out.append(o)
-    return out
+    return [o for o in overrides or [] if is_idea_key(_override_key(o))]
 
 
-def wandb_identity(config: dict, overrides: list[str] | None, run_name: str | None = None) -> tuple[str, list[str]]:
-    """The W&B group and tags of a run: ``<idea overrides or run name>-<hash>`` and the idea overrides.
+def wandb_identity(config: dict, overrides: list[str] | None, run_name: str | None = None,
+                   swept: list[str] | None = None) -> tuple[str, list[str]]:
+    """The W&B group and tags of a run: ``<overrides>-<hash>`` and the idea overrides as tags.
 
-    The hash alone decides the grouping; the readable part says what the idea is."""
+    The hash alone decides the grouping; the readable part says what the idea is: the overrides of
+    the keys a sweep varies (``swept``) when there are such, else all idea overrides, else the run name
+    without its seed suffix."""
     h = idea_hash(config)
     ideas = idea_overrides(overrides)
-    if ideas:
-        readable = ",".join(ideas)
+    swept_keys = {_override_key(k) for k in swept or []}
+    shown = [o for o in ideas if _override_key(o) in swept_keys] or ideas
+    if shown:
+        readable = ",".join(shown)
     else:
         seed = config.get("seed")
         readable = re.sub(rf"-s{re.escape(str(seed))}$", "", run_name or "") if seed is not None else (run_name or "")

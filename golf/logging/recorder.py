@@ -39,15 +39,16 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _run_overrides(run_dir: Path) -> list[str] | None:
-    """The command-line overrides recorded in the run's ``provenance.yaml`` (None when there is none)."""
+def _run_overrides(run_dir: Path) -> tuple[list[str] | None, list[str] | None]:
+    """The command-line overrides and the swept keys recorded in the run's ``provenance.yaml``."""
     provenance = Path(run_dir) / "provenance.yaml"
     if not provenance.is_file():
-        return None
+        return None, None
     from omegaconf import OmegaConf
 
-    overrides = OmegaConf.load(provenance).get("overrides")
-    return [str(o) for o in overrides] if overrides else None
+    meta = OmegaConf.load(provenance)
+    overrides, swept = meta.get("overrides"), meta.get("swept")
+    return ([str(o) for o in overrides] if overrides else None), ([str(k) for k in swept] if swept else None)
 
 
 class RunRecorder:
@@ -69,7 +70,8 @@ class RunRecorder:
             wandb_dir = Path(w.dir) if w.dir else self.run_dir
             wandb_dir.mkdir(parents=True, exist_ok=True)
             # the training run's overrides name the group (an evaluation of it joins the same group)
-            group, idea_tags = wandb_identity(config or {}, _run_overrides(provenance_dir or self.run_dir), run_name)
+            overrides, swept = _run_overrides(provenance_dir or self.run_dir)
+            group, idea_tags = wandb_identity(config or {}, overrides, run_name, swept=swept)
             with self._wandb_guard("could not start"):
                 import wandb
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -122,6 +123,21 @@ class GolfBasicLauncher(BasicLauncher):
         return conclude(outcomes)
 
 
+SLURM_COMMANDS = ("sbatch", "srun")
+
+
+def require_slurm(sweep_dir: Path | None = None) -> None:
+    """Before anything else: a Slurm launcher on a machine without Slurm's commands ends the command
+    with one line (exit status 2) saying what is missing and what runs here instead; the sweep
+    directory Hydra has just made for it (holding only ``multirun.yaml``) is removed."""
+    missing = [c for c in SLURM_COMMANDS if shutil.which(c) is None]
+    if missing:
+        discard_if_unused(sweep_dir, own=("multirun.yaml",))  # Hydra's file, nothing ran
+        print(f"golf: this Slurm launcher needs {' and '.join(SLURM_COMMANDS)} on PATH; not found: "
+              f"{', '.join(missing)} (to run the sweep on this machine: hydra/launcher=local)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 class GolfSlurmLauncher(BaseSubmititLauncher):
     """Hydra's submitit Slurm launcher, checked before and reported after (see the module doc)."""
 
@@ -176,6 +192,7 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))  # resolves ${now:} once, for every point
+        require_slurm(sweep_dir)
         points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, self.params)
         executor = self._executor()
         self.code = fingerprint(project_root())  # pickled with this launcher into every job

@@ -12,7 +12,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from golf.plots import FIGURE_SIZES
-from golf.report import distinguishing_keys, find_runs, group_labels, group_runs, main, summarize, varying_keys
+from golf.report import (
+    distinguishing_keys,
+    find_runs,
+    group_labels,
+    group_runs,
+    main,
+    summarize,
+    varying_keys,
+)
 
 GROUPS = {  # label value of arch.model_dim -> (config, val_bpb per seed)
     32: ({"arch": {"model_dim": 32, "num_layers": 2, "name": "demo"}, "quant": {"name": "int8"}}, [1.30, 1.32, 1.34]),

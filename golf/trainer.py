@@ -213,8 +213,9 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     flags = StepFlags(dist)
     model.train()
+    show = cfg.logger.console_every > 0  # 0: no training progress lines at all
     bar = Progress("train", total=tc.iterations, unit="step", every=cfg.logger.console_every, first=3,
-                   enabled=dist.is_main, eta=False, start=step)
+                   enabled=dist.is_main and show, eta=False, start=step)
     start_step, start_time = step, train_time
     console = False
     _sync(device)
@@ -246,7 +247,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
         averager.update(model, step, lr_mul)
         elapsed = train_time + (time.perf_counter() - t0)
         record = tc.log_every and (step % tc.log_every == 0 or step == 1)
-        console = bar.due(step)  # the same answer on every rank: the loss is read (a host sync) only then
+        console = show and bar.due(step)  # the same answer on every rank: the loss is read (a host sync) only then
         if record or console:
             loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size  # mean over ranks
             if not math.isfinite(loss_value):
@@ -279,7 +280,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     _check_diverged((flags.flush() or [0.0])[-1], step)
     _sync(device)
     train_time += time.perf_counter() - t0
-    if step > start_step and not console:  # stopped off the cadence (wall-clock cap): show the last step
+    if show and step > start_step and not console:  # stopped off the cadence (wall-clock cap): the last step
         loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size
         bar.line(**_train_fields(cfg, step, start_step, train_time, start_time, loss_value, lr_mul))
     bar.close()

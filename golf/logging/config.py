@@ -31,7 +31,7 @@ class LoggerConfig:
     # None = run directory only
     wandb: WandbConfig | None = None
     # progress lines (golf.logging.progress): training prints its first 3 steps, every this many steps
-    # (0 = none in between) and its last; a tqdm bar is drawn too when stderr is a terminal
+    # and its last (0 = no training progress lines); a tqdm bar is drawn too when stderr is a terminal
     console_every: int = 50
 
 

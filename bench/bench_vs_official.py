@@ -247,6 +247,8 @@ def main(argv: list[str] | None = None) -> None:
     on_cpu = args.cpu or not torch.cuda.is_available()
     args.steps = args.steps if args.steps is not None else (3 if on_cpu else 40)
     args.warmup = args.warmup if args.warmup is not None else (1 if on_cpu else 10)
+    args.official = str(Path(args.official).resolve())
+    args.data_root = str(Path(args.data_root).resolve())
     if not Path(args.official).exists():
         raise SystemExit(f"bench: --official {args.official} does not exist")
     (cpu_main if on_cpu else cuda_main)(args)

@@ -31,7 +31,9 @@ class StepFlags:
     def exchange(self, *values: float, device_flag: torch.Tensor | None = None) -> list[float] | None:
         """This step's values (and device flag) in; the agreed ``[*values, flag]`` out, or None while
         nothing is agreed yet (the first step on CUDA)."""
-        sent = torch.tensor([*values, 0.0], dtype=torch.float64, device=self.device)
+        sent = torch.tensor([*values, 0.0], dtype=torch.float64)
+        if self.lag:  # a plain torch.tensor(..., device="cuda") would wait for the device queue to drain
+            sent = sent.pin_memory().to(self.device, non_blocking=True)
         if device_flag is not None:
             sent[-1] = device_flag  # stays on the device
         all_reduce_(sent, op="max")  # identity in one process; on NCCL the host does not wait

@@ -121,3 +121,16 @@ def test_auto_micro_batch_run_matches_the_official_split(tmp_path):
     assert len(losses["auto"]) == len(losses["official"])
     for a, b in zip(losses["auto"], losses["official"]):
         assert abs(a - b) <= 2e-2 * abs(b)
+
+
+def test_step_flags_on_cuda_lag_one_step_and_carry_the_device_flag():
+    from golf.dist import DistInfo
+    from golf.flags import StepFlags
+
+    flags = StepFlags(DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cuda")))
+    assert flags.lag == 1
+    assert flags.exchange(1.0, 0.0, 0.0, device_flag=torch.tensor(False, device="cuda")) is None
+    assert flags.exchange(2.0, 1.0, 0.0, device_flag=torch.tensor(True, device="cuda")) == [1.0, 0.0, 0.0, 0.0]
+    assert flags.exchange(3.5, 0.0, 0.0) == [2.0, 1.0, 0.0, 1.0]
+    assert flags.projected_clock() == 3.0  # 2.0 agreed, plus the last agreed step time (2.0 - 1.0)
+    assert flags.flush() == [3.5, 0.0, 0.0, 0.0] and flags.flush() is None

@@ -18,6 +18,16 @@ from tests.faults.lib import PROJECT_ROOT, file_data, last_line
 from tests.helpers import TINY
 
 
+@pytest.fixture(autouse=True)
+def default_handlers():
+    """Each test starts from the default handlers, as a fresh process does (earlier tests in the same
+    process, e.g. torch's elastic agent, may leave their own installed)."""
+    saved = {sig: signal.signal(sig, signal.SIG_DFL) for sig in StopSignal.SIGNALS}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 def test_a_stop_before_the_loop_acts_at_once():
     with StopSignal(immediate=True) as stop:
         with pytest.raises(Preempted, match="stopped by SIGTERM before training could checkpoint"):

@@ -10,8 +10,8 @@ import math
 import pytest
 import torch
 
-from golf.config.validate import eval_seq_len, load_config
 from golf.checkpoint import load_checkpoint
+from golf.config.validate import eval_seq_len, load_config
 from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import DistInfo
 from golf.eval import evaluate

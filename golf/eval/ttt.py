@@ -39,7 +39,7 @@ from golf.eval.bpb import BPBAccumulator, EvalResult
 from golf.eval.compliance import Event, ScoreLedger
 from golf.eval.config import check_chunk_holds_a_sequence
 from golf.eval.evaluator import Evaluator, SlidingEvaluator, scoring_mode
-from golf.eval.windows import Forward, score_windows, sliding_windows, split_range
+from golf.eval.windows import Forward, eval_progress, score_windows, sliding_windows, split_range
 
 log = logging.getLogger("golf")
 
@@ -116,33 +116,34 @@ class TTTEvaluator(Evaluator):
         ledger = ScoreLedger(num_targets, device, self.on_event)
         acc = BPBAccumulator(device)
         steps, chunk_losses = 0, []
-        every = max(1, len(chunks) // 10)
         log.info("ttt: %d chunks of %d tokens, %d epochs, lr %g (%s), %s, adapting %d tensors (%d params)",
                  len(chunks), t.chunk_tokens, t.epochs, t.lr, t.schedule, t.optimizer, len(params),
                  sum(p.numel() for p in params))
         _sync(device)
         t0 = time.perf_counter()
         estimate = None
-        for chunk in chunks:
-            first, last = split_range(len(chunk.windows), dist.rank, dist.world_size)
-            with scoring_mode(model):
-                spans = score_windows(forward, s.tokens, s.luts, chunk.windows[first:last], acc,
-                                      batch_windows=self.cfg.batch_windows, device=device, autocast=s.autocast)
-            ledger.scored(chunk.index, spans)
-            ledger.close_chunk(chunk.index, *chunk.span)
-            if chunk.train is not None and t.epochs > 0:
-                loss = self._train_chunk(model, params, optimizer, chunk, ledger, len(chunks))
-                chunk_losses.append(loss)
-                steps += t.epochs
-            if chunk.index == 0 or (chunk.index + 1) % every == 0 or chunk.index == len(chunks) - 1:
-                _sync(device)
-                elapsed = time.perf_counter() - t0
-                if chunk.index == 0:
-                    estimate = elapsed * len(chunks)
-                    log.info("ttt: first chunk took %.2f s; estimated %.0f s for all %d chunks",
-                             elapsed, estimate, len(chunks))
-                else:
-                    self._progress(chunk.index + 1, len(chunks), elapsed, acc, chunk_losses)
+        with eval_progress("eval ttt", len(chunks), "chunk", dist) as bar:
+            for chunk in chunks:
+                first, last = split_range(len(chunk.windows), dist.rank, dist.world_size)
+                with scoring_mode(model):
+                    spans = score_windows(forward, s.tokens, s.luts, chunk.windows[first:last], acc,
+                                          batch_windows=self.cfg.batch_windows, device=device, autocast=s.autocast)
+                ledger.scored(chunk.index, spans)
+                ledger.close_chunk(chunk.index, *chunk.span)
+                if chunk.train is not None and t.epochs > 0:
+                    chunk_losses.append(self._train_chunk(model, params, optimizer, chunk, ledger, len(chunks)))
+                    steps += t.epochs
+                fields = {}
+                if bar.due(chunk.index + 1):  # the same answer on every rank: the reduction below is collective
+                    if chunk.index == 0:
+                        _sync(device)
+                        estimate = (time.perf_counter() - t0) * len(chunks)
+                        log.info("ttt: first chunk took %.2f s; estimated %.0f s for all %d chunks",
+                                 estimate / len(chunks), estimate, len(chunks))
+                    sums = all_reduce_(acc.sums.clone()).tolist()
+                    fields = dict(running_bpb=sums[0] / (math.log(2.0) * sums[2]) if sums[2] else math.nan,
+                                  train_loss=chunk_losses[-1] if chunk_losses else None)
+                bar.update(chunk.index + 1, **fields)
         ledger.finish()
         _sync(device)
         elapsed = torch.tensor([time.perf_counter() - t0], dtype=torch.float64, device=device)
@@ -191,13 +192,6 @@ class TTTEvaluator(Evaluator):
         if not math.isfinite(mean):
             raise FloatingPointError(f"ttt training loss is {mean} on chunk {chunk.index}")
         return mean
-
-    def _progress(self, done: int, total: int, elapsed: float, acc: BPBAccumulator, losses: list[float]) -> None:
-        sums = all_reduce_(acc.sums.clone()).tolist()
-        bpb = sums[0] / (math.log(2.0) * sums[2]) if sums[2] else float("nan")
-        eta = elapsed / done * (total - done)
-        log.info("ttt: chunk %d/%d  running val_bpb %.6f  train_loss %.4f  %.0f s elapsed, ~%.0f s left",
-                 done, total, bpb, losses[-1] if losses else float("nan"), elapsed, eta)
 
 
 def _sync(device: torch.device) -> None:

@@ -146,7 +146,8 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix_str(" ".join(f"{k} {v}" for k, v in shown.items()), refresh=True)
         where = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
-        parts = [f"{self.name} {where} {self.unit}s"] + [f"{k} {v}" for k, v in shown.items()]
+        plural = self.unit + ("es" if self.unit.endswith(("s", "sh", "ch", "x")) else "s")
+        parts = [f"{self.name} {where} {plural}"] + [f"{k} {v}" for k, v in shown.items()]
         log.info(" | ".join(parts))
 
     def close(self) -> None:

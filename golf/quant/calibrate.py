@@ -22,6 +22,7 @@ The model runs in ``eval()`` under ``no_grad`` without autocast (the record: eag
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 
 from golf.config.errors import ConfigError
 from golf.dist import DistInfo, all_reduce_
+from golf.logging.progress import Progress
 from golf.quant.config import CalibrationConfig, CalibrationSource, HessianReduce, QuantConfig
 from golf.quant.export import uses_gptq
 from golf.quant.routing import route_state_dict
@@ -85,8 +87,9 @@ def check_calibration(model: nn.Module, cfg: QuantConfig) -> None:
 
 
 def collect_hessians(model: nn.Module, sites: dict[str, tuple[nn.Module, str]], batches: Iterator[Tensor],
-                     ) -> tuple[dict[str, Tensor], int, int]:
+                     bar: Progress | None = None) -> tuple[dict[str, Tensor], int, int]:
     """Run ``model`` over ``batches`` (input ids) with forward hooks; returns (Σ XᵀX per name, batches, tokens).
+    ``bar`` (optional) advances by one per batch.
 
     Hooks record only during the collection forward of each batch, so a source may itself run the
     model (generation) between batches."""
@@ -116,6 +119,8 @@ def collect_hessians(model: nn.Module, sites: dict[str, tuple[nn.Module, str]], 
                 recording[0] = False
                 count += 1
                 tokens += ids.numel()
+                if bar is not None:
+                    bar.update(count, tokens=tokens)
     finally:
         for handle in handles:
             handle.remove()
@@ -169,7 +174,9 @@ def calibrate(model: nn.Module, cfg: QuantConfig, dist: DistInfo, *, train_loade
     else:
         batches = generated_batches(model, cal.batches, tokens_per_batch // unit, length, cal, dist.rank,
                                     autocast or contextlib.nullcontext)
-    hessians, count, tokens = collect_hessians(model, sites, batches)
+    with Progress("calibrate", total=cal.batches, unit="batch", every=max(1, math.ceil(cal.batches / 10)),
+                  enabled=dist.is_main) as bar:
+        hessians, count, tokens = collect_hessians(model, sites, batches, bar)
     total = count
     if cal.reduce is HessianReduce.all_reduce:
         for h in hessians.values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
@@ -85,13 +86,16 @@ def test_generated_source_samples_from_the_model():
     assert int(torch.cat(a).max()) < cfg.arch.vocab_size
 
 
-def test_calibrate_from_generated_sequences_needs_no_data():
+def test_calibrate_from_generated_sequences_needs_no_data(caplog):
+    caplog.set_level(logging.INFO, logger="golf")
     cfg, model = _tiny(["quant.calibration.source=generated", "quant.calibration.batch_tokens=64",
                         "quant.calibration.seq_len=16"])
     one = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
     cal = calibrate(model, cfg.quant, one, train_loader=None, batch_tokens=cfg.train.batch_tokens,
                     seq_len=cfg.train.seq_len)
     assert cal.batches == 3 and cal.tokens == 3 * 64
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("calibrate ")]
+    assert [s.split(" | ")[0] for s in said] == ["calibrate 1/3 batches", "calibrate 2/3 batches", "calibrate 3/3 batches"]
     assert set(cal.hessians) == set(gptq_tensor_names(model, cfg.quant))
     assert all(torch.isfinite(h).all() and torch.allclose(h, h.T) for h in cal.hessians.values())
 

@@ -13,7 +13,6 @@ Selected by ``arch.residual.parallel.layers`` (``from:7``: blocks 7..10 of 11), 
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from golf.model.block import Block
@@ -24,7 +23,7 @@ class ParallelBlock(Block):
     def forward(self, x: Tensor, x0: Tensor, ctx: dict, value_input: Tensor | None = None) -> Tensor:
         mix = self.resid_mix.to(x.dtype)
         x = mix[0] * x + mix[1] * x0
-        z = F.rms_norm(x, (x.size(-1),)) * self.ln_scale  # both branches' input (the norms are weightless)
+        z = self._norm(x)  # both branches' input (the norms are weightless and identical)
         a = self.attn(z, ctx, value_input)
         m = self.mlp(z)
         return x + self._gain(self._attn_gains, x.dtype) * a + self._gain(self._mlp_gains, x.dtype) * m

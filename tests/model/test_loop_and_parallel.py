@@ -233,6 +233,19 @@ def test_parallel_block_output_by_hand():
     assert not torch.allclose(out, sequential, atol=1e-3)
 
 
+def test_parallel_block_without_ln_scale():
+    cfg = tiny(num_layers=1)
+    cfg = dataclasses.replace(cfg, residual=dataclasses.replace(cfg.residual, parallel=ParallelResidualConfig(layers="all")))
+    model = randomize(build_model(cfg), std=0.3)
+    block = model.blocks[0]
+    x, x0 = torch.randn(1, 4, 16), torch.randn(1, 4, 16)
+    with torch.no_grad():
+        x_in = block.resid_mix[0] * x + block.resid_mix[1] * x0
+        z = F.rms_norm(x_in, (16,))
+        expected = x_in + block.attn_scale * block.attn(z, {}) + block.mlp_scale * block.mlp(z)
+        torch.testing.assert_close(block(x, x0, {}), expected)
+
+
 def test_parallel_residuals_change_no_parameter_count(narrow_cfg):
     off = dataclasses.replace(narrow_cfg, residual=dataclasses.replace(narrow_cfg.residual, parallel=None))
     assert sum(p.numel() for p in build(off).parameters()) == sum(p.numel() for p in build(narrow_cfg).parameters())
@@ -246,7 +259,7 @@ def test_pr1493_plan_attention_and_mlp(narrow_cfg):
     assert narrow_cfg.mlp.activation.value == "leaky_relu2" and narrow_cfg.mlp.negative_slope == 0.5
     full = preset("pr1493")
     assert full.mlp.mult * full.model_dim == 2048 and full.attention.rope.dims == 16
-    assert [round(b.ln_scale, 4) for b in model.blocks][:4] == [1.0, 0.7071, 0.5774, 0.5]
+    assert [round(b.ln_scale or 1.0, 4) for b in model.blocks][:4] == [1.0, 0.7071, 0.5774, 0.5]
     assert model.skip_weights.shape[0] == 8 and model.skip_gates.shape[0] == 8
 
 

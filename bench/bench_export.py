@@ -69,7 +69,8 @@ def main() -> None:
     print(f"arch={args.arch} quant={args.quant}: {len(state)} tensors, {n_params:,} parameters, std {args.std}")
 
     t0 = time.perf_counter()
-    estimate = estimate_artifact_bytes({k: tuple(s) for k, (s, _) in shapes.items()}, quant, weight_std=args.std)
+    estimate = estimate_artifact_bytes({k: tuple(s) for k, (s, _) in shapes.items()}, quant,
+                                       roles=model.param_roles, weight_std=args.std)
     estimate_s = time.perf_counter() - t0
     estimate_with = f"{quant.compressor.value}-{quant.level}"
 
@@ -81,14 +82,14 @@ def main() -> None:
         name, level = spec.split(":")
         quant.compressor, quant.level = Compressor[name], int(level)
         t0 = time.perf_counter()
-        blob, report = export_state_dict(state, quant)
+        blob, report = export_state_dict(state, quant, model.param_roles)
         export_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         load_artifact(blob)
         load_s = time.perf_counter() - t0
         packing = quant.packing
         quant.packing = Packing.bits if packing is Packing.int8 else Packing.int8
-        other = export_state_dict(state, quant)[1].model_bytes
+        other = export_state_dict(state, quant, model.param_roles)[1].model_bytes
         quant.packing = packing
         totals = report.to_dict()["totals"]
         rows.append(dict(totals, export_s=export_s, load_s=load_s, other_packing_bytes=other))

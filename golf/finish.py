@@ -116,7 +116,7 @@ def finish_run(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunReco
 def _export(cfg: GolfConfig, run_dir: Path, recorder: RunRecorder, model, step: int,
             hessians: dict[str, torch.Tensor] | None = None) -> tuple[bytes, int]:
     cpu_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    blob, report = export_state_dict(cpu_state, cfg.quant, hessians,
+    blob, report = export_state_dict(cpu_state, cfg.quant, model.param_roles, hessians,
                                      on_stage=stage_progress("export", list(EXPORT_STAGES)))
     if cfg.code_bytes == "bundle":  # the runnable single-file submission is what gets counted
         files = code_files("bundle")

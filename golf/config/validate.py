@@ -1,8 +1,8 @@
 """From a composed Hydra config to a validated :class:`GolfConfig`, or one clear :class:`ConfigError`.
 
 ``load_config`` merges the composed config into the typed schema (unknown key, wrong type and missing
-value errors name the key), converts it to dataclasses, then :func:`validate` runs each group's checks
-and the cross-group ones. All of this happens before any data is read or any job is queued.
+value errors name the key), converts it to dataclasses, then :func:`validate` runs each group's checks,
+the cross-group ones, and resolves the policy tables on a meta model (:mod:`golf.config.policies`). All of this happens before any data is read or any job is queued.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from golf.averaging.config import validate_averaging
 from golf.config.errors import ConfigError
+from golf.config.policies import check_policies
 from golf.config.schema import GolfConfig
 from golf.data.config import validate_data
 from golf.eval.config import validate_eval
@@ -129,3 +130,4 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
         raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
     if cfg.code_bytes not in ("bundle", "imported", "package", "stripped"):
         raise ConfigError("code_bytes", cfg.code_bytes, "must be bundle, imported, package or stripped")
+    check_policies(cfg)  # every parameter selected by the optimizer, quant and QAT tables (meta model)

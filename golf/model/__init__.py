@@ -5,7 +5,8 @@ soft-capped; the caller computes the loss); ``count_parameters(model) -> {"total
 Config: :class:`golf.model.config.ArchConfig` (the ``arch`` group, presets in ``conf/arch/``),
 checked by :func:`golf.model.config.validate_arch`.
 
-PARAMS - parameter names by technique (optimizer, quantization and QAT tables match on these):
+PARAMS - parameter names by technique. Each is labelled with its role when the model is built
+(``model.param_roles``, :mod:`golf.model.roles`); optimizer, quantization and QAT tables select by role:
 
 baseline (spec §1.5)
     tok_emb.weight                                  [V, d]  tied head (untied: lm_head.weight [V, d])

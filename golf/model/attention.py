@@ -23,12 +23,16 @@ from golf.model.attn_gate import build_gate
 from golf.model.config import ArchConfig, head_dim, rope_dims
 from golf.model.init import output_linear
 from golf.model.plan import LayerPlan
+from golf.model.roles import Label
 from golf.model.rope import Rotary
 from golf.model.value_residual import build_value_residual
 from golf.model.xsa import ExclusiveSelfAttention
 
 
 class CausalSelfAttention(nn.Module):
+    PARAM_ROLES = {**{f"{n}.weight": Label("matrix", "core") for n in ("c_q", "c_k", "c_v", "proj")},
+                   "q_gain": Label("control", "core"), "vr_lambda": Label("control", "value_residual")}
+
     def __init__(self, cfg: ArchConfig, layer: LayerPlan):
         super().__init__()
         a, d = cfg.attention, cfg.model_dim

@@ -18,11 +18,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.model.config import AttnGateConfig, GateKind
+from golf.model.roles import Label
+
+GATE_ROLES = {"weight": Label("control", "attn_gate"), "bias": Label("control", "attn_gate")}
 
 
 class InputGate(nn.Module):
     """Linear-shaped (``weight`` [H, d], ``bias`` [H]) but not an ``nn.Linear``: it is a control tensor,
     never a target of Linear-wide policies (QAT, Muon); the orthogonal init rules still see it."""
+
+    PARAM_ROLES = GATE_ROLES
 
     def __init__(self, model_dim: int, num_heads: int, bias_init: float):
         super().__init__()
@@ -35,6 +40,8 @@ class InputGate(nn.Module):
 
 
 class StaticGate(nn.Module):
+    PARAM_ROLES = GATE_ROLES
+
     def __init__(self, num_heads: int, bias_init: float):
         super().__init__()
         self.bias = nn.Parameter(torch.full((num_heads,), bias_init, dtype=torch.float32))

@@ -16,9 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from golf.model.config import BackoutConfig
+from golf.model.roles import Label
 
 
 class Backout:
+    HOST_ROLES = {"backout_lambda": Label("control", "backout", "exit")}
+
     def __init__(self, cfg: BackoutConfig):
         self.source, self.lambda_init = cfg.source.value, cfg.lambda_init
 

@@ -22,9 +22,13 @@ from golf.model.catalytic import branch_gains
 from golf.model.config import ArchConfig
 from golf.model.mlp import build_mlp
 from golf.model.plan import LayerPlan
+from golf.model.roles import Label
 
 
 class Block(nn.Module):
+    PARAM_ROLES = {**{n: Label("control", "core") for n in ("attn_scale", "mlp_scale", "resid_mix")},
+                   **{n: Label("control", "catalytic") for n in ("cat_attn", "cat_mlp")}}
+
     def __init__(self, cfg: ArchConfig, layer: LayerPlan):
         super().__init__()
         d = cfg.model_dim

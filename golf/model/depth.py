@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from golf.model.config import ArchConfig, BackoutSource
 from golf.model.loop import Topology, loop_topologies
 from golf.model.plan import ArchPlan
+from golf.model.roles import Label
 
 ENCODER_OUTPUT = BackoutSource.encoder_output.value
 FIRST_DECODER_OUTPUT = BackoutSource.first_decoder_output.value
@@ -54,6 +55,8 @@ class Step:
 
 
 class RecycleModulation(nn.Module):
+    PARAM_ROLES = {"scale": Label("control", "recycle", "middle"), "bias": Label("control", "recycle", "middle")}
+
     def __init__(self, dim: int):
         super().__init__()
         self.scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))

@@ -35,6 +35,7 @@ from golf.model.init import output_linear
 from golf.model.input_stage import build_input_parts
 from golf.model.parallel_residual import block_class
 from golf.model.plan import resolve_plan
+from golf.model.roles import Label, Role, label_parameters
 from golf.model.skips import build_skips
 
 
@@ -47,6 +48,8 @@ class FinalNorm(nn.Module):
 
 
 class GPT(nn.Module):
+    PARAM_ROLES = {"tok_emb.weight": Label("embedding", "core", "input"), "lm_head.weight": Label("head", "core", "exit")}
+
     def __init__(self, cfg: ArchConfig):
         super().__init__()
         plan = resolve_plan(cfg)
@@ -65,12 +68,16 @@ class GPT(nn.Module):
         self.topology = len(self._schedules) - 1  # built as exported: the looped topology when there is one
         self._skips = build_skips(cfg.skips, depth.num_skips, cfg.model_dim)
         self._exits = build_exits(cfg.backout)
+        host_roles: dict[str, Label] = {}
         for part in (self._skips, *self._exits):
             if part is not None:
                 for name, p in part.host_parameters().items():
                     self.register_parameter(name, p)
+                    host_roles[name] = part.HOST_ROLES[name]
         self.final_norm = FinalNorm()
         self.lm_head = None if cfg.tie_embeddings else output_linear(cfg.model_dim, cfg.vocab_size)
+        # every parameter's role (golf.model.roles), fixed at build time; policies select by these
+        self.param_roles: dict[str, Role] = label_parameters(self, plan.encoder_layers, host_roles)
 
     def set_topology(self, index: int) -> None:
         """Run step sequence ``index`` from now on (0 plain, 1 looped); called by the loop's controller."""

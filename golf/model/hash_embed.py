@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from golf.model.config import ArchConfig, BigramConfig, BigramForm, ProjInit, TrigramConfig
+from golf.model.roles import Label
 
 
 def _shifted(t: Tensor, n: int) -> Tensor:
@@ -54,8 +55,11 @@ def trigram_xor_buckets(ids: Tensor, buckets: int) -> Tensor:
 class HashEmbedding(nn.Module):
     """``proj(embed[bucket(ids)])``: a hashed table of width k projected to the model width."""
 
-    def __init__(self, buckets: int, dim: int, model_dim: int, bucket_fn, table_std: float, proj_init: ProjInit):
+    def __init__(self, buckets: int, dim: int, model_dim: int, bucket_fn, table_std: float, proj_init: ProjInit,
+                 family: str = "bigram"):
         super().__init__()
+        self.PARAM_ROLES = {"embed.weight": Label("table", family, "input"), "proj.weight": Label("matrix", family, "input"),
+                            "scale": Label("control", family, "input")}
         self.embed = nn.Embedding(buckets, dim)
         self.proj = nn.Linear(dim, model_dim, bias=False)
         self.bucket_fn = bucket_fn
@@ -111,5 +115,5 @@ def build_bigram(cfg: BigramConfig, arch: ArchConfig) -> HashEmbedding:
 
 def build_trigram(cfg: TrigramConfig, arch: ArchConfig) -> HashEmbedding:
     fn = partial(trigram_xor_buckets, buckets=cfg.buckets)
-    return ScaledHashEmbedding(cfg.buckets, cfg.dim, arch.model_dim, fn, 0.0, ProjInit.zero,
+    return ScaledHashEmbedding(cfg.buckets, cfg.dim, arch.model_dim, fn, 0.0, ProjInit.zero, family="trigram",
                                scale_init=cfg.scale_init)

@@ -20,6 +20,9 @@ from torch import Tensor, nn
 
 from golf.model.config import ArchConfig, MLPActivation, mlp_hidden
 from golf.model.init import output_linear
+from golf.model.roles import Label
+
+MLP_ROLES = {f"{n}.weight": Label("matrix", "core") for n in ("gate", "fc", "proj")}
 
 
 def relu2(h: Tensor) -> Tensor:
@@ -40,6 +43,8 @@ def activation_fn(cfg: ArchConfig):
 
 
 class MLP(nn.Module):
+    PARAM_ROLES = MLP_ROLES
+
     def __init__(self, dim: int, hidden: int, activation):
         super().__init__()
         self.fc = nn.Linear(dim, hidden, bias=False)
@@ -51,6 +56,8 @@ class MLP(nn.Module):
 
 
 class SwiGLU(nn.Module):
+    PARAM_ROLES = MLP_ROLES
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.gate = nn.Linear(dim, hidden, bias=False)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from golf.model.roles import Label
 from golf.model.smear_gate import PRE_NORM
 
 
 class PreEnrich(nn.Module):
+    PARAM_ROLES = {"up.weight": Label("matrix", "pre_enrich", "input"),
+                   "down.weight": Label("matrix", "pre_enrich", "input")}
+
     placement = PRE_NORM
 
     def __init__(self, dim: int, hidden: int):

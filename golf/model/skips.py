@@ -19,9 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from golf.model.config import SkipConfig, SkipKind
+from golf.model.roles import Label
 
 
 class PlainSkips:
+    HOST_ROLES = {"skip_weights": Label("control", "unet", "middle"), "skip_gates": Label("control", "unet", "middle")}
+
     def __init__(self, num_skips: int, dim: int):
         self.num_skips, self.dim = num_skips, dim
 

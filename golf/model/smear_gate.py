@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.model.config import SmearConfig, SmearVariant
+from golf.model.roles import Label
 
 PRE_NORM, POST_NORM = "pre_norm", "post_norm"
+SMEAR_ROLES = {"gate": Label("control", "smear", "input"), "scale": Label("control", "smear", "input")}
 
 
 def previous(x: Tensor) -> Tensor:
@@ -30,6 +32,7 @@ def previous(x: Tensor) -> Tensor:
 
 
 class PassThroughSmear(nn.Module):
+    PARAM_ROLES = SMEAR_ROLES
     placement = PRE_NORM
 
     def __init__(self, dim: int):
@@ -42,6 +45,7 @@ class PassThroughSmear(nn.Module):
 
 
 class HalfBlendSmear(nn.Module):
+    PARAM_ROLES = SMEAR_ROLES
     placement = POST_NORM
 
     def __init__(self, dim: int):
@@ -54,6 +58,7 @@ class HalfBlendSmear(nn.Module):
 
 
 class ScalarGateSmear(nn.Module):
+    PARAM_ROLES = SMEAR_ROLES
     placement = PRE_NORM
 
     def __init__(self, gate_dims: int):

@@ -17,9 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from golf.model.config import ValueEmbedConfig
+from golf.model.roles import Label
 
 
 class ValueEmbedding(nn.Module):
+    PARAM_ROLES = {"embed.weight": Label("table", "value_embed", "input"),
+                   "proj.weight": Label("matrix", "value_embed", "input"),
+                   "scale": Label("control", "value_embed", "input"),
+                   "layer_scales": Label("control", "value_embed", "input")}
+
     def __init__(self, cfg: ValueEmbedConfig, vocab_size: int, kv_dim: int, layers: tuple[int, ...]):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, cfg.dim)

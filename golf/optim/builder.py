@@ -31,7 +31,7 @@ class OptimizerSet:
     def __init__(self, model: nn.Module, cfg: OptimizerConfig, world_size: int = 1, rank: int = 0):
         self.cfg = cfg
         named = list(model.named_parameters())
-        self.routes: list[Route] = assign_groups(named, cfg.rules)
+        self.routes: list[Route] = assign_groups(dict(named), model.param_roles, cfg.rules)
         self._numels = {name: p.numel() for name, p in named}
         self._all_params = [p for _, p in named]
 
@@ -121,7 +121,7 @@ class OptimizerSet:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimizerConfig, world_size: int = 1, rank: int = 0) -> OptimizerSet:
-    """Route ``model``'s parameters by ``cfg.rules`` and build Muon and AdamW over them.
+    """Route ``model``'s parameters by ``cfg.rules`` over their roles and build Muon and AdamW over them.
 
     ``model`` is the bare module (not the DDP or compiled wrapper), so parameter names match the rules.
     Raises :class:`golf.config.errors.ConfigError` when the rules and the model's parameters disagree.

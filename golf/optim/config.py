@@ -7,10 +7,10 @@ untied-head lr 0.008; no gradient clipping; wall-clock warmdown over the last 12
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from golf.config.errors import ConfigError
+from golf.rules import check_rules
 
 # Reserved group names: ``muon`` is the Muon optimizer, ``frozen`` parameters get no optimizer at all.
 MUON_GROUP = "muon"
@@ -65,13 +65,13 @@ class AdamGroupConfig:
 
 @dataclass
 class ParamRule:
-    """Route the parameters whose name matches ``pattern`` (``re.search``) to ``group``.
+    """Route the parameters selected by the role expression ``select`` (:mod:`golf.rules`) to ``group``.
 
     ``group`` is ``muon``, ``frozen`` or a key of ``adam_groups``. The group's lr and weight decay are
     multiplied by ``lr_mul`` and ``wd_mul`` for these parameters (e.g. #507's 2x decoder lr).
     """
 
-    pattern: str = ""
+    select: str = ""
     group: str = ""
     lr_mul: float = 1.0
     wd_mul: float = 1.0
@@ -106,10 +106,10 @@ def _baseline_groups() -> dict[str, AdamGroupConfig]:
 
 def _baseline_rules() -> list[ParamRule]:
     return [
-        ParamRule(pattern=r"^tok_emb\.weight$", group="tok"),
-        ParamRule(pattern=r"^blocks\.\d+\.(attn\.(c_q|c_k|c_v|proj)|mlp\.(fc|proj))\.weight$", group=MUON_GROUP),
-        ParamRule(pattern=r"^blocks\.\d+\.(attn_scale|mlp_scale|resid_mix|attn\.q_gain)$", group="scalar"),
-        ParamRule(pattern=r"^skip_weights$", group="scalar"),
+        ParamRule(select="kind=embedding,table", group="tok"),
+        ParamRule(select="kind=head", group="head"),
+        ParamRule(select="kind=matrix", group=MUON_GROUP),
+        ParamRule(select="kind=control", group="scalar"),
     ]
 
 
@@ -119,7 +119,7 @@ class OptimizerConfig:
     muon: MuonConfig = field(default_factory=MuonConfig)
     # named AdamW groups; the rules refer to them by key
     adam_groups: dict[str, AdamGroupConfig] = field(default_factory=_baseline_groups)
-    # ordered routing table, first match wins; every rule must claim a parameter, every parameter a rule
+    # ordered routing table over parameter roles, first match wins; every parameter needs a rule
     rules: list[ParamRule] = field(default_factory=_baseline_rules)
     # clip the global L2 norm of all gradients to this before stepping (0 = off)
     grad_clip_norm: float = 0.0
@@ -169,17 +169,10 @@ def validate_optimizer(cfg: OptimizerConfig, prefix: str = "optimizer") -> None:
         if g.weight_decay < 0:
             raise ConfigError(f"{key}.weight_decay", g.weight_decay, "must be >= 0")
 
-    if not cfg.rules:
-        raise ConfigError(f"{prefix}.rules", [], "needs at least one rule")
+    check_rules(cfg.rules, f"{prefix}.rules")
     known = {MUON_GROUP, FROZEN_GROUP, *cfg.adam_groups}
     for i, rule in enumerate(cfg.rules):
         key = f"{prefix}.rules[{i}]"
-        try:
-            re.compile(rule.pattern)
-        except re.error as err:
-            raise ConfigError(f"{key}.pattern", rule.pattern, f"is not a valid regular expression ({err})") from None
-        if not rule.pattern:
-            raise ConfigError(f"{key}.pattern", rule.pattern, "must not be empty")
         if rule.group not in known:
             raise ConfigError(f"{key}.group", rule.group, f"is not a group; known: {', '.join(sorted(known))}")
         if rule.lr_mul <= 0:

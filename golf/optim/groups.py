@@ -1,24 +1,23 @@
-"""The routing table: which optimizer group each parameter joins, decided by ordered name rules.
+"""Which optimizer group each parameter joins: a rule table over parameter roles (:mod:`golf.rules`).
 
-DESIGN principle 5 (policies keyed by parameter name live outside the model), after modded-nanogpt's
-parameter table. Each rule is ``{pattern, group, lr_mul, wd_mul}``; a parameter takes the first rule whose
-pattern ``re.search``-matches its name. Both directions are checked: a parameter no rule claims and a
-rule that claims no parameter (because nothing matches it, or earlier rules took everything it
-matches) are errors naming the parameter or the rule. Seeds differ here, e.g. the bigram projection
-goes to Muon in #295/#344 and to the scalar AdamW group in #1573, and #507 doubles the lr of decoder
-blocks for both Muon and scalar Adam (spec §2.2, §2.17).
+DESIGN principle 5, after modded-nanogpt's parameter table. Each rule is ``{select, group, lr_mul,
+wd_mul}``; a parameter takes the first rule whose role expression selects it, and a parameter that no
+rule selects is an error naming it and its roles. Seeds differ here, e.g. the bigram projection goes to
+Muon in #295/#344 and to the scalar AdamW group in #1573, and #507 doubles the lr of the decoder's
+parameters for both Muon and scalar Adam (``place=decoder``, whatever the depth; spec §2.2, §2.17).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from torch import Tensor
 
 from golf.config.errors import ConfigError
+from golf.model.roles import Role
 from golf.optim.config import MUON_GROUP, ParamRule
+from golf.rules import first_match
 
 
 @dataclass(frozen=True)
@@ -40,31 +39,17 @@ class Route:
 
 
 def assign_groups(
-    named_params: Iterable[tuple[str, Tensor]], rules: Sequence[ParamRule], prefix: str = "optimizer.rules"
+    params: Mapping[str, Tensor], roles: Mapping[str, Role], rules: Sequence[ParamRule], prefix: str = "optimizer.rules"
 ) -> list[Route]:
-    """One :class:`Route` per parameter, in parameter order. Raises :class:`ConfigError` on any mismatch."""
-    compiled = [re.compile(rule.pattern) for rule in rules]
-    matched_any = [False] * len(rules)
-    claimed = [False] * len(rules)
+    """One :class:`Route` per parameter of ``params`` (name → tensor), in its order. Raises :class:`ConfigError`."""
+    matches = first_match(rules, {name: roles[name] for name in params}, prefix)
     routes = []
-    for name, param in named_params:
-        hits = [i for i, rx in enumerate(compiled) if rx.search(name)]
-        if not hits:
-            raise ConfigError(prefix, name, "this parameter is matched by no rule; add a rule for it")
-        for i in hits:
-            matched_any[i] = True
-        first = hits[0]
-        claimed[first] = True
-        rule = rules[first]
+    for name, param in params.items():
+        i, rule = matches[name].index, matches[name].rule
         if rule.group == MUON_GROUP and param.ndim < 2:
-            raise ConfigError(f"{prefix}[{first}].group", rule.group,
+            raise ConfigError(f"{prefix}[{i}].group", rule.group,
                               f"sends {name} (shape {tuple(param.shape)}) to Muon, which needs matrices")
-        routes.append(Route(name, rule.group, float(rule.lr_mul), float(rule.wd_mul), first))
-    for i, rule in enumerate(rules):
-        if not claimed[i]:
-            why = ("only matches parameters that earlier rules already claim" if matched_any[i]
-                   else "matches no parameter of the model")
-            raise ConfigError(f"{prefix}[{i}].pattern", rule.pattern, why)
+        routes.append(Route(name, rule.group, float(rule.lr_mul), float(rule.wd_mul), i))
     return routes
 
 

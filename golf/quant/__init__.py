@@ -1,7 +1,7 @@
 """Post-training quantization, packing and compression into the 16,000,000-byte artifact, plus QAT.
 
 Public API (see each module for the technique and its sources):
-    blob, report = export_state_dict(state_dict, cfg)    # golf.quant.export
+    blob, report = export_state_dict(state_dict, cfg, model.param_roles)    # golf.quant.export
     state_dict = load_artifact(blob)
     check_budget(artifact_bytes, cfg)                     # golf.quant.report
     estimate_artifact_bytes(model_or_shapes, cfg)         # golf.quant.estimate

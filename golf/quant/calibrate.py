@@ -51,7 +51,7 @@ class Calibration:
 
 def gptq_tensor_names(model: nn.Module, cfg: QuantConfig) -> list[str]:
     """Names of the model's tensors that the quant config routes to a GPTQ scheme."""
-    routes = route_state_dict(model.state_dict(), cfg)
+    routes = route_state_dict(model.state_dict(), cfg, model.param_roles)
     return [n for n, r in routes.items() if uses_gptq(r)]
 
 

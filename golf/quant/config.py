@@ -6,24 +6,25 @@ through (fp32 for control tensors, fp16 otherwise), every other float tensor is 
 Presets in ``conf/quant/`` reproduce each seed's export; :func:`validate_quant` checks a composed
 config once, before any work, and names the offending dotted key.
 
-Schemes are named entries (``schemes``); an ordered rule table (``rules``, regex → scheme name) routes
-each tensor by parameter name, first match wins (see :mod:`golf.quant.routing`). QAT has its own
-scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights during training.
+Schemes are named entries (``schemes``); an ordered rule table (``base_rules`` then ``rules``, role
+expression → scheme name, :mod:`golf.rules`) routes each tensor by its parameter's role, first match
+wins (see :mod:`golf.quant.routing`). ``conf/quant/base/common.yaml`` holds what every preset shares
+(the fp32 control tensors of ``base_rules``, the passthrough size, container, compressor, budget).
+QAT has its own scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights
+during training.
 A scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.quant.gptq`) and makes
 the export need calibration (``calibration``, :mod:`golf.quant.calibrate`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from golf.config.errors import ConfigError
+from golf.rules import check_rules
 
 BASELINE_CLIP_QUANTILE = 0.9999984  # the baseline's 99.99984th percentile as a fraction
-BASELINE_CONTROL_PATTERNS = ["attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix",
-                             "resid_mixes", "q_gain", "skip_weight", "skip_weights"]
 MIN_BITS, MAX_BITS = 2, 8
 
 
@@ -149,9 +150,9 @@ class SchemeConfig:
 
 @dataclass
 class RuleConfig:
-    """Route tensors whose name matches ``pattern`` (``re.search``) to scheme ``scheme``."""
+    """Route the tensors selected by the role expression ``select`` (:mod:`golf.rules`) to ``scheme``."""
 
-    pattern: str = ""
+    select: str = ""
     scheme: str = ""
 
 
@@ -187,7 +188,8 @@ class QATConfig:
     lr_threshold: float = 0.15    # schedule=lr_below
     schemes: dict[str, SchemeConfig] = field(default_factory=lambda: {
         "int6": SchemeConfig(bits=6, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny)})
-    rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(pattern=".*", scheme="int6")])
+    # Linear weights selected here are fake-quantized (first match wins); a Linear no rule selects is not
+    rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(select="*", scheme="int6")])
     min_numel: int = 0  # Linear weights with at most this many elements stay unquantized (#295: 65,536)
 
 
@@ -202,9 +204,12 @@ class QuantConfig:
 
     name: str = "int8"  # the preset's name, for run names and reports
     schemes: dict[str, SchemeConfig] = field(default_factory=_baseline_schemes)
-    rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(pattern=".*", scheme="int8")])
-    passthrough_max_numel: int = 65_536  # float tensors this small are stored as floats, never quantized
-    control_patterns: list[str] = field(default_factory=lambda: list(BASELINE_CONTROL_PATTERNS))
+    # rules every preset shares, tried before ``rules`` (the base preset: control tensors stay fp32)
+    base_rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(select="kind=control", scheme="fp32")])
+    # the preset's own rules; every float tensor must be selected by a rule of base_rules + rules
+    rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(select="*", scheme="int8")])
+    # float tensors this small are never quantized: an int scheme chosen for one stores it fp16
+    passthrough_max_numel: int = 65_536
     prune: PruneConfig | None = None
     packing: Packing = Packing.int8
     compressor: Compressor = Compressor.zlib
@@ -221,15 +226,6 @@ def as_scheme(scheme) -> SchemeConfig:
     values = {f.name: getattr(scheme, f.name) for f in fields(SchemeConfig)}
     values["candidates"] = [float(c) for c in values["candidates"]]
     return SchemeConfig(**values)
-
-
-def _check_pattern(pattern: str, key: str) -> None:
-    if not pattern:
-        raise ConfigError(key, pattern, "empty pattern")
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ConfigError(key, pattern, f"not a valid regular expression ({exc})") from None
 
 
 def validate_scheme(scheme: SchemeConfig, prefix: str) -> None:
@@ -260,12 +256,10 @@ def validate_scheme(scheme: SchemeConfig, prefix: str) -> None:
 
 
 def _validate_rules(rules, schemes, prefix: str) -> None:
-    if len(rules) == 0:
-        raise ConfigError(f"{prefix}.rules", [], "needs at least one rule")
+    check_rules(rules, prefix)
     for i, rule in enumerate(rules):
-        _check_pattern(rule.pattern, f"{prefix}.rules[{i}].pattern")
         if rule.scheme not in schemes:
-            raise ConfigError(f"{prefix}.rules[{i}].scheme", rule.scheme,
+            raise ConfigError(f"{prefix}[{i}].scheme", rule.scheme,
                               f"unknown scheme (defined: {sorted(schemes.keys())})")
 
 
@@ -279,7 +273,7 @@ def validate_qat(cfg: QATConfig, prefix: str = "quant.qat") -> None:
         if scheme.clip is ClipRule.search:
             raise ConfigError(f"{prefix}.schemes.{name}.clip", "search",
                               "the clip search is an export-time method; use rowmax or percentile for QAT")
-    _validate_rules(cfg.rules, cfg.schemes, prefix)
+    _validate_rules(cfg.rules, cfg.schemes, f"{prefix}.rules")
     if not 0.0 <= cfg.start_fraction <= 1.0:
         raise ConfigError(f"{prefix}.start_fraction", cfg.start_fraction, "must be in [0, 1]")
     if not 0.0 < cfg.lr_threshold <= 1.0:
@@ -324,9 +318,9 @@ def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
         raise ConfigError(f"{prefix}.schemes", {}, "needs at least one scheme")
     for name, scheme in cfg.schemes.items():
         validate_scheme(scheme, f"{prefix}.schemes.{name}")
-    _validate_rules(cfg.rules, cfg.schemes, prefix)
-    for i, pattern in enumerate(cfg.control_patterns):
-        _check_pattern(pattern, f"{prefix}.control_patterns[{i}]")
+    _validate_rules(cfg.rules, cfg.schemes, f"{prefix}.rules")
+    if len(cfg.base_rules) > 0:
+        _validate_rules(cfg.base_rules, cfg.schemes, f"{prefix}.base_rules")
     if cfg.passthrough_max_numel < 0:
         raise ConfigError(f"{prefix}.passthrough_max_numel", cfg.passthrough_max_numel, "must be >= 0")
     if cfg.prune is not None:

@@ -35,6 +35,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from golf.model.roles import Role
 from golf.quant.config import QuantConfig
 from golf.quant.container import FRAME_BYTES, encode_body, serialize
 from golf.quant.export import store_tensor
@@ -78,11 +79,17 @@ def _stand_in_std(t: Tensor, typical: float | None, weight_std: float | None) ->
     return max(_rms(t) or 0.0, typical)
 
 
-def estimate_artifact_bytes(source, cfg: QuantConfig, *, weight_std: float | None = None,
-                            sample_fraction: float = 1 / 32, seed: int = 0) -> int:
-    """Estimated compressed model bytes after training, from a model, a state dict or name → shape."""
+def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Role] | None = None,
+                            weight_std: float | None = None, sample_fraction: float = 1 / 32, seed: int = 0) -> int:
+    """Estimated compressed model bytes after training, from a model, a state dict or name → shape.
+
+    ``roles`` (parameter roles, :mod:`golf.model.roles`) route the tensors; a GPT brings its own."""
     specs = _specs(source)
-    routes = route_state_dict(specs, cfg)
+    if roles is None:
+        roles = getattr(source, "param_roles", None)
+        if roles is None:
+            raise TypeError("estimate_artifact_bytes needs the parameter roles of a state dict or shapes")
+    routes = route_state_dict(specs, cfg, roles)
     rms = [r for t in specs.values()
            if t.ndim == 2 and t.numel() > cfg.passthrough_max_numel and (r := _rms(t)) is not None]
     typical = float(torch.tensor(rms).median()) if rms else None

@@ -15,11 +15,12 @@ model. Baseline reference: ``quantize_state_dict_int8`` / ``dequantize_state_dic
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
+from golf.model.roles import Role
 from golf.quant.config import Packing, QuantConfig, SchemeKind, validate_quant
 from golf.quant.container import StoredTensor, frame, parse, serialize, unframe
 from golf.quant.gptq import gptq_quantize
@@ -47,16 +48,17 @@ def store_tensor(t: Tensor, route: Route, hessian: Tensor | None = None) -> Stor
     return StoredTensor(route.scheme_name, t.dtype, data.contiguous() if isinstance(data, Tensor) else data)
 
 
-def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, hessians: dict[str, Tensor] | None = None,
-                        ) -> tuple[dict[str, StoredTensor], dict[str, Route]]:
-    """Prune (if configured), route and quantize every tensor (CPU copies; the input is not modified).
+def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
+                        hessians: dict[str, Tensor] | None = None) -> tuple[dict[str, StoredTensor], dict[str, Route]]:
+    """Prune (if configured), route by the parameters' ``roles`` and quantize every tensor (CPU copies; the
+    input is not modified).
 
     Every tensor routed to a GPTQ scheme needs its Hessian in ``hessians``; a missing one is an error
     raised before any tensor is quantized."""
     sd = {name: t.detach().cpu() for name, t in state_dict.items()}
     if cfg.prune is not None:
         sd = prune_state_dict(sd, cfg.prune)
-    routes = route_state_dict(sd, cfg)
+    routes = route_state_dict(sd, cfg, roles)
     hessians = hessians or {}
     missing = [n for n, r in routes.items() if uses_gptq(r) and n not in hessians]
     if missing:
@@ -95,15 +97,17 @@ def _row(name: str, t: Tensor, st: StoredTensor, route: Route, packing: Packing)
 EXPORT_STAGES = ("quantize", "pack", "compress")
 
 
-def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, hessians: dict[str, Tensor] | None = None,
+def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
+                      hessians: dict[str, Tensor] | None = None,
                       on_stage: Callable[..., None] | None = None) -> tuple[bytes, QuantReport]:
-    """The artifact's model bytes for a state dict, and the report of how they were made.
+    """The artifact's model bytes for a state dict (routed by its parameters' ``roles``), and the report of
+    how they were made.
 
     ``on_stage(name, **fields)`` is called after each of :data:`EXPORT_STAGES` (progress display)."""
     validate_quant(cfg)
     done = on_stage or (lambda stage, **fields: None)
     t0 = time.perf_counter()
-    stored, routes = quantize_state_dict(state_dict, cfg, hessians)
+    stored, routes = quantize_state_dict(state_dict, cfg, roles, hessians)
     done("quantize", tensors=len(stored))
     t1 = time.perf_counter()
     body = serialize(stored, cfg.packing)

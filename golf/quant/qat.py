@@ -22,14 +22,12 @@ optimizers; :meth:`QATController.remove` restores the original classes (before e
 
 from __future__ import annotations
 
-import re
-
 import torch
 from torch import Tensor, nn
 
-from golf.config.errors import ConfigError
 from golf.quant.config import QATConfig, QATSchedule, as_scheme
 from golf.quant.quantizer import fake_quantize
+from golf.rules import first_match
 
 GATE = "qat_gate"
 _SUBCLASSES: dict[type, type] = {}
@@ -125,35 +123,28 @@ class NoQAT:
         pass
 
 
-def _first_rule(name: str, cfg: QATConfig) -> int | None:
-    return next((i for i, rule in enumerate(cfg.rules) if re.search(rule.pattern, name)), None)
-
-
 def apply_qat(model: nn.Module, cfg: QATConfig | None, prefix: str = "quant.qat") -> QATController | NoQAT:
     """Wrap the Linear weights selected by ``cfg.rules``; a :class:`NoQAT` when QAT is off (``cfg`` is None).
 
-    Rules match the parameter name ``<module>.weight`` (first match wins). Linear weights with at most
-    ``cfg.min_numel`` elements stay unquantized. A rule that selects no Linear weight is an error.
+    Rules are role expressions over the weights' parameter roles (``model.param_roles``, first match
+    wins, :mod:`golf.rules`); a Linear weight no rule selects, or with at most ``cfg.min_numel``
+    elements, is not fake-quantized.
     """
     if cfg is None:
         return NoQAT()
-    modules: dict[str, nn.Module] = {}
-    used = [False] * len(cfg.rules)
+    linears: dict[str, nn.Module] = {}
     for mod_name, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or hasattr(module, "_qat_base"):
-            continue
-        pname = f"{mod_name}.weight" if mod_name else "weight"
-        rule = _first_rule(pname, cfg)
+        if isinstance(module, nn.Linear) and not hasattr(module, "_qat_base") \
+                and module._parameters["weight"].numel() > cfg.min_numel:
+            linears[f"{mod_name}.weight" if mod_name else "weight"] = module
+    roles = {name: model.param_roles[name] for name in linears}
+    matches = first_match(cfg.rules, roles, f"{prefix}.rules", require_all=False)
+    modules: dict[str, nn.Module] = {}
+    for pname, match in matches.items():
+        module = linears[pname]
         weight = module._parameters["weight"]
-        if rule is None or weight.numel() <= cfg.min_numel:
-            continue
-        used[rule] = True
         module.register_buffer(GATE, torch.zeros((), device=weight.device), persistent=False)
-        module.qat_scheme = as_scheme(cfg.schemes[cfg.rules[rule].scheme])  # a plain dataclass for the compiler
+        module.qat_scheme = as_scheme(cfg.schemes[match.rule.scheme])  # a plain dataclass for the compiler
         module.__class__ = _qat_class(type(module))
-        modules[mod_name] = module
-    for i, rule in enumerate(cfg.rules):
-        if not used[i]:
-            raise ConfigError(f"{prefix}.rules[{i}].pattern", rule.pattern,
-                              f"selects no Linear weight with more than {cfg.min_numel} elements")
+        modules[pname.removesuffix(".weight")] = module
     return QATController(cfg, modules)

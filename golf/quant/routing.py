@@ -1,29 +1,29 @@
-"""Route every tensor of a state dict to a storage scheme by parameter name (DESIGN principle 5).
+"""Route every tensor of a state dict to a storage scheme by its parameter's role (DESIGN principle 5).
 
-Resolution order for one tensor (the baseline's keep-float logic generalised, spec §1.8/§2.21):
-  1. not floating point             → ``raw`` (stored as is);
-  2. numel ≤ passthrough_max_numel  → ``fp32`` if a control pattern matches, else ``fp16``;
-  3. a control pattern matches      → ``fp32``;
-  4. the first rule whose regex matches the name (``re.search``) → that rule's scheme.
-A tensor that reaches step 4 and matches no rule is an error, and so is a rule whose pattern matches
-no name of the state dict (a typo would otherwise silently leave a tensor in the wrong scheme).
-Routing needs only names, shapes and dtypes, so it also runs on ``meta`` tensors (the estimator).
+Resolution for one tensor (the baseline's keep-float logic generalised, spec §1.8/§2.21):
+  1. not floating point → ``raw`` (stored as is);
+  2. the first rule of ``base_rules + rules`` (:mod:`golf.rules`) whose role expression selects the
+     tensor's parameter → that rule's scheme;
+  3. a tensor of at most ``passthrough_max_numel`` elements is never quantized: an int scheme chosen
+     for it becomes ``fp16`` (a float scheme stays as chosen).
+A float tensor that no rule selects is an error naming it and its roles. Routing needs only roles,
+names, shapes and dtypes, so it also runs on ``meta`` tensors (the estimator, config validation).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from torch import Tensor
 
 from golf.config.errors import ConfigError
+from golf.model.roles import Role
 from golf.quant.config import QuantConfig, SchemeConfig, SchemeKind
+from golf.rules import first_match
 
 RAW = "raw"
 _FP16 = SchemeConfig(kind=SchemeKind.fp16)
-_FP32 = SchemeConfig(kind=SchemeKind.fp32)
 
 
 @dataclass(frozen=True)
@@ -35,33 +35,28 @@ class Route:
     reason: str
 
 
-def _search_any(patterns, name: str) -> bool:
-    return any(re.search(p, name) for p in patterns)
-
-
-def route_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig, prefix: str = "quant") -> dict[str, Route]:
-    """The route of every tensor; raises :class:`ConfigError` naming the rule or tensor at fault."""
+def route_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
+                     prefix: str = "quant") -> dict[str, Route]:
+    """The route of every tensor; raises :class:`ConfigError` naming the tensor or rule at fault."""
+    floats = {}
+    for name, t in state_dict.items():
+        if t.is_floating_point():
+            if name not in roles:
+                raise ConfigError(f"{prefix}.rules", name, "this tensor has no parameter role; its model labels none")
+            floats[name] = roles[name]
+    table = [*cfg.base_rules, *cfg.rules]
+    matches = first_match(table, floats, f"{prefix}.rules")
+    nbase = len(cfg.base_rules)
     routes: dict[str, Route] = {}
     for name, t in state_dict.items():
-        control = _search_any(cfg.control_patterns, name)
-        if not t.is_floating_point():
+        if name not in matches:
             routes[name] = Route(RAW, None, "not floating point")
-        elif t.numel() <= cfg.passthrough_max_numel:
-            scheme_name, scheme = ("fp32", _FP32) if control else ("fp16", _FP16)
-            routes[name] = Route(scheme_name, scheme, f"numel <= {cfg.passthrough_max_numel}")
-        elif control:
-            routes[name] = Route("fp32", _FP32, "control pattern")
-        else:
-            for i, rule in enumerate(cfg.rules):
-                if re.search(rule.pattern, name):
-                    routes[name] = Route(rule.scheme, cfg.schemes[rule.scheme], f"rules[{i}]")
-                    break
-            else:
-                raise ConfigError(f"{prefix}.rules", [r.pattern for r in cfg.rules],
-                                  f"tensor {name!r} (shape {list(t.shape)}) matches no rule; "
-                                  "every tensor above the passthrough size must be routed")
-    for i, rule in enumerate(cfg.rules):
-        if not any(re.search(rule.pattern, name) for name in state_dict):
-            raise ConfigError(f"{prefix}.rules[{i}].pattern", rule.pattern,
-                              "matches no tensor name of the state dict")
+            continue
+        i = matches[name].index
+        reason = f"base_rules[{i}]" if i < nbase else f"rules[{i - nbase}]"
+        scheme_name = matches[name].rule.scheme
+        scheme = cfg.schemes[scheme_name]
+        if scheme.kind is SchemeKind.int and t.numel() <= cfg.passthrough_max_numel:
+            scheme_name, scheme, reason = "fp16", _FP16, f"numel <= {cfg.passthrough_max_numel}"
+        routes[name] = Route(scheme_name, scheme, reason)
     return routes

@@ -65,14 +65,14 @@ def test_pr1493_demo_gptq_gap_below_round_to_nearest(tmp_path):
     cal = calibrate(model, cfg.quant, one, train_loader=lambda: DistributedTokenLoader(
         paths.train_pattern, 0, 1, cfg.arch.vocab_size), batch_tokens=cfg.train.batch_tokens, seq_len=cfg.train.seq_len)
     sd = {k: v.detach().clone() for k, v in state.items()}
-    gptq_blob, _ = export_state_dict(sd, cfg.quant, cal.hessians)
+    gptq_blob, _ = export_state_dict(sd, cfg.quant, model.param_roles, cal.hessians)
     assert gptq_blob == (run_dir / "model.golf").read_bytes()  # the run exported exactly this
 
     rtn = copy.deepcopy(cfg.quant)  # the same SDClip scales, rounded to nearest
     for scheme in rtn.schemes.values():
         scheme.gptq = None
     rtn.calibration = None
-    rtn_blob, _ = export_state_dict(sd, rtn)
+    rtn_blob, _ = export_state_dict(sd, rtn, model.param_roles)
     gptq_bpb = round_trip_bpb(model, state, gptq_blob, score)
     rtn_bpb = round_trip_bpb(model, state, rtn_blob, score)
     assert gptq_bpb == pytest.approx(summary["val_bpb"], rel=1e-9)

@@ -135,7 +135,7 @@ def test_golf_evaluate_never_reports_a_non_finite_score(tmp_path):
     model = build_model(cfg.arch)
     with torch.no_grad():
         model.tok_emb.weight[3, 0] = float("nan")  # one poisoned weight: every score through it is NaN
-    blob, _ = export_state_dict({k: v.detach() for k, v in model.state_dict().items()}, cfg.quant)
+    blob, _ = export_state_dict({k: v.detach() for k, v in model.state_dict().items()}, cfg.quant, model.param_roles)
     run = tmp_path / "run"
     run.mkdir()
     OmegaConf.save(compose_config(overrides), run / "config.yaml")

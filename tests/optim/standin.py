@@ -5,10 +5,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from golf.model.roles import Label, label_parameters
 from golf.optim.config import AdamGroupConfig, MuonConfig, OptimizerConfig, ParamRule
 
 
 class _Attn(nn.Module):
+    PARAM_ROLES = {**{f"{n}.weight": Label("matrix", "core") for n in ("c_q", "c_k", "c_v", "proj")},
+                   "q_gain": Label("control", "core")}
+
     def __init__(self, d: int, kv: int, heads: int):
         super().__init__()
         self.c_q = nn.Linear(d, d, bias=False)
@@ -19,6 +23,8 @@ class _Attn(nn.Module):
 
 
 class _Mlp(nn.Module):
+    PARAM_ROLES = {"fc.weight": Label("matrix", "core"), "proj.weight": Label("matrix", "core")}
+
     def __init__(self, d: int, hidden: int):
         super().__init__()
         self.fc = nn.Linear(d, hidden, bias=False)
@@ -26,6 +32,8 @@ class _Mlp(nn.Module):
 
 
 class _Block(nn.Module):
+    PARAM_ROLES = {n: Label("control", "core") for n in ("attn_scale", "mlp_scale", "resid_mix")}
+
     def __init__(self, d: int, kv: int, heads: int, hidden: int):
         super().__init__()
         self.attn = _Attn(d, kv, heads)
@@ -37,13 +45,16 @@ class _Block(nn.Module):
 
 class StandIn(nn.Module):
     """tok_emb, blocks.{i}.attn.{c_q,c_k,c_v,proj}.weight, .attn.q_gain, .mlp.{fc,proj}.weight,
-    .attn_scale, .mlp_scale, .resid_mix, skip_weights - the baseline's names at toy sizes."""
+    .attn_scale, .mlp_scale, .resid_mix, skip_weights - the baseline's names and roles at toy sizes."""
+
+    PARAM_ROLES = {"tok_emb.weight": Label("embedding", "core", "input")}
 
     def __init__(self, layers: int = 4, d: int = 16, kv: int = 8, heads: int = 2, hidden: int = 32, vocab: int = 32):
         super().__init__()
         self.tok_emb = nn.Embedding(vocab, d)
         self.blocks = nn.ModuleList(_Block(d, kv, heads, hidden) for _ in range(layers))
         self.skip_weights = nn.Parameter(torch.ones(layers // 2, d))
+        self.param_roles = label_parameters(self, layers // 2, {"skip_weights": Label("control", "unet", "middle")})
 
 
 def fill_grads(model: nn.Module, seed: int) -> None:
@@ -64,11 +75,11 @@ def decoder_cfg() -> OptimizerConfig:
         muon=MuonConfig(lr=0.02, weight_decay=0.04),
         adam_groups={"tok": AdamGroupConfig(lr=0.03, weight_decay=0.1), "scalar": AdamGroupConfig(lr=0.01)},
         rules=[
-            ParamRule(pattern=r"^tok_emb\.weight$", group="tok"),
-            ParamRule(pattern=r"^blocks\.[23]\.(attn|mlp)\.\w+\.weight$", group="muon", lr_mul=2.0),
-            ParamRule(pattern=r"^blocks\.\d+\.(attn|mlp)\.\w+\.weight$", group="muon"),
-            ParamRule(pattern=r"^blocks\.[23]\.", group="scalar", lr_mul=2.0),
-            ParamRule(pattern=r"^blocks\.", group="scalar"),
-            ParamRule(pattern=r"^skip_weights$", group="frozen"),
+            ParamRule(select="kind=embedding", group="tok"),
+            ParamRule(select="kind=matrix & place=decoder", group="muon", lr_mul=2.0),
+            ParamRule(select="kind=matrix", group="muon"),
+            ParamRule(select="place=decoder", group="scalar", lr_mul=2.0),
+            ParamRule(select="place=encoder", group="scalar"),
+            ParamRule(select="family=unet", group="frozen"),
         ],
     )

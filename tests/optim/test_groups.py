@@ -1,4 +1,4 @@
-"""The routing table: every parameter exactly once, and every rule must claim something."""
+"""The optimizer's rule table over parameter roles: every parameter exactly once, first match wins."""
 
 from __future__ import annotations
 
@@ -8,15 +8,20 @@ import torch
 from golf.config.errors import ConfigError
 from golf.optim.config import OptimizerConfig, ParamRule
 from golf.optim.groups import assign_groups, group_table
+from tests.helpers import roles_by_name
 from tests.optim.standin import StandIn
 
 BASELINE_RULES = OptimizerConfig().rules
 
 
+def _routes(model, rules):
+    return assign_groups(dict(model.named_parameters()), model.param_roles, rules)
+
+
 def test_baseline_rules_route_every_baseline_parameter():
     model = StandIn(layers=4)
     named = list(model.named_parameters())
-    routes = assign_groups(named, BASELINE_RULES)
+    routes = _routes(model, BASELINE_RULES)
     assert [r.name for r in routes] == [n for n, _ in named]
     by_group: dict[str, set[str]] = {}
     for r in routes:
@@ -36,13 +41,12 @@ def test_baseline_rules_route_every_baseline_parameter():
 
 def test_first_match_wins_and_multipliers_label_the_group():
     rules = [
-        ParamRule(pattern=r"^blocks\.[23]\.(attn|mlp)\.\w+\.weight$", group="muon", lr_mul=2.0),
-        ParamRule(pattern=r"^blocks\.\d+\.(attn|mlp)\.\w+\.weight$", group="muon"),
-        ParamRule(pattern=r"^blocks\.[23]\.", group="scalar", lr_mul=2.0, wd_mul=0.0),
-        ParamRule(pattern=r".", group="scalar"),
+        ParamRule(select="kind=matrix & place=decoder", group="muon", lr_mul=2.0),
+        ParamRule(select="kind=matrix", group="muon"),
+        ParamRule(select="layer>=2", group="scalar", lr_mul=2.0, wd_mul=0.0),
+        ParamRule(select="*", group="scalar"),
     ]
-    model = StandIn(layers=4)
-    routes = {r.name: r for r in assign_groups(model.named_parameters(), rules)}
+    routes = {r.name: r for r in _routes(StandIn(layers=4), rules)}
     assert routes["blocks.3.mlp.fc.weight"].lr_mul == 2.0 and routes["blocks.3.mlp.fc.weight"].rule == 0
     assert routes["blocks.1.mlp.fc.weight"].lr_mul == 1.0
     assert routes["blocks.2.attn.q_gain"].label == "scalar[lr*2,wd*0]"
@@ -50,32 +54,23 @@ def test_first_match_wins_and_multipliers_label_the_group():
     assert routes["tok_emb.weight"].label == "scalar"
 
 
-def test_a_pattern_matching_nothing_is_rejected_naming_the_rule():
-    rules = [*BASELINE_RULES, ParamRule(pattern=r"^lm_head\.weight$", group="head")]
+def test_a_rule_selecting_nothing_is_allowed():
+    """A preset covers techniques an architecture may not have (an untied head here)."""
+    rules = [ParamRule(select="kind=head", group="head"), *BASELINE_RULES]
+    assert len(_routes(StandIn(), rules)) == len(list(StandIn().parameters()))
+
+
+def test_a_parameter_selected_by_no_rule_is_rejected_naming_it_and_its_roles():
     with pytest.raises(ConfigError) as err:
-        assign_groups(StandIn().named_parameters(), rules)
-    assert err.value.key == "optimizer.rules[4].pattern"
-    assert err.value.value == r"^lm_head\.weight$"
-    assert "matches no parameter" in err.value.reason
-
-
-def test_a_rule_shadowed_by_earlier_rules_is_rejected():
-    rules = [*BASELINE_RULES, ParamRule(pattern=r"^skip_weights$", group="tok")]
-    with pytest.raises(ConfigError) as err:
-        assign_groups(StandIn().named_parameters(), rules)
-    assert err.value.key == "optimizer.rules[4].pattern"
-    assert "earlier rules" in err.value.reason
-
-
-def test_a_parameter_matched_by_no_rule_is_rejected_naming_it():
-    with pytest.raises(ConfigError) as err:
-        assign_groups(StandIn().named_parameters(), BASELINE_RULES[:-1])
-    assert err.value.value == "skip_weights"
+        _routes(StandIn(), [r for r in BASELINE_RULES if r.select != "kind=control"])
+    assert err.value.key == "optimizer.rules"
+    assert err.value.value == "skip_weights"  # the root's own parameters come first
+    assert "kind=control place=middle part=none family=unet" in err.value.reason
 
 
 def test_vectors_cannot_go_to_muon():
-    rules = [ParamRule(pattern=r".", group="muon")]
+    params = {"blocks.0.attn.c_q.weight": torch.zeros(3, 3), "blocks.0.attn_scale": torch.zeros(3)}
     with pytest.raises(ConfigError) as err:
-        assign_groups([("w", torch.zeros(3, 3)), ("gain", torch.zeros(3))], rules)
+        assign_groups(params, roles_by_name(params), [ParamRule(select="*", group="muon")])
     assert err.value.key == "optimizer.rules[0].group"
-    assert "gain" in err.value.reason
+    assert "attn_scale" in err.value.reason

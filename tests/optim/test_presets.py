@@ -75,7 +75,7 @@ def test_pr1493_recipe():
 def test_rules_route_every_parameter_of_the_architecture_exactly_once(name):
     model = meta_model(ARCH_OF[name])
     named = list(model.named_parameters())
-    routes = assign_groups(named, load_preset(name).rules)
+    routes = assign_groups(dict(named), model.param_roles, load_preset(name).rules)
     assert [r.name for r in routes] == [n for n, _ in named]
     opt = build_optimizer(model, load_preset(name))
     table = opt.group_table()
@@ -94,7 +94,8 @@ def test_pr507_doubles_the_decoder_lr_and_freezes_backout():
 def test_bigram_projection_routing_differs_by_seed():
     groups = {}
     for name in ("pr295", "pr344", "pr1573", "pr187"):
-        routes = assign_groups(meta_model(ARCH_OF[name]).named_parameters(), load_preset(name).rules)
+        model = meta_model(ARCH_OF[name])
+        routes = assign_groups(dict(model.named_parameters()), model.param_roles, load_preset(name).rules)
         groups[name] = {r.name: r.group for r in routes}["bigram.proj.weight"]
     assert groups == {"pr295": "muon", "pr344": "muon", "pr1573": "scalar", "pr187": "muon"}
 
@@ -105,7 +106,22 @@ def test_every_experiment_routes_its_model(experiment):
     with torch.device("meta"):
         model = build_model(as_arch_config(composed.arch))
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OptimizerConfig), composed.optimizer))
-    assign_groups(model.named_parameters(), cfg.rules)
+    assign_groups(dict(model.named_parameters()), model.param_roles, cfg.rules)
+
+
+@pytest.mark.parametrize("layers", [9, 11, 13])
+def test_pr507_doubles_the_lr_of_exactly_the_decoder_at_any_depth(layers):
+    """#462/#507's 2x lr follows the decoder (blocks L//2 .. L-1), whatever the number of layers."""
+    composed = compose_config(["experiment=pr507", "data=demo", f"arch.num_layers={layers}"])
+    with torch.device("meta"):
+        model = build_model(as_arch_config(composed.arch))
+    opt = build_optimizer(model, load_preset("pr507"))
+    decoder = {n for n, _ in model.named_parameters()
+               if n.startswith("blocks.") and int(n.split(".")[1]) >= layers // 2}
+    assert {r.name for r in opt.routes if r.lr_mul == 2.0} == decoder
+    doubled_matrices = [r for r in opt.routes if r.lr_mul == 2.0 and r.group == "muon"]
+    assert len(doubled_matrices) == (layers - layers // 2) * 7  # q, k, v, out, gate, fc, proj per block
+    assert all(r.lr_mul == 1.0 for r in opt.routes if r.name not in decoder)
 
 
 @pytest.mark.parametrize(
@@ -141,10 +157,11 @@ def test_bad_rules_name_the_rule():
         validate_optimizer(cfg)
     assert err.value.key == "optimizer.rules[1].group"
     cfg = OptimizerConfig()
-    cfg.rules[2].pattern = "blocks.(["
+    cfg.rules[2].select = "kind=matrics"
     with pytest.raises(ConfigError) as err:
         validate_optimizer(cfg)
-    assert err.value.key == "optimizer.rules[2].pattern"
+    assert err.value.key == "optimizer.rules[2].select"
+    assert "unknown kind" in err.value.reason
     cfg = OptimizerConfig()
     cfg.adam_groups["muon"] = cfg.adam_groups["tok"]
     with pytest.raises(ConfigError) as err:

@@ -9,6 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from golf.quant.config import QuantConfig
+from tests.helpers import compose_config
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "conf" / "quant"
 PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
@@ -16,7 +17,7 @@ PRESETS = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 def load_preset(name: str, *, small: int | None = 256) -> QuantConfig:
     """A preset as a typed QuantConfig; ``small`` lowers the size thresholds so tiny tensors quantize."""
-    merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), OmegaConf.load(PRESET_DIR / f"{name}.yaml"))
+    merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), compose_config([f"quant={name}"]).quant)
     cfg: QuantConfig = OmegaConf.to_object(merged)
     if small is not None:
         cfg.passthrough_max_numel = small

@@ -17,8 +17,9 @@ from golf.quant.export import uses_gptq
 from golf.quant.prune import prune_state_dict
 from golf.quant.quantizer import dequantize, quantize
 from golf.quant.routing import route_state_dict
+from tests.helpers import compose_config, roles_by_name
 
-from .conftest import PRESET_DIR, PRESETS, load_preset, named_state_dict
+from .conftest import PRESETS, load_preset, named_state_dict
 
 
 def _expected(sd, cfg):
@@ -26,7 +27,7 @@ def _expected(sd, cfg):
     if cfg.prune is not None:
         sd = prune_state_dict(sd, cfg.prune)
     out = {}
-    for name, route in route_state_dict(sd, cfg).items():
+    for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items():
         t = sd[name]
         if route.scheme is None:
             out[name] = t
@@ -39,14 +40,14 @@ def _expected(sd, cfg):
 
 def identity_hessians(sd, cfg) -> dict[str, torch.Tensor]:
     """H = I for every tensor routed to GPTQ: GPTQ then equals round to nearest (tests/quant/test_gptq.py)."""
-    return {name: torch.eye(sd[name].shape[1]) for name, route in route_state_dict(sd, cfg).items()
+    return {name: torch.eye(sd[name].shape[1]) for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items()
             if uses_gptq(route)}
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_round_trip_equals_quantize_dequantize(preset, state_dict):
     cfg = load_preset(preset)
-    blob, report = export_state_dict(state_dict, cfg, identity_hessians(state_dict, cfg))
+    blob, report = export_state_dict(state_dict, cfg, roles_by_name(state_dict), identity_hessians(state_dict, cfg))
     assert report.model_bytes == len(blob)
     loaded = load_artifact(blob)
     expected = _expected(state_dict, cfg)
@@ -61,7 +62,7 @@ def test_round_trip_equals_quantize_dequantize(preset, state_dict):
 
 
 def test_presets_route_as_their_seeds_did(state_dict):
-    schemes = {p: {r.name: r.scheme for r in export_state_dict(state_dict, load_preset(p))[1].tensors}
+    schemes = {p: {r.name: r.scheme for r in export_state_dict(state_dict, load_preset(p), roles_by_name(state_dict))[1].tensors}
                for p in ("int5mix", "pr295", "pr1573")}
     assert schemes["int5mix"]["blocks.3.mlp.fc.weight"] == "int5_step"
     assert schemes["int5mix"]["bigram.embed.weight"] == "int5_step"
@@ -77,9 +78,9 @@ def test_presets_route_as_their_seeds_did(state_dict):
 
 def test_bit_packing_shrinks_the_body(state_dict):
     cfg = load_preset("pr1573")
-    packed = export_state_dict(state_dict, cfg)[1]
+    packed = export_state_dict(state_dict, cfg, roles_by_name(state_dict))[1]
     cfg.packing = Packing.int8
-    containers = export_state_dict(state_dict, cfg)[1]
+    containers = export_state_dict(state_dict, cfg, roles_by_name(state_dict))[1]
     row = next(r for r in packed.tensors if r.name == "blocks.0.mlp.fc.weight")
     assert row.code_bytes == (row.bits * 64 * 32 + 7) // 8  # 5 bits per value
     assert packed.body_bytes < containers.body_bytes
@@ -88,13 +89,13 @@ def test_bit_packing_shrinks_the_body(state_dict):
 def test_load_does_not_need_the_config(state_dict):
     """The artifact is self-describing: the same bytes load without knowing the preset."""
     for preset in ("int8", "pr1573", "pr295"):
-        blob, _ = export_state_dict(state_dict, load_preset(preset))
+        blob, _ = export_state_dict(state_dict, load_preset(preset), roles_by_name(state_dict))
         assert set(load_artifact(blob)) == set(state_dict)
 
 
 @pytest.fixture(scope="module")
 def blob() -> bytes:
-    return export_state_dict(named_state_dict(layers=2), load_preset("pr1573"))[0]
+    return export_state_dict(named_state_dict(layers=2), load_preset("pr1573"), roles_by_name(named_state_dict(layers=2)))[0]
 
 
 def test_truncated_artifact_is_rejected(blob):
@@ -166,6 +167,6 @@ def test_garbage_header_is_rejected():
 
 
 def test_a_composed_dictconfig_exports_like_the_dataclass(state_dict):
-    node = OmegaConf.merge(OmegaConf.structured(QuantConfig), OmegaConf.load(PRESET_DIR / "pr295.yaml"))
+    node = OmegaConf.merge(OmegaConf.structured(QuantConfig), compose_config(["quant=pr295"]).quant)
     node.passthrough_max_numel, node.prune.min_numel = 256, 256
-    assert export_state_dict(state_dict, node)[0] == export_state_dict(state_dict, load_preset("pr295"))[0]
+    assert export_state_dict(state_dict, node, roles_by_name(state_dict))[0] == export_state_dict(state_dict, load_preset("pr295"), roles_by_name(state_dict))[0]

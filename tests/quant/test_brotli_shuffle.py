@@ -13,6 +13,7 @@ from golf.quant.config import Compressor
 from golf.quant.container import FRAME_BYTES, SHUFFLED, frame, unframe
 from golf.quant.export import dequantize_state_dict, quantize_state_dict
 from golf.quant.shuffle import ShuffleError, byte_shuffle, byte_unshuffle
+from tests.helpers import roles_by_name
 from tests.quant.conftest import load_preset, named_state_dict
 
 
@@ -43,7 +44,7 @@ def _hessians(sd: dict[str, torch.Tensor], cfg) -> dict[str, torch.Tensor]:
 
     g = torch.Generator().manual_seed(0)
     out = {}
-    for name, route in route_state_dict(sd, cfg).items():
+    for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items():
         if uses_gptq(route):
             cols = sd[name].shape[1]
             x = torch.randn(256, 4, generator=g) @ torch.randn(4, cols, generator=g) + torch.randn(256, cols, generator=g)
@@ -57,12 +58,12 @@ def test_pr1493_artifact_round_trips_bit_exactly(monkeypatch):
     sd["bigram.embed.weight"] = sd["bigram.embed.weight"][:8]  # an embedding table: not calibratable, kept small
     hessians = _hessians(sd, cfg)
     assert "tok_emb.weight" in hessians and "blocks.0.mlp.fc.weight" in hessians
-    stored, routes = quantize_state_dict(sd, cfg, hessians)
+    stored, routes = quantize_state_dict(sd, cfg, roles_by_name(sd), hessians)
     assert routes["blocks.0.attn.c_q.weight"].scheme_name == "int6_gptq"
     assert routes["tok_emb.weight"].scheme_name == "int8_emb_gptq"
     assert routes["blocks.0.attn_scale"].scheme_name == "fp16"  # small control tensors: fp16 (spec §5.4)
     expected = dequantize_state_dict(stored)
-    blob, report = export_state_dict(sd, cfg, hessians)
+    blob, report = export_state_dict(sd, cfg, roles_by_name(sd), hessians)
     assert blob[5] == 3 | SHUFFLED  # brotli, byte-shuffled
     # loading is plain data: no unpickling anywhere
     monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("unpickling while loading an artifact"))
@@ -80,7 +81,7 @@ def test_export_without_a_needed_hessian_is_refused():
     cfg = load_preset("pr1493")
     sd = named_state_dict()
     with pytest.raises(ValueError, match="no calibration Hessian"):
-        export_state_dict(sd, cfg, {})
+        export_state_dict(sd, cfg, roles_by_name(sd), {})
 
 
 def test_corrupted_brotli_body_is_an_artifact_error():

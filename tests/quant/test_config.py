@@ -15,8 +15,9 @@ from golf.quant.config import (
     SchemeConfig,
     validate_quant,
 )
+from tests.helpers import compose_config
 
-from .conftest import PRESET_DIR, PRESETS
+from .conftest import PRESETS
 
 
 def test_expected_presets_exist():
@@ -25,7 +26,7 @@ def test_expected_presets_exist():
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_merges_into_schema_and_validates(name):
-    merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), OmegaConf.load(PRESET_DIR / f"{name}.yaml"))
+    merged = OmegaConf.merge(OmegaConf.structured(QuantConfig), compose_config([f"quant={name}"]).quant)
     assert merged.name == name
     validate_quant(merged)  # as a DictConfig
     validate_quant(OmegaConf.to_object(merged))  # and as dataclasses
@@ -45,15 +46,15 @@ def test_defaults_are_the_baseline_export():
     (lambda c: setattr(c.schemes["int8"], "clip_quantile", 1.5), "quant.schemes.int8.clip_quantile"),
     (lambda c: setattr(c.schemes["int8"], "clip", ClipRule.search), "quant.schemes.int8.candidates"),
     (lambda c: setattr(c.schemes["int8"], "grid_step", 200), "quant.schemes.int8.grid_step"),
-    (lambda c: c.rules.append(RuleConfig(pattern="x", scheme="int7")), "quant.rules[1].scheme"),
-    (lambda c: c.rules.insert(0, RuleConfig(pattern="(", scheme="int8")), "quant.rules[0].pattern"),
+    (lambda c: c.rules.append(RuleConfig(select="*", scheme="int7")), "quant.rules[1].scheme"),
+    (lambda c: c.rules.insert(0, RuleConfig(select="(kind=matrix", scheme="int8")), "quant.rules[0].select"),
     (lambda c: setattr(c, "rules", []), "quant.rules"),
-    (lambda c: c.control_patterns.append("[a"), "quant.control_patterns[9]"),
+    (lambda c: c.base_rules.append(RuleConfig(select="place=middel", scheme="fp32")), "quant.base_rules[1].select"),
     (lambda c: setattr(c, "level", 23), "quant.level"),
     (lambda c: setattr(c, "limit_bytes", 0), "quant.limit_bytes"),
     (lambda c: setattr(c, "qat", QATConfig(lr_threshold=0.0)), "quant.qat.lr_threshold"),
     (lambda c: setattr(c, "qat", QATConfig(schemes={"s": SchemeConfig(clip=ClipRule.search, candidates=[0.9])},
-                                           rules=[RuleConfig(".*", "s")])), "quant.qat.schemes.s.clip"),
+                                           rules=[RuleConfig("*", "s")])), "quant.qat.schemes.s.clip"),
 ])
 def test_invalid_values_name_the_key(mutate, key):
     cfg = QuantConfig()

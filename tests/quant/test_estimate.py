@@ -11,6 +11,7 @@ from golf.config.errors import ConfigError
 from golf.model import build_model
 from golf.quant import estimate_artifact_bytes, export_state_dict
 from golf.quant.config import Compressor, QuantConfig, RuleConfig
+from tests.helpers import compose_config, roles_by_name
 
 from .conftest import PRESET_DIR, load_preset
 from .tiny_lm import train_tiny_lm
@@ -25,22 +26,26 @@ def test_sampled_estimate_matches_the_export_of_gaussian_weights():
     """With the right std the only modelling error left is sampling (rows of a big matrix)."""
     shapes = {"big.weight": (2048, 256), "mid.weight": (300, 256), "vec": (256,)}
     cfg = load_preset("pr1573", small=1024)
-    cfg.rules = [RuleConfig(".*", "int5_gptq")]
-    real = len(export_state_dict(_gaussian(shapes, 0.3, seed=1), cfg)[0])
-    est = estimate_artifact_bytes(shapes, cfg, weight_std=0.3)
+    cfg.rules = [RuleConfig("*", "int5_gptq")]
+    roles = roles_by_name(shapes, kinds={"big.weight": "matrix", "mid.weight": "matrix", "vec": "control"})
+    real = len(export_state_dict(_gaussian(shapes, 0.3, seed=1), cfg, roles)[0])
+    est = estimate_artifact_bytes(shapes, cfg, roles=roles, weight_std=0.3)
     assert est == pytest.approx(real, rel=0.02)
 
 
 def test_inputs_model_state_dict_or_shapes():
-    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 8))
+    model = build_model(compose_config(["experiment=demo", "arch.num_layers=2", "arch.model_dim=64"]).arch)
     cfg = QuantConfig(passthrough_max_numel=100, compressor=Compressor.zstd, level=3)
     from_model = estimate_artifact_bytes(model, cfg)
-    assert from_model == estimate_artifact_bytes(model.state_dict(), cfg)
-    assert estimate_artifact_bytes({k: tuple(v.shape) for k, v in model.state_dict().items()}, cfg) > 0
+    roles = model.param_roles
+    assert from_model == estimate_artifact_bytes(model.state_dict(), cfg, roles=roles)
+    assert estimate_artifact_bytes({k: tuple(v.shape) for k, v in model.state_dict().items()}, cfg, roles=roles) > 0
     with pytest.raises(TypeError, match="expected a tensor or a shape"):
-        estimate_artifact_bytes({"w": "64x64"}, cfg)
-    with pytest.raises(ConfigError, match="matches no tensor"):
-        estimate_artifact_bytes(model, QuantConfig(rules=[RuleConfig("bigram", "int8"), RuleConfig(".*", "int8")]))
+        estimate_artifact_bytes({"w": "64x64"}, cfg, roles=roles)
+    with pytest.raises(TypeError, match="needs the parameter roles"):
+        estimate_artifact_bytes(model.state_dict(), cfg)
+    with pytest.raises(ConfigError, match="selected by no rule"):
+        estimate_artifact_bytes(model, QuantConfig(rules=[RuleConfig("kind=matrix", "int8")], base_rules=[]))
 
 
 def test_zero_init_matrices_are_not_free():
@@ -48,7 +53,9 @@ def test_zero_init_matrices_are_not_free():
     sd = {"a.weight": torch.randn(128, 128, generator=g) * 0.2, "b.weight": torch.zeros(128, 128)}
     cfg = QuantConfig(passthrough_max_numel=100)
     both = {"a.weight": sd["a.weight"], "b.weight": torch.randn(128, 128, generator=g) * 0.2}
-    assert estimate_artifact_bytes(sd, cfg) == pytest.approx(estimate_artifact_bytes(both, cfg), rel=0.02)
+    roles = roles_by_name(sd, kinds={"a.weight": "matrix", "b.weight": "matrix"})
+    assert estimate_artifact_bytes(sd, cfg, roles=roles) == pytest.approx(
+        estimate_artifact_bytes(both, cfg, roles=roles), rel=0.02)
 
 
 @pytest.mark.slow
@@ -56,8 +63,9 @@ def test_zero_init_matrices_are_not_free():
 def test_estimate_at_init_is_within_5_percent_of_a_tiny_trained_model(preset, trained_tiny_lm):
     model, init = trained_tiny_lm
     cfg = load_preset(preset, small=1024)
-    real = len(export_state_dict(model.state_dict(), cfg)[0])
-    assert estimate_artifact_bytes(init, cfg) == pytest.approx(real, rel=0.05)
+    roles = roles_by_name(init)
+    real = len(export_state_dict(model.state_dict(), cfg, roles)[0])
+    assert estimate_artifact_bytes(init, cfg, roles=roles) == pytest.approx(real, rel=0.05)
 
 
 @pytest.fixture(scope="module")

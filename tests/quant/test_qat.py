@@ -19,6 +19,7 @@ from golf.quant.config import (
 )
 from golf.quant.qat import GATE, apply_qat
 from golf.quant.quantizer import fake_quantize
+from tests.helpers import roles_by_name
 
 INT3 = SchemeConfig(bits=3, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny, range=RangeConvention.full)
 INT6 = SchemeConfig(bits=6, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny)
@@ -68,10 +69,12 @@ class Net(nn.Module):
 
 def _net(seed=0):
     torch.manual_seed(seed)
-    return Net()
+    net = Net()
+    net.param_roles = roles_by_name(dict(net.named_parameters()))  # what a golf model labels itself
+    return net
 
 
-def _cfg(schedule=QATSchedule.always, rules=((r"\.mlp\.", "int3"), (".*", "int6")), **kw):
+def _cfg(schedule=QATSchedule.always, rules=(("part=mlp", "int3"), ("*", "int6")), **kw):
     return QATConfig(schedule=schedule, schemes={"int3": INT3, "int6": INT6},
                      rules=[RuleConfig(p, s) for p, s in rules], **kw)
 
@@ -118,7 +121,7 @@ def test_forward_uses_fake_quantized_weights_only_in_training_mode():
 
 def test_straight_through_gradient():
     net = _net()
-    apply_qat(net, _cfg(rules=((".*", "int3"),)))
+    apply_qat(net, _cfg(rules=(("*", "int3"),)))
     lin = net.blocks[0].mlp.fc
     x = torch.randn(5, 16)
     (lin(x) ** 2).sum().backward()
@@ -154,11 +157,14 @@ def test_state_dict_round_trip():
 
 def test_min_numel_and_rules_that_select_nothing():
     net = _net()
-    qat = apply_qat(net, _cfg(rules=((".*", "int6"),), min_numel=16 * 16))
+    qat = apply_qat(net, _cfg(rules=(("*", "int6"),), min_numel=16 * 16))
     assert set(qat.modules) == {f"blocks.{i}.mlp.{m}" for i in range(2) for m in ("fc", "proj")}  # 512 > 256
-    with pytest.raises(ConfigError, match="selects no Linear weight") as err:
-        apply_qat(_net(), _cfg(rules=(("bigram", "int6"), (".*", "int6"))))
-    assert err.value.key == "quant.qat.rules[0].pattern"
+    # a rule for a technique the model lacks selects nothing; a Linear no rule selects stays plain
+    qat = apply_qat(_net(), _cfg(rules=(("family=bigram", "int6"), ("part=mlp & layer=1", "int6"))))
+    assert set(qat.modules) == {"blocks.1.mlp.fc", "blocks.1.mlp.proj"}
+    with pytest.raises(ConfigError) as err:
+        apply_qat(_net(), _cfg(rules=(("part=mpl", "int6"),)))
+    assert err.value.key == "quant.qat.rules[0].select"
 
 
 def test_remove_restores_plain_modules():

@@ -18,6 +18,7 @@ from golf.quant import (
 )
 from golf.quant.config import OverLimit, QuantConfig
 from golf.quant.report import code_entropy_bits
+from tests.helpers import roles_by_name
 
 from .conftest import load_preset
 
@@ -31,7 +32,7 @@ def test_code_entropy_of_known_distributions():
 
 
 def test_report_rows_and_totals(state_dict):
-    blob, report = export_state_dict(state_dict, load_preset("pr1573"))
+    blob, report = export_state_dict(state_dict, load_preset("pr1573"), roles_by_name(state_dict))
     rows = {r.name: r for r in report.tensors}
     fc = rows["blocks.0.mlp.fc.weight"]  # [64, 32] int5, bit-packed, fp16 scale per row
     assert (fc.scheme, fc.bits, fc.bytes_before) == ("int5_gptq", 5, 64 * 32 * 4)

@@ -1,4 +1,4 @@
-"""Routing by parameter name: order of resolution, and errors for unrouted tensors and dead rules."""
+"""Routing by parameter role: order of resolution, the passthrough size, and errors for unrouted tensors."""
 
 from __future__ import annotations
 
@@ -8,49 +8,57 @@ import torch
 from golf.config.errors import ConfigError
 from golf.quant.config import QuantConfig, RuleConfig, SchemeConfig, SchemeKind
 from golf.quant.routing import route_state_dict
+from tests.helpers import roles_by_name
 
 
 def _cfg(rules, **kw) -> QuantConfig:
-    schemes = {"int8": SchemeConfig(), "int6": SchemeConfig(bits=6), "fp16": SchemeConfig(kind=SchemeKind.fp16)}
+    schemes = {"int8": SchemeConfig(), "int6": SchemeConfig(bits=6), "fp16": SchemeConfig(kind=SchemeKind.fp16),
+               "fp32": SchemeConfig(kind=SchemeKind.fp32)}
     return QuantConfig(schemes=schemes, rules=[RuleConfig(p, s) for p, s in rules], **kw)
 
 
 def test_resolution_order():
     sd = {"tok_emb.weight": torch.zeros(100, 10), "blocks.0.mlp.fc.weight": torch.zeros(100, 10),
           "blocks.0.attn.c_q.weight": torch.zeros(10, 100), "blocks.0.attn_scale": torch.zeros(10),
-          "big_resid_mix": torch.zeros(2000), "tiny": torch.zeros(5), "step": torch.zeros(3000, dtype=torch.int64)}
-    cfg = _cfg([("^tok_emb", "fp16"), (r"\.mlp\.", "int6"), (".*", "int8")], passthrough_max_numel=100)
-    routes = route_state_dict(sd, cfg)
+          "blocks.0.resid_mix": torch.zeros(2, 1000), "blocks.0.attn.c_k.weight": torch.zeros(5, 10),
+          "step": torch.zeros(3000, dtype=torch.int64)}
+    cfg = _cfg([("kind=embedding", "fp16"), ("part=mlp", "int6"), ("*", "int8")], passthrough_max_numel=100)
+    routes = route_state_dict(sd, cfg, roles_by_name(sd))
     assert {k: r.scheme_name for k, r in routes.items()} == {
         "tok_emb.weight": "fp16", "blocks.0.mlp.fc.weight": "int6", "blocks.0.attn.c_q.weight": "int8",
-        "blocks.0.attn_scale": "fp32",  # small control tensor
-        "big_resid_mix": "fp32",        # large control tensor
-        "tiny": "fp16",                 # small, not control
+        "blocks.0.attn_scale": "fp32",  # small control tensor (base_rules)
+        "blocks.0.resid_mix": "fp32",   # large control tensor
+        "blocks.0.attn.c_k.weight": "fp16",  # small: an int scheme becomes fp16
         "step": "raw"}                  # not floating point
     assert routes["blocks.0.mlp.fc.weight"].reason == "rules[1]"
+    assert routes["blocks.0.attn_scale"].reason == "base_rules[0]"
 
 
-def test_first_matching_rule_wins():
+def test_without_base_rules_small_control_tensors_are_fp16():
+    sd = {"blocks.0.attn_scale": torch.zeros(10), "blocks.0.mlp.fc.weight": torch.zeros(300, 300)}
+    routes = route_state_dict(sd, _cfg([("*", "int8")], base_rules=[]), roles_by_name(sd))
+    assert routes["blocks.0.attn_scale"].scheme_name == "fp16"
+
+
+def test_first_matching_rule_wins_and_a_rule_may_select_nothing():
     sd = {"blocks.0.mlp.fc.weight": torch.zeros(300, 300)}
-    routes = route_state_dict(sd, _cfg([("fc", "int6"), ("mlp", "int8")]))
-    assert routes["blocks.0.mlp.fc.weight"].scheme_name == "int6"
-    # the second rule is shadowed but its pattern does match a name, so it is not an error
+    cfg = _cfg([("family=bigram", "int8"), ("part=mlp", "int6"), ("kind=matrix", "int8")])
+    assert route_state_dict(sd, cfg, roles_by_name(sd))["blocks.0.mlp.fc.weight"].scheme_name == "int6"
 
 
-def test_tensor_matching_no_rule_is_an_error():
+def test_tensor_selected_by_no_rule_is_an_error_naming_it_and_its_roles():
     sd = {"blocks.0.mlp.fc.weight": torch.zeros(300, 300), "lm_head.weight": torch.zeros(300, 300)}
-    with pytest.raises(ConfigError, match="'lm_head.weight'.*matches no rule") as err:
-        route_state_dict(sd, _cfg([(r"\.mlp\.", "int6")]))
-    assert err.value.key == "quant.rules"
+    with pytest.raises(ConfigError, match="kind=head place=exit") as err:
+        route_state_dict(sd, _cfg([("part=mlp", "int6")]), roles_by_name(sd))
+    assert err.value.key == "quant.rules" and err.value.value == "lm_head.weight"
 
 
-def test_rule_matching_no_tensor_is_an_error():
-    sd = {"blocks.0.mlp.fc.weight": torch.zeros(300, 300)}
-    with pytest.raises(ConfigError, match="matches no tensor") as err:
-        route_state_dict(sd, _cfg([("bigram", "int6"), (".*", "int8")]))
-    assert err.value.key == "quant.rules[0].pattern"
+def test_a_float_tensor_without_a_role_is_an_error():
+    sd = {"w": torch.zeros(300, 300)}
+    with pytest.raises(ConfigError, match="no parameter role"):
+        route_state_dict(sd, _cfg([("*", "int8")]), {})
 
 
 def test_routing_works_on_meta_tensors():
-    sd = {"w": torch.empty(1000, 1000, device="meta")}
-    assert route_state_dict(sd, _cfg([(".*", "int8")]))["w"].scheme_name == "int8"
+    sd = {"blocks.0.mlp.fc.weight": torch.empty(1000, 1000, device="meta")}
+    assert route_state_dict(sd, _cfg([("*", "int8")]), roles_by_name(sd))["blocks.0.mlp.fc.weight"].scheme_name == "int8"

@@ -1,0 +1,30 @@
+"""The seed experiments behave as recorded in tests/fixtures/seed_figures.json (written before the
+policy tables moved from parameter names to parameter roles): same parameters, same optimizer group and
+multipliers per parameter, same export scheme per tensor, same QAT targets; and at a tiny width the
+same losses, val_bpb and byte-identical artifact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.fixtures.seed_figures import EXPERIMENTS, FIXTURE, full_figures, tiny_run_figures
+
+RECORDED = json.loads(FIXTURE.read_text())
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_full_size_routing_is_unchanged(experiment):
+    got, want = full_figures(experiment), RECORDED[experiment]["full"]
+    assert got["params"] == want["params"]
+    assert got["optimizer"] == want["optimizer"]
+    assert got["export"] == want["export"]
+    assert got["qat"] == want["qat"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_tiny_run_is_unchanged(experiment):
+    got, want = tiny_run_figures(experiment), RECORDED[experiment]["tiny"]
+    assert got == want

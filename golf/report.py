@@ -17,6 +17,9 @@ than the reference by at least ``margin`` nats, judged by a one-sided Welch t-te
 rules). ``--plots DIR`` writes the figures of :mod:`golf.plots`. The exit status is 0 when the report
 was produced, also with failed runs in it (``--fail-on-failed``: 1 then, for CI).
 
+An ablation sweep (``hydra/sweeper=ablation``) gets its own table, one row per technique
+(:mod:`golf.ablation_report`); its runs join the groups above only with ``--by``.
+
 ``--submission LABEL --record-dir DIR`` writes one group as a record folder in the layout of the
 challenge's ``records/`` (see :func:`write_record`): ``submission.json``, ``train_gpt.py`` (the runs'
 ``submission.py`` bundle), ``train_seed<S>.log`` per seed and a ``README.md``.
@@ -382,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="write the report as JSON here")
     ap.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
                     help="how the comparison is printed (default: an aligned terminal table)")
-    ap.add_argument("--plots", type=Path, metavar="DIR", help="write loss_curves.png, bpb_vs_bytes.png, quant_gap.png here")
+    ap.add_argument("--plots", type=Path, metavar="DIR", help="write loss_curves.png, bpb_vs_bytes.png, quant_gap.png here "
+                    "(and ablation.png for an ablation sweep)")
     ap.add_argument("--fail-on-failed", action="store_true", help="exit 1 when any run failed (CI)")
     ap.add_argument("--submission", metavar="LABEL", help="write this group as a record folder (--record-dir)")
     ap.add_argument("--record-dir", type=Path, default=Path("record"), help="where --submission writes (default ./record)")
@@ -395,7 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(d) for d in args.dirs if not d.exists()]
     if missing:
         ap.error(f"no such directory: {', '.join(missing)}")
-    runs = find_runs(args.dirs)
+    from golf import ablation_report
+
+    sweeps, ablation_failed = ablation_report.report(args.dirs, args.plots)
+    runs = [r for r in find_runs(args.dirs) if args.by or not any(r.path.is_relative_to(s) for s in sweeps)]
+    if sweeps and not runs:
+        return 1 if args.fail_on_failed and ablation_failed else 0
     if not runs:
         ap.error(f"no golf run (summary.json) or W&B offline run below {', '.join(map(str, args.dirs))}")
     by = args.by.split(",") if args.by else varying_keys(runs)
@@ -447,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:  # no completed run, a seed twice, an occupied folder
             ap.error(f"--submission {args.submission!r}: {err}")
         print(f"wrote the record folder {out}")
-    return 1 if args.fail_on_failed and any(row["failed"] for row in table.values()) else 0
+    failed_any = ablation_failed or any(row["failed"] for row in table.values())
+    return 1 if args.fail_on_failed and failed_any else 0
 
 
 if __name__ == "__main__":

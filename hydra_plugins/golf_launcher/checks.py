@@ -5,8 +5,9 @@ compose (same overrides, same cached ``${now:}``), then
 
 1. merges and validates it with :func:`golf.config.validate.load_config`, using the world size the job
    will have (``nproc_per_node`` workers in one Slurm task, or ``nodes x tasks_per_node`` Slurm tasks),
-2. builds the model on the meta device and checks ``estimate_artifact_bytes`` plus the code bytes
-   against ``quant.limit_bytes`` with :func:`golf.quant.check_estimate` (an error when
+2. builds the model on the meta device with its optimizer, quant and QAT routing
+   (:func:`build_on_meta`: a rule that selects nothing fails here, not in the job) and checks
+   ``estimate_artifact_bytes`` plus the code bytes against ``quant.limit_bytes`` with :func:`golf.quant.check_estimate` (an error when
    ``quant.over_limit=error`` and the estimate is over by more than its tolerance, a warning otherwise).
 
 Every point is checked; one :class:`SweepRefused` lists all that failed, so nothing is submitted.
@@ -66,12 +67,32 @@ def world_size(composed: DictConfig, launcher_params: dict[str, Any]) -> int:
     return tasks if tasks > 1 else nproc
 
 
+def build_on_meta(cfg) -> Any:
+    """The run's model on the meta device (no memory, no init), with QAT applied and the optimizer and
+    quant routing tables checked against its parameter names exactly as a run builds them; raises
+    :class:`ConfigError` naming the rule or parameter that does not fit."""
+    import torch
+
+    from golf.model import build_model
+    from golf.optim import build_optimizer
+    from golf.quant.qat import apply_qat
+    from golf.quant.routing import route_state_dict
+
+    with torch.device("meta"):
+        model = build_model(cfg.arch)
+    apply_qat(model, cfg.quant.qat)
+    build_optimizer(model, cfg.optimizer)
+    route_state_dict(model.state_dict(), cfg.quant)
+    return model
+
+
 def _budget(cfg, point: SweepPoint) -> None:
-    """Estimate the artifact bytes (model + code) of a validated config and check them against its limit."""
+    """Build on the meta device (routing tables checked), estimate the artifact bytes (model + code) of a
+    validated config and check them against its limit."""
     from golf.quant import BudgetWarning, check_estimate
     from golf.train import estimate_run_bytes
 
-    point.estimated_bytes = sum(estimate_run_bytes(cfg))
+    point.estimated_bytes = sum(estimate_run_bytes(cfg, build_on_meta(cfg)))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BudgetWarning)
         check_estimate(point.estimated_bytes, cfg.quant)  # raises BudgetExceededError when clearly over
@@ -80,8 +101,9 @@ def _budget(cfg, point: SweepPoint) -> None:
 
 
 def check_point(hydra_context: HydraContext, master: DictConfig, point: SweepPoint,
-                launcher_params: dict[str, Any]) -> None:
-    """Compose and check one point (fills ``run_dir`` and ``estimated_bytes``); raises on a problem."""
+                launcher_params: dict[str, Any], budget: bool = True) -> Any:
+    """Compose and check one point (fills ``run_dir`` and, with ``budget``, ``estimated_bytes``); returns
+    the validated config, raises on a problem."""
     from golf.config.validate import load_config
 
     sweep_cfg = hydra_context.config_loader.load_sweep_config(master, list(point.overrides))
@@ -95,19 +117,29 @@ def check_point(hydra_context: HydraContext, master: DictConfig, point: SweepPoi
         with read_write(task_cfg), open_dict(task_cfg):
             del task_cfg["hydra"]
         cfg = load_config(task_cfg, world_size=world_size(task_cfg, launcher_params))
-        if not cfg.dry_run:
+        if budget and not cfg.dry_run:
             _budget(cfg, point)
+        return cfg
     finally:
         HydraConfig.instance().cfg = previous
 
 
 def check_sweep(hydra_context: HydraContext, master: DictConfig, job_overrides: Sequence[Sequence[str]],
-                initial_job_idx: int, launcher_params: dict[str, Any]) -> list[SweepPoint]:
-    """Check every point; raise :class:`SweepRefused` naming each bad one, or return them all."""
+                initial_job_idx: int, launcher_params: dict[str, Any],
+                checked: Sequence[SweepPoint] = ()) -> list[SweepPoint]:
+    """Check every point; raise :class:`SweepRefused` naming each bad one, or return them all.
+
+    ``checked`` are points a sweeper has already put through :func:`check_point` (same number, same
+    overrides); they are taken as they are."""
     shared = frozenset.intersection(*map(frozenset, job_overrides)) if len(job_overrides) > 1 else frozenset()
     points = [SweepPoint(initial_job_idx + i, list(o), shared=shared) for i, o in enumerate(job_overrides)]
+    known = {(p.num, tuple(p.overrides)): p for p in checked}
     problems = []
-    for point in points:
+    for i, point in enumerate(points):
+        if (point.num, tuple(point.overrides)) in known:
+            points[i] = known[(point.num, tuple(point.overrides))]
+            points[i].shared = shared
+            continue
         try:
             check_point(hydra_context, master, point, launcher_params)
         except Exception as err:  # every kind of bad input: composition, schema, layout, budget

@@ -92,10 +92,10 @@ def importable(task_function: TaskFunction) -> TaskFunction:
 
 
 def _checked_sweep(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
-                   initial_job_idx: int, params: dict[str, Any]) -> list[SweepPoint]:
+                   initial_job_idx: int, params: dict[str, Any], checked: Sequence[SweepPoint] = ()) -> list[SweepPoint]:
     """:func:`check_sweep`; a refused sweep ends the command with its message (no traceback), status 2."""
     try:
-        return check_sweep(hydra_context, config, job_overrides, initial_job_idx, params)
+        return check_sweep(hydra_context, config, job_overrides, initial_job_idx, params, checked)
     except SweepRefused as err:
         discard_if_unused(str(config.hydra.sweep.dir), own=("multirun.yaml",))  # Hydra's file, nothing ran
         print(f"golf: SweepRefused: {err}", file=sys.stderr)
@@ -109,10 +109,12 @@ def _failure_text(err: BaseException) -> str:
 class GolfBasicLauncher(BasicLauncher):
     """Hydra's basic launcher (points one after another in this process), checked and reported."""
 
+    checked: list[SweepPoint] = []  # points a sweeper has checked already (see checks.check_sweep)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
         str(self.config.hydra.sweep.dir)  # resolves ${now:} once, for every point
-        points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, {})
+        points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, {}, self.checked)
         outcomes = []
         for point, ret in zip(points, super().launch(job_overrides, initial_job_idx)):
             ok = ret.status is JobStatus.COMPLETED
@@ -144,6 +146,7 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
     _EXECUTOR = "slurm"
 
     code: dict[str, str] = {}  # the submitted code's fingerprint (see .revision)
+    checked: list[SweepPoint] = []  # points a sweeper has checked already (see checks.check_sweep)
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         super().setup(hydra_context=hydra_context, task_function=importable(task_function), config=config)
@@ -193,7 +196,8 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
         assert self.config is not None and self.hydra_context is not None
         sweep_dir = Path(str(self.config.hydra.sweep.dir))  # resolves ${now:} once, for every point
         require_slurm(sweep_dir)
-        points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, self.params)
+        points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, self.params,
+                                self.checked)
         executor = self._executor()
         self.code = fingerprint(project_root())  # pickled with this launcher into every job
         sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,1 @@
+"""golf's ablation sweeper (``hydra/sweeper=ablation``): see :mod:`.sweeper`."""

@@ -4,8 +4,8 @@
     python -m golf.train -m hydra/sweeper=ablation experiment=pr507 seed=1,2 hydra.sweeper.base=baseline
 
 The command line composes the target recipe (its sweep overrides, e.g. ``seed=1,2,3``, are crossed with
-every point). The sweeper finds the recipe's techniques in the config schema (:mod:`.techniques`) and
-plans (:mod:`.plan`) the full recipe, the recipe with each technique switched off in turn, and with
+every point). The sweeper finds the recipe's techniques in the config schema (:mod:`._techniques`) and
+plans (:mod:`._plan`) the full recipe, the recipe with each technique switched off in turn, and with
 ``hydra.sweeper.base`` the path from the base recipe to the target adding one technique at a time. Before
 anything runs, every job is composed, validated and budget-checked with the golf launcher's own checks
 (:mod:`hydra_plugins.golf_launcher.checks`); a point whose estimated artifact is over
@@ -35,7 +35,7 @@ from hydra_plugins.golf_launcher.checks import (
     world_size,
 )
 
-from .plan import Plan, Planner, Point, override
+from ._plan import Plan, Planner, Point, override
 
 log = logging.getLogger(__name__)
 
@@ -85,26 +85,11 @@ class AblationSweeper(Sweeper):
         return dict(getattr(self.launcher, "params", None) or {})
 
     def _check(self, container: dict) -> Any:
-        from golf.config.validate import load_config
-
-        cfg = load_config(container, world_size=world_size(OmegaConf.create(container), self._launcher_params()))
-        build_on_meta(cfg)
-        return cfg
-
-    def _conf_dirs(self) -> list[Path]:
-        sources = OmegaConf.select(self.config, "hydra.runtime.config_sources", default=[]) or []
-        return [Path(s.path) for s in sources if s.schema == "file"]
+        return check_container(container, self._launcher_params())
 
     def _candidates(self, key: str) -> list[Any]:
-        """Values of ``key`` in the presets of its config group (``averaging.export`` -> raw, ema, swa)."""
-        group, _, rest = key.partition(".")
-        values: list[Any] = []
-        for conf in self._conf_dirs():
-            for preset in sorted((conf / group).glob("*.yaml")):
-                value = OmegaConf.select(OmegaConf.load(preset), rest, default=None)
-                if value is not None and not OmegaConf.is_config(value) and value not in values:
-                    values.append(value)
-        return values
+        sources = OmegaConf.select(self.config, "hydra.runtime.config_sources", default=[]) or []
+        return preset_values([Path(s.path) for s in sources if s.schema == "file"], key)
 
     # -- the sweep
 
@@ -179,6 +164,29 @@ class AblationSweeper(Sweeper):
             for rec in records[id(point)]:
                 rec.update(estimated_bytes=est, over_budget=over)
         return checked, records
+
+
+def check_container(container: dict, launcher_params: dict[str, Any] | None = None) -> Any:
+    """Validate a composed task config as its job would and build it on the meta device (routing
+    tables checked); returns the :class:`~golf.config.schema.GolfConfig`, raises ConfigError."""
+    from golf.config.validate import load_config
+
+    world = world_size(OmegaConf.create(container), launcher_params or {})
+    cfg = load_config(container, world_size=world)
+    build_on_meta(cfg)
+    return cfg
+
+
+def preset_values(conf_dirs: list[Path], key: str) -> list[Any]:
+    """Values of ``key`` in the presets of its config group (``averaging.export`` -> raw, ema, swa)."""
+    group, _, rest = key.partition(".")
+    values: list[Any] = []
+    for conf in conf_dirs:
+        for preset in sorted((conf / group).glob("*.yaml")):
+            value = OmegaConf.select(OmegaConf.load(preset), rest, default=None)
+            if value is not None and not OmegaConf.is_config(value) and value not in values:
+                values.append(value)
+    return values
 
 
 def describe(plan: Plan, base: Any) -> str:

@@ -1,7 +1,7 @@
 """The points of an ablation: the full recipe, each technique switched off in turn, and optionally the path
 from a base recipe to the target adding one technique at a time; each as Hydra overrides.
 
-A point is "the target with a set of techniques off" (:func:`.techniques.removal` settles it), so a
+A point is "the target with a set of techniques off" (:func:`._techniques.removal` settles it), so a
 path step equal to a leave-one-out point is one run serving both. Overrides are the difference between
 the target's composed config and the settled one (:func:`diff_overrides`): a key reset to its schema
 default is deleted (``~arch.attention.xsa``), anything else is set (``averaging.export=ema``, a routing
@@ -17,7 +17,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from .techniques import Check, Removal, Settled, Technique, find_techniques, removal, settle
+from ._techniques import Check, Removal, Settled, Technique, find_techniques, removal, settle
 
 FULL = "full"
 
@@ -114,7 +114,7 @@ class Plan:
 
 class Planner:
     """Plans the points of one target recipe; ``check`` validates a composed config, ``candidates(key)``
-    lists preset values of a connecting field (see :func:`.techniques.settle`)."""
+    lists preset values of a connecting field (see :func:`._techniques.settle`)."""
 
     def __init__(self, target: dict, target_cfg: Any, check: Check, candidates: Callable[[str], list[Any]]):
         self.target = target

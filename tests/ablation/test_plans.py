@@ -1,0 +1,54 @@
+"""Every seed's ablation plan: each point composes through Hydra, validates, builds and lacks exactly
+the techniques it switches off; the path from the baseline to #507 adds one technique per step (slow:
+a few hundred meta-device builds of full-size models)."""
+
+from __future__ import annotations
+
+import pytest
+
+from golf.config.validate import load_config
+from hydra_plugins.golf_ablation._techniques import find_techniques
+from hydra_plugins.golf_launcher.checks import build_on_meta
+from tests.ablation.helpers import SPEC_SEEDS, SPEC_TO_GOLF, composed, planner
+from tests.helpers import compose_config
+
+pytestmark = pytest.mark.slow
+
+
+def _labels(overrides: list[str]) -> set[str]:
+    cfg = load_config(compose_config(overrides))
+    build_on_meta(cfg)  # the routing tables fit the model
+    return {t.label for t in find_techniques(cfg)}
+
+
+@pytest.mark.parametrize("experiment", sorted(set(SPEC_SEEDS) - {"baseline"}))
+def test_every_leave_one_out_point_of_a_seed_validates(experiment):
+    target = [f"experiment={experiment}"]
+    plan = planner(target).plan()
+    assert plan.techniques == [t for t in plan.techniques if t in {SPEC_TO_GOLF[s] for s in SPEC_SEEDS[experiment]}]
+    assert not plan.skipped and not plan.groups  # every technique of the seeds comes off alone
+    dropped = [r.split(":", 1)[1] for p in plan.points for r in p.roles if r.startswith("drop:")]
+    assert sorted(dropped) == sorted(plan.techniques)
+    for point in plan.points:
+        assert _labels([*target, *point.overrides]) == set(plan.techniques) - set(point.off), point.name
+
+
+def test_the_path_from_the_baseline_to_pr507_adds_one_technique_per_step():
+    plan = planner(["experiment=pr507"]).plan(leave_one_out=False, base_cfg=load_config(
+        composed(["experiment=baseline"])))
+    assert plan.base_techniques == ["unet_skips", "momentum_warmup"]
+    steps = sorted(((int(r.split(":")[1]), p) for p in plan.points for r in p.roles if r.startswith("path:")),
+                   key=lambda s: s[0])
+    assert [k for k, _ in steps] == list(range(len(plan.techniques) - 1))  # 2 shared, 18 added, one each
+    assert len(plan.path) == len(plan.techniques) - 2 and set(plan.path) | set(plan.base_techniques) == set(
+        plan.techniques)
+    previous = None
+    for k, point in steps:
+        labels = _labels(["experiment=pr507", *point.overrides])
+        if previous is None:
+            assert labels == {"unet_skips", "momentum_warmup"}  # the target's settings, the base's techniques
+        else:
+            assert previous < labels and labels - previous == {plan.path[k - 1]}
+        previous = labels
+    assert previous == set(plan.techniques)  # the last step is the full recipe
+    assert steps[-1][1].off == [] and steps[-1][1].overrides == []

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def plot(rows: list[Row], out: Path, title: str) -> Path:
     ax.set_yticks(list(ys), [r.label for r in shown])
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("Δ val_bpb when removed (> 0: the technique helps); hatched: over budget")
-    ax.set_title(title)
+    ax.set_title(textwrap.shorten(title, 160), fontsize=8, wrap=True)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)

@@ -9,7 +9,9 @@ off is absent). Walking the validated config of a recipe through the groups that
   the family's neutral option (``relu2``);
 * a bool whose schema default is ``False`` (``residual.ln_scale``): on; off = ``False``;
 * a plain value listed in :data:`SWITCHES` (``rope.dims``, ``grad_clip_norm``, ``eval.kind``...) that
-  differs from its default: on; off = the default (plus the listed keys reset with it);
+  differs from its default: on; off = the default (plus the listed keys reset with it); a value that
+  builds on another (:data:`STACKED`: ``eval.kind: ttt`` on sliding windows) is a technique of its own
+  whose off form is the value underneath;
 * the table fields of :data:`TABLES` (quant schemes, rules, passthrough size) when they differ from the
   schema default (the baseline's int8 export): one technique, off = the default tables.
 
@@ -18,8 +20,8 @@ techniques of their own. A new optional sub-config, enum or off-by-default bool 
 found without any change here; :data:`LABELS` only gives some of them a shorter name.
 
 Removing a technique can leave the rest of the config inconsistent. :func:`settle` repairs what is not
-a technique: a list entry of a routing table that then selects nothing (``optimizer.rules[3]``) is
-dropped, a connecting field (``averaging.export``) goes to its default or to a value one of the
+a technique: an entry of a routing table that then selects nothing (``optimizer.rules[3]``, the error
+says so) is dropped, a connecting field (``averaging.export``) goes to its default or to a value one of the
 family's presets uses. When the field at fault belongs to another technique (SWA of the EMA needs the
 EMA), the two cannot be removed apart: :func:`removal` groups them and says why.
 """
@@ -79,6 +81,10 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     "eval.kind": ("eval.seq_len", "eval.stride"),  # the standard evaluator of the training length
 }
 
+# values that build on another value of the same field: path -> {value: (label, the value it builds on)};
+# the field's own switch (above) then stands for the value underneath (TTT scores with sliding windows)
+STACKED = {"eval.kind": {"ttt": ("ttt", "sliding")}}
+
 # tables: group -> (fields, label); one technique when any differs from the schema default
 TABLES = {"quant": (("schemes", "rules", "passthrough_max_numel"), "lowbit_quant")}
 
@@ -86,6 +92,8 @@ TABLES = {"quant": (("schemes", "rules", "passthrough_max_numel"), "lowbit_quant
 POLICIES = frozenset({"quant.over_limit"})
 _TABLE_PATHS = frozenset(f"{group}.{name}" for group, (names, _) in TABLES.items() for name in names)
 
+# how golf's routing tables say that an entry selects nothing (so dropping it changes no routing)
+_SELECTS_NOTHING = re.compile(r"\b(matches|selects|claims) no\b|already claim")
 DELETE = object()  # an edit that removes a key from the composed config: the schema default applies
 MAX_REPAIRS = 32
 
@@ -158,6 +166,9 @@ def _walk(obj: Any, path: str, found: list[Technique]) -> None:
             _walk(value, key, found)
         elif _switch(key) is not None:
             if value != default:
+                stacked = STACKED.get(key, {}).get(value)
+                if stacked is not None:
+                    found.append(Technique(stacked[0], [key], {key: stacked[1]}))
                 edits = {key: DELETE, **{k: DELETE for k in _switch(key)}}
                 found.append(Technique(_label(key, f.name), [key], edits))
         elif _is_enum(hint) and key not in POLICIES:
@@ -290,9 +301,9 @@ def settle(target: dict, drop: Iterable[Technique], techniques: list[Technique],
             check(c)
         except ConfigError as err:
             key = ".".join(_tokens(err.key))
-            m = re.fullmatch(r"(.+)\.(\d+)\.pattern", key)
+            m = re.fullmatch(r"(.+)\.(\d+)(\..+)?", key)
             owner = next((t for t in techniques if t.owns(key)), None)
-            if m and isinstance(get_path(c, m[1]), list):  # a routing rule that now selects nothing
+            if m and isinstance(get_path(c, m[1]), list) and _SELECTS_NOTHING.search(err.reason):
                 del get_path(c, m[1])[int(m[2])]
                 repairs.append(f"dropped {m[1]}[{m[2]}] ({_short(err.value)}: {err.reason})")
                 continue

@@ -16,6 +16,7 @@ in the sweep directory, which ``python -m golf.report <sweep dir>`` reads to pri
 
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,25 @@ class AblationSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.hydra_context is not None and self.launcher is not None
+        try:  # a bad plan or point ends the command with one message and status 2, before anything runs
+            checked, points, plan, records = self._prepare(arguments)
+        except ValueError as err:  # SweepRefused, ConfigError, an unknown technique name
+            print(f"golf: {type(err).__name__}: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        write_manifest(sweep_dir, plan, points, records, arguments, self.base)
+        if hasattr(self.launcher, "checked"):
+            self.launcher.checked = checked
+        results = self.launcher.launch([p.overrides for p in checked], initial_job_idx=0)
+        for r in results:
+            _ = r.return_value  # a failed job raises here, after every job has run
+        _print_table(sweep_dir)
+        return [results]
+
+    def _prepare(self, arguments: list[str]):
+        """Plan the points, cross them with the command line's sweeps and check every job."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         combos = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)[0]
         target = self._compose(combos[0])
@@ -107,7 +127,6 @@ class AblationSweeper(Sweeper):
         if base_combos:
             points.insert(0, Point([], [], roles=["base"], base=True))
         log.info(describe(plan, self.base))
-
         jobs, owners = [], []
         for point in points:
             for i, combo in enumerate(base_combos if point.base else combos):
@@ -115,17 +134,7 @@ class AblationSweeper(Sweeper):
                 jobs.append([*combo, *point.overrides, name])
                 owners.append((point, i))
         checked, records = self._check_jobs(jobs, owners)
-        sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        write_manifest(sweep_dir, plan, points, records, arguments, self.base)
-        if hasattr(self.launcher, "checked"):
-            self.launcher.checked = checked
-        results = self.launcher.launch([p.overrides for p in checked], initial_job_idx=0)
-        for r in results:
-            _ = r.return_value  # a failed job raises here, after every job has run
-        _print_table(sweep_dir)
-        return [results]
+        return checked, points, plan, records
 
     def _check_jobs(self, jobs: list[list[str]], owners: list[tuple[Point, int]]):
         """Validate every job; the budget once per recipe (it does not depend on the seed). An estimate

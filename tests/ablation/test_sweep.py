@@ -47,3 +47,12 @@ def test_two_technique_ablation_of_a_tiny_recipe(tmp_path, capsys):
     assert [r.label for r in rows] == sorted(by, key=lambda k: -by[k].delta)
     assert "| ema | 2 |" in text and "| lowbit_quant | 2 |" in text
     assert (tmp_path / "plots" / "ablation.png").stat().st_size > 1000
+
+
+def test_a_bad_plan_is_one_line_before_anything_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = run_sweep(sweep, "hydra/sweeper=ablation", "hydra.sweeper.only=[xsa]", launcher="local", timeout=600)
+    assert out.returncode == 2
+    assert ("golf: ValueError: technique 'xsa' is not in this recipe; it has: unet_skips, momentum_warmup"
+            in out.stderr)
+    assert "Traceback" not in out.stderr and not sweep.exists()

@@ -235,8 +235,8 @@ def get_path(container: Any, key: str, default: Any = None) -> Any:
 
 
 def set_path(container: dict, key: str, value: Any) -> None:
-    """Set (or, for :data:`DELETE`, remove) ``key`` in a plain container; a missing key stays missing
-    when deleted (the schema default applies either way)."""
+    """Set (or, for :data:`DELETE`, remove) ``key`` in a plain container; a missing or null key stays as
+    it is when deleted (the schema default applies, or is null too)."""
     *parents, last = _tokens(key)
     node = container
     for tok in parents:
@@ -247,8 +247,9 @@ def set_path(container: dict, key: str, value: Any) -> None:
             nxt = node[tok] = {}
         node = nxt
     if value is DELETE:
-        if isinstance(node, dict):
-            node.pop(last, None)
+        # a null value stays (Hydra cannot delete a null key; where a composed key is null, so is its default)
+        if isinstance(node, dict) and node.get(last) is not None:
+            del node[last]
         return
     if isinstance(node, list):
         node[int(last)] = value
@@ -290,10 +291,14 @@ def settle(target: dict, drop: Iterable[Technique], techniques: list[Technique],
     other technique stands in the way (see the module doc). ``candidates(key)`` lists the values a
     connecting field may take besides its default (e.g. those the family's presets use)."""
     drop = list(drop)
-    c = copy.deepcopy(target)
-    for t in drop:
+    edits: dict[str, Any] = {}
+    for t in drop:  # where two techniques set one key (ttt -> sliding, sliding -> standard) the neutral wins
         for key, value in t.edits.items():
-            set_path(c, key, value)
+            if edits.get(key) is not DELETE:
+                edits[key] = value
+    c = copy.deepcopy(target)
+    for key, value in edits.items():
+        set_path(c, key, value)
     repairs: list[str] = []
     pending: dict[str, list[Any]] = {}
     for _ in range(MAX_REPAIRS):

@@ -21,11 +21,14 @@ def _labels(overrides: list[str]) -> set[str]:
     return {t.label for t in find_techniques(cfg)}
 
 
-@pytest.mark.parametrize("experiment", sorted(set(SPEC_SEEDS) - {"baseline"}))
+@pytest.mark.parametrize("experiment", [*sorted(set(SPEC_SEEDS) - {"baseline"}), "pr1493"])
 def test_every_leave_one_out_point_of_a_seed_validates(experiment):
     target = [f"experiment={experiment}"]
     plan = planner(target).plan()
-    assert plan.techniques == [t for t in plan.techniques if t in {SPEC_TO_GOLF[s] for s in SPEC_SEEDS[experiment]}]
+    if experiment in SPEC_SEEDS:
+        assert set(plan.techniques) == {SPEC_TO_GOLF[s] for s in SPEC_SEEDS[experiment]}
+    else:  # the frontier recipe's own techniques are found without being named anywhere in the planner
+        assert {"parallel_residuals", "depth_loop", "muoneq_r"} <= set(plan.techniques)
     assert not plan.skipped and not plan.groups  # every technique of the seeds comes off alone
     dropped = [r.split(":", 1)[1] for p in plan.points for r in p.roles if r.startswith("drop:")]
     assert sorted(dropped) == sorted(plan.techniques)

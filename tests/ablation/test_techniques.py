@@ -112,6 +112,18 @@ def test_techniques_that_cannot_be_removed_alone_are_grouped():
     assert cfg.averaging.swa is None and cfg.averaging.export == "ema" and cfg.averaging.ema is not None
 
 
+def test_test_time_training_comes_off_to_sliding_and_sliding_only_with_it():
+    overrides = [*TINY, "eval=ttt"]
+    plan = planner(overrides).plan(only=["ttt", "sliding_eval"])
+    by_name = {p.name: p for p in plan.points}
+    assert set(by_name) == {"full", "no-ttt", "no-ttt+sliding_eval"}
+    assert "sliding_eval cannot be removed without ttt" in plan.groups["ttt+sliding_eval"]
+    no_ttt = load_config(compose_config([*overrides, *by_name["no-ttt"].overrides])).eval
+    assert no_ttt.kind == "sliding" and no_ttt.ttt is None and no_ttt.stride is not None
+    neither = load_config(compose_config([*overrides, *by_name["no-ttt+sliding_eval"].overrides])).eval
+    assert neither.kind == "standard" and neither.ttt is None and neither.seq_len is None
+
+
 def test_unknown_technique_names_are_refused_with_the_list():
     with pytest.raises(ValueError, match="'xsa' is not in this recipe; it has: unet_skips, momentum_warmup"):
         planner(["experiment=baseline"]).plan(only=["xsa"])

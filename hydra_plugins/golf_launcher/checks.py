@@ -68,22 +68,17 @@ def world_size(composed: DictConfig, launcher_params: dict[str, Any]) -> int:
 
 
 def build_on_meta(cfg) -> Any:
-    """The run's model on the meta device (no memory, no init), with QAT applied and the optimizer and
-    quant routing tables checked against its parameter names exactly as a run builds them; raises
+    """The run's model on the meta device (no memory, no init), after its optimizer, quant and QAT rule
+    tables have been resolved against it (:func:`golf.config.policies.check_policies`); raises
     :class:`ConfigError` naming the rule or parameter that does not fit."""
     import torch
 
+    from golf.config.policies import check_policies
     from golf.model import build_model
-    from golf.optim import build_optimizer
-    from golf.quant.qat import apply_qat
-    from golf.quant.routing import route_state_dict
 
+    check_policies(cfg)
     with torch.device("meta"):
-        model = build_model(cfg.arch)
-    apply_qat(model, cfg.quant.qat)
-    build_optimizer(model, cfg.optimizer)
-    route_state_dict(model.state_dict(), cfg.quant)
-    return model
+        return build_model(cfg.arch)
 
 
 def _budget(cfg, point: SweepPoint) -> None:

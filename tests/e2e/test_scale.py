@@ -10,7 +10,7 @@ import shlex
 
 import pytest
 
-from golf.config.validate import load_config
+from golf.config.validate import eval_seq_len, load_config
 from golf.train import run
 from tests.helpers import CONF_DIR, compose_config, group_options
 
@@ -26,7 +26,7 @@ def test_scale_cpu_keeps_the_structure_of_a_recipe():
     assert cpu.optimizer.rules == full.optimizer.rules and cpu.quant == full.quant
     assert cpu.averaging == full.averaging and cpu.eval.kind == full.eval.kind == "sliding"
     assert cpu.arch.model_dim == 128 and cpu.train.batch_tokens == 8192 and cpu.train.seq_len == 256
-    assert cpu.eval.seq_len == 256 and cpu.device == "cpu" and cpu.train.max_wallclock_s is None
+    assert eval_seq_len(cpu) == 256 and cpu.device == "cpu" and cpu.train.max_wallclock_s is None
 
 
 def test_demo_is_the_baseline_at_cpu_scale_and_keeps_its_name():

@@ -196,7 +196,7 @@ def test_eval_presets_are_the_records_settings():
     from golf.config.validate import load_config
     from tests.helpers import TINY, compose_config
 
-    pr = load_config(compose_config([*TINY, "eval=pr1493"])).eval
+    pr = load_config(compose_config(["eval=pr1493"])).eval
     assert (pr.kind, pr.seq_len, pr.stride, pr.batch_windows) == ("ttt", 2048, 64, 32)
     t = pr.ttt
     assert (t.chunk_tokens, t.epochs, t.lr, t.schedule, t.optimizer, t.momentum, t.weight_decay, t.grad_clip,

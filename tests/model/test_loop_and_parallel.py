@@ -68,7 +68,7 @@ def test_skip_rows_receive_the_spec_encoder_outputs(narrow_cfg, topology, pairs)
     rec.close()
     enc_outputs = [out for _, _, out in rec.calls[:len(model.layer_order) // 2]]
     assert [i for i, _ in merged] == [j for j, _ in pairs]
-    for (i, skip), (_, source) in zip(merged, pairs):
+    for (_i, skip), (_, source) in zip(merged, pairs):
         assert torch.equal(skip, enc_outputs[source])
     # the rows mean different blocks after the switch: block 6's skip row moves from 1 to 4
     dec = model.layer_order[len(model.layer_order) // 2:]

@@ -1,9 +1,12 @@
 """Fail before queueing: every sweep point is composed, validated and budget-checked before any job
 is submitted (no cluster needed: a refused sweep never reaches sbatch)."""
 
+import pytest
+
 from tests.slurm.sweep import run_sweep
 
 
+@pytest.mark.slurm  # the Slurm profile first checks that sbatch/srun exist: it needs the cluster's tools
 def test_invalid_and_over_budget_points_refuse_the_whole_sweep(tmp_path):
     sweep_dir = tmp_path / "sweep"
     # 4 points: (5, 16 MB) is fine; (5, 20 kB) is far over budget; both with iterations=-1 are invalid

@@ -87,3 +87,8 @@ def roles_by_name(tensors, layers: int | None = None, kinds: dict[str, str] | No
             place = "encoder" if layer < layers // 2 else "decoder"
         roles[name] = Role(name, kind, place, layer, part, family, len(dims), numel)
     return roles
+
+
+def demo_data_for(arch: str) -> str:
+    """The demo data option of an arch preset's vocabulary (the FineWeb shards may be absent)."""
+    return "data=demo_sp8192" if compose_config([f"arch={arch}"]).arch.vocab_size == 8192 else "data=demo"

@@ -16,14 +16,13 @@ from golf.optim.groups import assign_groups
 from golf.quant.config import QuantConfig, validate_quant
 from golf.quant.qat import apply_qat
 from golf.quant.routing import route_state_dict
-from tests.helpers import compose_config, group_options
+from tests.helpers import compose_config, demo_data_for, group_options
 
 ARCHS = group_options("arch")
 
 
 def _data(arch: str) -> str:
-    """Demo data of the architecture's vocabulary (the FineWeb shards may be absent)."""
-    return "data=demo_sp8192" if compose_config([f"arch={arch}"]).arch.vocab_size == 8192 else "data=demo"
+    return demo_data_for(arch)
 
 
 def _typed(schema, node):

@@ -12,7 +12,7 @@ import pytest
 
 from golf.config.validate import eval_seq_len, load_config
 from golf.train import run
-from tests.helpers import CONF_DIR, compose_config, group_options
+from tests.helpers import CONF_DIR, compose_config, demo_data_for, group_options
 
 README = CONF_DIR.parent / "README.md"
 
@@ -38,7 +38,7 @@ def test_demo_is_the_baseline_at_cpu_scale_and_keeps_its_name():
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", group_options("arch"))
 def test_every_arch_trains_at_cpu_scale_through_export(tmp_path, arch):
-    cfg = load_config(compose_config([f"arch={arch}", "scale=cpu", "data=demo", "logger=none", "train.iterations=3",
+    cfg = load_config(compose_config([f"arch={arch}", "scale=cpu", demo_data_for(arch), "logger=none", "train.iterations=3",
                                       "train.val_every=0", "eval.max_tokens=2048"]))
     cfg.run_dir = str(tmp_path)
     summary = run(cfg, tmp_path)

@@ -8,7 +8,8 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
-from golf.report import find_runs, group_runs, improvement_test, main, submission_record, varying_keys
+from golf.record import submission_record
+from golf.report import find_runs, group_runs, improvement_test, main, varying_keys
 
 
 def make_run(root, name, *, arch, seed, val_loss, status="completed"):

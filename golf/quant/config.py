@@ -66,11 +66,28 @@ class RangeConvention(Enum):
     full = "full"            # [−2^(k−1), 2^(k−1) − 1]: #295 and its lineage, late QAT
 
 
-class RoundingScale(Enum):
-    """Which scale divides the weights before rounding; dequantization always uses the stored fp16 one."""
+class ScalePrecision(Enum):
+    """Which form of a row's scale ``max(c/qmax, floor)`` a computation uses (the artifact always stores fp16)."""
 
-    fp32 = "fp32"  # the unrounded scale (baseline, #507)
-    fp16 = "fp16"  # the stored fp16 scale (#295 lineage, GPTQ-lite)
+    fp32 = "fp32"  # the unrounded fp32 scale
+    fp16 = "fp16"  # the scale rounded to the stored fp16 value
+
+
+RoundingScale = ScalePrecision  # the type of ``SchemeConfig.rounding_scale``
+
+
+class ClipOrder(Enum):
+    """Where the clip ``c`` acts on a weight: before rounding, or only through the code range after it."""
+
+    clip_then_round = "clip_then_round"    # q = clamp(round(clip(W, ±c)/s), lo, hi): baseline, #187, #344, #507
+    round_then_clamp = "round_then_clamp"  # q = clamp(round(W/s), lo, hi) on the unclipped W: #1573
+
+
+class PassthroughOrder(Enum):
+    """Whether the rule table or the size threshold ``passthrough_max_numel`` speaks first."""
+
+    rules_first = "rules_first"  # the rules choose; an int scheme chosen for a small tensor becomes fp16 (baseline)
+    size_first = "size_first"    # every small float tensor is fp16 before any rule is looked at (#1573)
 
 
 class Packing(Enum):
@@ -142,7 +159,12 @@ class SchemeConfig:
     search_granularity: SearchGranularity = SearchGranularity.matrix
     scale_floor: ScaleFloor = ScaleFloor.qmax
     range: RangeConvention = RangeConvention.symmetric
-    rounding_scale: RoundingScale = RoundingScale.fp32
+    # the scale the codes are computed with: it divides W before rounding and, for clip=search, rebuilds
+    # each candidate (q·s) for its reconstruction MSE. fp32 = the unrounded scale (baseline, #507, #187,
+    # #344's GPTQ-lite); fp16 = the stored one (#295 lineage, 03-22/#1573 GPTQ-lite). Dequantization
+    # always uses the stored fp16 scale.
+    rounding_scale: ScalePrecision = ScalePrecision.fp32
+    clip_order: ClipOrder = ClipOrder.clip_then_round  # round_then_clamp: #1573's int5 (no pre-clip of W)
     grid_step: int = 1  # #507: codes rounded to multiples of this step (4 ≈ "int6", 8 ≈ "int5" on int8)
     clip_sigmas: float = 12.85  # k of clip=sdclip (#1493: 12.85 for int6 matrices, 20.0 for int8 tok_emb)
     gptq: GPTQConfig | None = None  # quantize with full-Hessian GPTQ (needs calibration); None = round to nearest
@@ -191,6 +213,9 @@ class QATConfig:
     # Linear weights selected here are fake-quantized (first match wins); a Linear no rule selects is not
     rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(select="*", scheme="int6")])
     min_numel: int = 0  # Linear weights with at most this many elements stay unquantized (#295: 65,536)
+    # the scale the fake-quantized weight multiplies its codes by: fp32 = the unrounded scale (#187,
+    # #295: the cast to fp16 happens only at export); fp16 = the scale the artifact stores
+    fake_quant_scale: ScalePrecision = ScalePrecision.fp32
 
 
 def _baseline_schemes() -> dict[str, SchemeConfig]:
@@ -210,6 +235,9 @@ class QuantConfig:
     rules: list[RuleConfig] = field(default_factory=lambda: [RuleConfig(select="*", scheme="int8")])
     # float tensors this small are never quantized: an int scheme chosen for one stores it fp16
     passthrough_max_numel: int = 65_536
+    # rules_first: the rules choose, then an int scheme of a small tensor becomes fp16 (a float scheme such
+    # as base_rules' fp32 stays); size_first: every small float tensor is fp16 whatever the rules say (#1573)
+    passthrough_order: PassthroughOrder = PassthroughOrder.rules_first
     prune: PruneConfig | None = None
     packing: Packing = Packing.int8
     compressor: Compressor = Compressor.zlib

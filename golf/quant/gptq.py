@@ -14,6 +14,7 @@ For W [rows, cols] and H = Σ XᵀX over the layer's calibration inputs X [token
         q_j = clamp(round(clamp(w_j, ±c)/s), lo, hi),   e_j = (w_j − q_j·ŝ)/U_jj,
         W[:, j:block end] −= e_j ⊗ U[j, j:block end];
      after the block, W[:, block end:] −= E · U[block, block end:]  (E = the block's e columns);
+     the inner clamp(w_j, ±c) is left out for ``clip_order=round_then_clamp``;
   7. codes un-permuted; returned with the scales as a :class:`QuantizedTensor`.
 ``s`` is the divisor the scheme rounds with (``rounding_scale``) and ŝ the stored fp16 scale that
 dequantization uses. With H = I no error propagates (U is diagonal), so the codes equal the scheme's
@@ -26,7 +27,14 @@ import torch
 from torch import Tensor
 
 from golf.quant.config import SchemeConfig
-from golf.quant.quantizer import QuantizedTensor, code_range, matrix_clip, round_codes, row_scales
+from golf.quant.quantizer import (
+    QuantizedTensor,
+    code_range,
+    matrix_clip,
+    round_codes,
+    row_scales,
+    scaled_for_rounding,
+)
 
 
 class GPTQError(ValueError):
@@ -81,7 +89,7 @@ def gptq_quantize(weight: Tensor, hessian: Tensor, scheme: SchemeConfig) -> Quan
         ub = u[i1:i2, i1:i2]
         for j in range(i2 - i1):
             col = block[j:j + 1]                         # [1, rows]
-            q = round_codes(torch.maximum(torch.minimum(col, c), -c) / div, scheme)  # in [lo, hi]
+            q = round_codes(scaled_for_rounding(col, c, div, scheme), scheme)  # in [lo, hi]
             codes[i1 + j:i1 + j + 1] = q
             err = (col - q * deq) / ub[j, j]
             block[j:] -= ub[j, j:, None] * err            # [b-j, 1] * [1, rows]

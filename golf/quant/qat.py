@@ -3,9 +3,9 @@
 In the forward of each selected Linear, ``w_eff = w + gate · stopgrad(Q(w) − w)``: the value of the
 quantized weight Q(w), the gradient of w (spec §2.20; #187 and #295 from step 0, the 03-21/03-22
 lineage, #344 and #1573 "late QAT"). Q is :func:`golf.quant.quantizer.fake_quantize` — the export's
-own quantizer, fp16 scales included — with a scheme from ``QATConfig.schemes`` (the records' QAT kept
-fp32 scales; the difference is below fp16 rounding). As in the records, fake quantization applies only
-in training mode; eval forwards see the raw weights.
+own quantizer — with a scheme from ``QATConfig.schemes``: the codes times the fp32 scale, as #187 and
+#295 trained (spec §6; ``fake_quant_scale=fp16`` multiplies by the scale the artifact stores instead).
+As in the records, fake quantization applies only in training mode; eval forwards see the raw weights.
 
 The switch is a tensor: every wrapped module holds a non-persistent 0-dim buffer ``qat_gate`` that the
 controller fills in place (0 → 1). A compiled graph reads the buffer as an input, so the switch takes
@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from golf.quant.config import QATConfig, QATSchedule, as_scheme
+from golf.quant.config import QATConfig, QATSchedule, ScalePrecision, as_scheme
 from golf.quant.quantizer import fake_quantize
 from golf.rules import first_match
 
@@ -38,7 +38,7 @@ def _qat_weight(module: nn.Module) -> Tensor:
     if not module.training:
         return w
     gate = module._buffers[GATE]
-    return w + gate.to(w.dtype) * (fake_quantize(w, module.qat_scheme) - w).detach()
+    return w + gate.to(w.dtype) * (fake_quantize(w, module.qat_scheme, module.qat_scale) - w).detach()
 
 
 def _qat_class(cls: type) -> type:
@@ -99,7 +99,7 @@ class QATController:
             if base is not None:
                 module.__class__ = base
                 del module._buffers[GATE]
-                del module.qat_scheme
+                del module.qat_scheme, module.qat_scale
         self.modules = {}
         self._active = False
 
@@ -145,6 +145,7 @@ def apply_qat(model: nn.Module, cfg: QATConfig | None, prefix: str = "quant.qat"
         weight = module._parameters["weight"]
         module.register_buffer(GATE, torch.zeros((), device=weight.device), persistent=False)
         module.qat_scheme = as_scheme(cfg.schemes[match.rule.scheme])  # a plain dataclass for the compiler
+        module.qat_scale = ScalePrecision(cfg.fake_quant_scale)
         module.__class__ = _qat_class(type(module))
         modules[pname.removesuffix(".weight")] = module
     return QATController(cfg, modules)

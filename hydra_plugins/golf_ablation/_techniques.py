@@ -12,7 +12,7 @@ off is absent). Walking the validated config of a recipe through the groups that
   differs from its default: on; off = the default (plus the listed keys reset with it); a value that
   builds on another (:data:`STACKED`: ``eval.kind: ttt`` on sliding windows) is a technique of its own
   whose off form is the value underneath;
-* the table fields of :data:`TABLES` (quant schemes, rules, passthrough size, calibration) when they differ from the
+* the table fields of :data:`TABLES` (quant schemes, rules, passthrough size and order, calibration) when they differ from the
   schema default (the baseline's int8 export): one technique, off = the default tables.
 
 Variants inside a technique (``xsa.value``, ``smear.variant``, ``skips.kind``) belong to it and are not
@@ -87,7 +87,7 @@ STACKED = {"eval.kind": {"ttt": ("ttt", "sliding")}}
 
 # tables: group -> (fields, label); one technique when any differs from the schema default
 # (GPTQ's calibration belongs to the tables: a scheme with `gptq` needs it, the default int8 tables do not)
-TABLES = {"quant": (("schemes", "rules", "passthrough_max_numel", "calibration"), "lowbit_quant")}
+TABLES = {"quant": (("schemes", "rules", "passthrough_max_numel", "passthrough_order", "calibration"), "lowbit_quant")}
 
 # enums that are policies, not techniques
 POLICIES = frozenset({"quant.over_limit"})

@@ -68,3 +68,17 @@ def test_lzma_level_range_checked_per_compressor():
     cfg = QuantConfig(compressor=Compressor.lzma, level=22)
     with pytest.raises(ConfigError, match="lzma takes levels 0..9"):
         validate_quant(cfg)
+
+
+@pytest.mark.parametrize("override, key, value", [
+    ("quant.passthrough_order=later", "quant.passthrough_order", "later"),
+    ("quant.schemes.int5_gptq.clip_order=clip_after", "quant.schemes.int5_gptq.clip_order", "clip_after"),
+    ("quant.schemes.int5_gptq.rounding_scale=bf16", "quant.schemes.int5_gptq.rounding_scale", "bf16"),
+    ("+quant.qat={fake_quant_scale: fp8}", "quant.qat.fake_quant_scale", "fp8"),
+])
+def test_export_order_and_scale_options_are_validated(override, key, value):
+    from golf.config.validate import load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config(compose_config(["experiment=pr1573", override]))
+    assert err.value.key == key and err.value.value == value

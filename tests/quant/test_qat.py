@@ -15,6 +15,7 @@ from golf.quant.config import (
     RangeConvention,
     RuleConfig,
     ScaleFloor,
+    ScalePrecision,
     SchemeConfig,
 )
 from golf.quant.qat import GATE, apply_qat
@@ -202,3 +203,17 @@ def test_switch_takes_effect_in_a_compiled_graph_without_recompiling():
 def test_switch_takes_effect_with_inductor():
     torch._dynamo.reset()
     _switch_under_compile("inductor")
+
+
+def test_fake_quantized_weight_is_codes_times_the_fp32_scale_by_default():
+    """#187/#295 (spec §6): w_q = q · s with s in fp32; ``fake_quant_scale=fp16`` uses the stored scale."""
+    w = torch.zeros(16, 16)
+    w[:, 0], w[:, 1] = 0.5, 0.1  # every row: rowmax 0.5, s = 0.5/31; 0.1/s = 6.2 → 6
+    codes = torch.zeros(16, 16)
+    codes[:, 0], codes[:, 1] = 31, 6
+    for scale, s in ((ScalePrecision.fp32, torch.tensor(0.5) / 31), (ScalePrecision.fp16, 0.0161285400390625)):
+        net = _net()
+        net.blocks[0].attn.c_q.weight.data.copy_(w)
+        apply_qat(net, _cfg(rules=(("*", "int6"),), fake_quant_scale=scale))
+        assert net.blocks[0].attn.c_q.qat_scale is scale
+        assert torch.equal(net.blocks[0].attn.c_q.weight, codes * s)

@@ -145,7 +145,11 @@ def test_quantile_beyond_torch_limit_matches_linear_interpolation():
     assert float(quantile(x, 0.25)) == pytest.approx(0.25 * (x.numel() - 1), rel=1e-6)
 
 
-def test_fake_quantize_equals_quantize_dequantize():
+def test_fake_quantize_multiplies_the_codes_by_the_fp32_scale_or_the_stored_one():
     w = torch.randn(8, 32, generator=torch.Generator().manual_seed(3)) * 0.3
-    scheme = SchemeConfig(bits=6, clip=ClipRule.rowmax, scale_floor=ScaleFloor.qmax, range=RangeConvention.full)
-    assert torch.equal(fake_quantize(w, scheme), dequantize(quantize(w, scheme)))
+    scheme = SchemeConfig(bits=6, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny, range=RangeConvention.full)
+    qt = quantize(w, scheme)
+    s32 = w.abs().amax(dim=1) / 31  # the unrounded scale (rowmax, no floor active)
+    assert torch.equal(fake_quantize(w, scheme), qt.q.float() * s32[:, None])
+    assert not torch.equal(fake_quantize(w, scheme), dequantize(qt))  # fp16 rounding of s shows
+    assert torch.equal(fake_quantize(w, scheme, RoundingScale.fp16), dequantize(qt))

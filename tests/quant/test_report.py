@@ -40,7 +40,7 @@ def test_report_rows_and_totals(state_dict):
     tok = rows["tok_emb.weight"]  # bf16 original → 2 bytes per value before
     assert tok.bytes_before == 64 * 32 * 2 and tok.scheme == "int8"
     gain = rows["blocks.0.attn.q_gain"]
-    assert gain.entropy_bits is None and gain.bytes_after == 4 * 4  # fp32 control tensor
+    assert gain.entropy_bits is None and gain.bytes_after == 4 * 2  # #1573: every small tensor fp16 (spec §6)
     totals = report.to_dict()["totals"]
     assert totals["model_bytes"] == len(blob)
     assert totals["code_entropy_bytes"] == round(sum(

@@ -62,3 +62,25 @@ def test_a_float_tensor_without_a_role_is_an_error():
 def test_routing_works_on_meta_tensors():
     sd = {"blocks.0.mlp.fc.weight": torch.empty(1000, 1000, device="meta")}
     assert route_state_dict(sd, _cfg([("*", "int8")]), roles_by_name(sd))["blocks.0.mlp.fc.weight"].scheme_name == "int8"
+
+
+def test_size_first_makes_every_small_tensor_fp16_before_the_rules():
+    """#1573's order: the size check comes before the control tensors' fp32 rule (spec §6)."""
+    from golf.quant.config import PassthroughOrder
+
+    sd = {"blocks.0.attn_scale": torch.zeros(10), "blocks.0.resid_mix": torch.zeros(2, 1000),
+          "blocks.0.mlp.fc.weight": torch.zeros(300, 300), "blocks.0.attn.c_k.weight": torch.zeros(5, 10)}
+    rules_first = route_state_dict(sd, _cfg([("*", "int8")], passthrough_max_numel=2000), roles_by_name(sd))
+    size_first = route_state_dict(sd, _cfg([("*", "int8")], passthrough_max_numel=2000,
+                                           passthrough_order=PassthroughOrder.size_first), roles_by_name(sd))
+    assert {k: r.scheme_name for k, r in rules_first.items()} == {
+        "blocks.0.attn_scale": "fp32", "blocks.0.resid_mix": "fp32", "blocks.0.mlp.fc.weight": "int8",
+        "blocks.0.attn.c_k.weight": "fp16"}
+    assert {k: (r.scheme_name, r.reason) for k, r in size_first.items()} == {
+        "blocks.0.attn_scale": ("fp16", "numel <= 2000"), "blocks.0.resid_mix": ("fp16", "numel <= 2000"),
+        "blocks.0.mlp.fc.weight": ("int8", "rules[0]"), "blocks.0.attn.c_k.weight": ("fp16", "numel <= 2000")}
+    # a large control tensor still meets the fp32 rule
+    big = {"blocks.0.resid_mix": torch.zeros(2, 1000)}
+    routes = route_state_dict(big, _cfg([("*", "int8")], passthrough_max_numel=100,
+                                        passthrough_order=PassthroughOrder.size_first), roles_by_name(big))
+    assert routes["blocks.0.resid_mix"].scheme_name == "fp32"

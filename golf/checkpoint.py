@@ -1,9 +1,9 @@
 """Resumable training checkpoints (preemption, requeue, timeouts).
 
 Every rank writes its own file, because ranks hold different optimizer state (distributed Muon keeps
-momentum only for the matrices a rank orthogonalizes). A checkpoint holds the model, the optimizer,
-the averaging state, the data position, the schedule clock (step and training seconds), the QAT switch
-and the RNG states, so a resumed run continues exactly where the interrupted one stopped.
+momentum only for the matrices a rank orthogonalizes). A checkpoint holds the run's whole
+train state (:class:`golf.train_state.TrainState`: model, optimizer, averaging, data position, QAT and
+topology switches, RNG, clock), so a resumed run continues exactly where the interrupted one stopped.
 
 Files: ``<run_dir>/checkpoint/rank{r}.pt`` and ``complete.json``. A folder is complete when its
 ``complete.json`` exists: it is written last, after every rank's file, and removed first when a folder
@@ -39,6 +39,10 @@ from golf.dist import DistInfo, barrier
 MAY_CHANGE_ON_RESUME = ("run_dir", "run_name", "logger", "code_bytes", "eval", "dry_run", "data.root",
                         "data.demo.cache_dir", "train.log_every", "train.val_every", "train.checkpoint_every_s",
                         "train.checkpoint_at_end", "quant.limit_bytes", "quant.over_limit")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint this run cannot continue from (another world size, a component missing or unknown)."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -151,13 +155,14 @@ def check_resume_config(run_dir: Path, config: dict) -> None:
 
 
 def load_checkpoint(run_dir: Path, dist: DistInfo) -> dict | None:
-    """This rank's state of the last complete checkpoint, or None when there is none."""
+    """This rank's state of the last complete checkpoint, or None when there is none (a
+    :class:`CheckpointError` when it was written by another number of ranks)."""
     d = _complete(run_dir)
     if d is None:
         return None
     meta = json.loads((d / MARKER).read_text())
     if meta["world_size"] != dist.world_size:
-        raise RuntimeError(
+        raise CheckpointError(
             f"{d} was written by {meta['world_size']} ranks but this run has {dist.world_size}; "
             "resume with the same number of processes or remove the checkpoint"
         )

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from golf.checkpoint import CheckpointError
 from golf.config.errors import ConfigError
 from golf.data.shards import ShardError
 from golf.files import RunDirBusy, discard_if_unused
@@ -27,7 +28,7 @@ from golf.quant.container import ArtifactError
 from golf.quant.report import BudgetExceededError
 
 REFUSED = (ConfigError, RunDirBusy)
-EXPECTED = (ShardError, ArtifactError, FloatingPointError, BudgetExceededError, Preempted, OSError)
+EXPECTED = (CheckpointError, ShardError, ArtifactError, FloatingPointError, BudgetExceededError, Preempted, OSError)
 
 
 def _first_line(err: BaseException) -> str:

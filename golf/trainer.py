@@ -43,6 +43,7 @@ from golf.optim.schedule import lr_multiplier
 from golf.preempt import Preempted, StopSignal
 from golf.quant.calibrate import check_calibration
 from golf.quant.qat import apply_qat
+from golf.train_state import TrainState
 
 log = logging.getLogger("golf")
 
@@ -160,54 +161,38 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     # ---- compile warm-up rolled back to the true initial state, then resume if a checkpoint exists ----
     recorder.update_summary(setup_s=round(time.perf_counter() - t_setup, 2))
     t_compile = time.perf_counter()
+    topology.begin()
+    averager.start(model)
+    state = TrainState(model=model, optimizer=opt, averager=averager, loader=loader, qat=qat, topology=topology)
     if tc.warmup_steps > 0:
-        initial_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        initial_opt = _clone_state(opt.state_dict())
+        initial = state.snapshot()
         model.train()
         for _ in topology.warmup_phases():  # every topology the run will use gets compiled here
             for w in range(tc.warmup_steps):
                 train_step()
                 opt.step(w, 1.0)
                 opt.zero_grad(set_to_none=True)
-        model.load_state_dict(initial_model)
-        opt.load_state_dict(initial_opt)
-        loader = new_loader()
+        state.load_state_dict(initial)
         _sync(device)
     recorder.update_summary(compile_s=round(time.perf_counter() - t_compile, 2))
-    topology.begin()
-    averager.start(model)
-    step, train_time, stop_at = 0, 0.0, None
     resumed = load_checkpoint(run_dir, dist)
     if resumed is not None:
-        model.load_state_dict(resumed["model"])
-        opt.load_state_dict(resumed["optimizer"])
-        averager.load_state_dict(resumed["averaging"])
-        loader.load_state_dict(resumed["loader"])
-        qat.load_state_dict(resumed["qat"])
-        topology.load_state_dict(resumed.get("topology"))
-        torch.set_rng_state(resumed["rng"])
-        step, train_time, stop_at = resumed["step"], resumed["train_time"], resumed["stop_at"]
-        recorder.log("resume", step, train_time_s=train_time)
-        log.info("resumed from checkpoint at step %d (%.1f s of training)", step, train_time)
+        state.load_state_dict(resumed)
+        recorder.log("resume", state.step, train_time_s=state.train_time)
+        log.info("resumed from checkpoint at step %d (%.1f s of training)", state.step, state.train_time)
 
-    saved_step = resumed["step"] if resumed is not None else None
+    saved_step = state.step if resumed is not None else None
 
     def checkpoint() -> None:
         nonlocal saved_step
-        save_checkpoint(run_dir, dist, {
-            "step": step, "train_time": train_time, "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "averaging": averager.state_dict(),
-            "loader": loader.state_dict(), "qat": qat.state_dict(), "stop_at": stop_at,
-            "topology": topology.state_dict(),
-            "rng": torch.get_rng_state(),
-        }, config=resolved)
-        recorder.log("checkpoint", step, train_time_s=train_time)
-        saved_step = step
+        save_checkpoint(run_dir, dist, state.state_dict(), config=resolved)
+        recorder.log("checkpoint", state.step, train_time_s=state.train_time)
+        saved_step = state.step
 
     # ---- the timed loop ----
     cap = (tc.max_wallclock_s - tc.reserve_s) if tc.max_wallclock_s else None  # reserve: calibration + GPTQ
-    last_ckpt_time = train_time
-    clock = train_time  # the training clock all ranks agreed on at the end of the previous step
+    last_ckpt_time = state.train_time
+    clock = state.train_time  # the training clock all ranks agreed on at the end of the previous step
     # divergence: a device-side flag, OR-ed every step without a host sync and read with the per-step
     # flags below (wherever those are read, the flag has seen every step since)
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
@@ -215,89 +200,91 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     model.train()
     show = cfg.logger.console_every > 0  # 0: no training progress lines at all
     bar = Progress("train", total=tc.iterations, unit="step", every=cfg.logger.console_every, first=3,
-                   enabled=dist.is_main and show, eta=False, start=step)
-    start_step, start_time = step, train_time
+                   enabled=dist.is_main and show, eta=False, start=state.step)
+    start_step, start_time = state.step, state.train_time
     console = False
     _sync(device)
     stop.arm()  # from here a stop is honoured at the next step boundary, with a checkpoint
     t0 = time.perf_counter()
     while True:
-        last_step = step >= tc.iterations or (stop_at is not None and step >= stop_at)
+        last_step = state.step >= tc.iterations or (state.stop_at is not None and state.step >= state.stop_at)
         if last_step:
             break
-        if tc.val_every > 0 and step > 0 and step % tc.val_every == 0:
+        if tc.val_every > 0 and state.step > 0 and state.step % tc.val_every == 0:
             _sync(device)
-            train_time += time.perf_counter() - t0
+            state.train_time += time.perf_counter() - t0
             with quiet():  # its result is the line below
                 result = periodic(model)
-            recorder.log("val", step, train_time_s=train_time, **result.to_dict())
-            log.info("step:%d val_loss:%.4f val_bpb:%.4f train_time:%.1fs", step, result.val_loss,
-                     result.val_bpb, train_time)
+            recorder.log("val", state.step, train_time_s=state.train_time, **result.to_dict())
+            log.info("step:%d val_loss:%.4f val_bpb:%.4f train_time:%.1fs", state.step, result.val_loss,
+                     result.val_bpb, state.train_time)
             t0 = time.perf_counter()
-        lr_mul = lr_multiplier(cfg.optimizer.schedule, step, clock, tc.iterations, cap)
-        qat.update(step, clock, lr_mul, cap)
-        if topology.update(step, clock, cap, tc.iterations):
-            recorder.log("loop_switch", step, train_time_s=clock)
-            log.info("step:%d depth loop on (train_time:%.1fs)", step, clock)
+        lr_mul = lr_multiplier(cfg.optimizer.schedule, state.step, clock, tc.iterations, cap)
+        qat.update(state.step, clock, lr_mul, cap)
+        if topology.update(state.step, clock, cap, tc.iterations):
+            recorder.log("loop_switch", state.step, train_time_s=clock)
+            log.info("step:%d depth loop on (train_time:%.1fs)", state.step, clock)
         loss = train_step()
         nonfinite |= ~torch.isfinite(loss)
-        opt.step(step, lr_mul)
+        opt.step(state.step, lr_mul)
         opt.zero_grad(set_to_none=True)
-        step += 1
-        averager.update(model, step, lr_mul)
-        elapsed = train_time + (time.perf_counter() - t0)
-        record = tc.log_every and (step % tc.log_every == 0 or step == 1)
-        console = show and bar.due(step)  # the same answer on every rank: the loss is read (a host sync) only then
+        state.step += 1
+        averager.update(model, state.step, lr_mul)
+        elapsed = state.train_time + (time.perf_counter() - t0)
+        record = tc.log_every and (state.step % tc.log_every == 0 or state.step == 1)
+        # the same answer on every rank: the loss is read (a host sync) only then
+        console = show and bar.due(state.step)
         if record or console:
             loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size  # mean over ranks
             if not math.isfinite(loss_value):
-                raise FloatingPointError(f"train loss is {loss_value} at step {step}")
+                raise FloatingPointError(f"train loss is {loss_value} at step {state.step}")
         if record:
-            recorder.log("train", step, train_loss=loss_value, lr_mul=lr_mul, train_time_s=elapsed,
-                         ms_per_step=1000.0 * elapsed / step,
+            recorder.log("train", state.step, train_loss=loss_value, lr_mul=lr_mul, train_time_s=elapsed,
+                         ms_per_step=1000.0 * elapsed / state.step,
                          qat_active=bool(qat.active))
-        bar.update(step, **(_train_fields(cfg, step, start_step, elapsed, start_time, loss_value, lr_mul)
-                            if console else {}))
+        bar.update(state.step, **(_train_fields(cfg, state.step, start_step, elapsed, start_time, loss_value,
+                                                lr_mul) if console else {}))
         # every rank takes the same decisions from the same agreed values (golf.flags: no per-step sync)
         checkpoint_due = tc.checkpoint_every_s is not None and elapsed - last_ckpt_time >= tc.checkpoint_every_s
         agreed = flags.exchange(elapsed, float(stop.requested), float(checkpoint_due), device_flag=nonfinite)
         if agreed is None:
             continue
         clock, stop_requested, checkpoint_due, diverged = agreed
-        _check_diverged(diverged, step)  # before any checkpoint: a diverged state is never saved
-        if cap is not None and flags.projected_clock() >= cap and stop_at is None:
-            stop_at = step
+        _check_diverged(diverged, state.step)  # before any checkpoint: a diverged state is never saved
+        if cap is not None and flags.projected_clock() >= cap and state.stop_at is None:
+            state.stop_at = state.step
         if stop_requested or checkpoint_due:
-            _check_diverged((flags.flush() or [0.0])[-1], step)
+            _check_diverged((flags.flush() or [0.0])[-1], state.step)
             _sync(device)
-            train_time += time.perf_counter() - t0
+            state.train_time += time.perf_counter() - t0
             checkpoint()
-            last_ckpt_time = train_time
+            last_ckpt_time = state.train_time
             if stop_requested:
                 stop.after_checkpoint()
-                raise Preempted(f"stop requested at step {step}; checkpoint written to {run_dir}")
+                raise Preempted(f"stop requested at step {state.step}; checkpoint written to {run_dir}")
             t0 = time.perf_counter()
-    _check_diverged((flags.flush() or [0.0])[-1], step)
+    _check_diverged((flags.flush() or [0.0])[-1], state.step)
     _sync(device)
-    train_time += time.perf_counter() - t0
-    if show and step > start_step and not console:  # stopped off the cadence (wall-clock cap): the last step
+    state.train_time += time.perf_counter() - t0
+    if show and state.step > start_step and not console:  # stopped off the cadence (wall-clock cap): last step
         loss_value = all_reduce_(loss.detach().clone()).item() / dist.world_size
-        bar.line(**_train_fields(cfg, step, start_step, train_time, start_time, loss_value, lr_mul))
+        bar.line(**_train_fields(cfg, state.step, start_step, state.train_time, start_time, loss_value, lr_mul))
     bar.close()
     at_end = tc.checkpoint_at_end if tc.checkpoint_at_end is not None else scheduler_job_id() is not None
-    if at_end and saved_step != step:
+    if at_end and saved_step != state.step:
         checkpoint()  # a stop from here on (export, evaluation) resumes at the finish, not at step 0
     topology.finish()
     stop.release()  # from here on a stop signal acts at once (nothing left that a checkpoint would save)
-    tokens_seen = step * tc.batch_tokens
-    recorder.update_summary(steps=step, train_time_s=round(train_time, 3), loop_switch_step=topology.switch_step,
-                            ms_per_step=round(1000.0 * train_time / max(step, 1), 3), tokens_seen=tokens_seen,
+    tokens_seen = state.step * tc.batch_tokens
+    recorder.update_summary(steps=state.step, train_time_s=round(state.train_time, 3),
+                            loop_switch_step=topology.switch_step, tokens_seen=tokens_seen,
+                            ms_per_step=round(1000.0 * state.train_time / max(state.step, 1), 3),
                             peak_mem_mib=_peak_memory_mib(device))
-    log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", step, train_time,
-             1000.0 * train_time / max(step, 1), tokens_seen)
+    log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", state.step, state.train_time,
+             1000.0 * state.train_time / max(state.step, 1), tokens_seen)
 
     return finish_run(cfg, dist, run_dir, recorder, model=model, averager=averager, qat=qat,
-                      evaluator=evaluator, step=step, train_loader=new_loader, autocast=autocast)
+                      evaluator=evaluator, step=state.step, train_loader=new_loader, autocast=autocast)
 
 
 def _train_fields(cfg: GolfConfig, step: int, start_step: int, elapsed: float, start_time: float,
@@ -321,16 +308,6 @@ def _peak_memory_mib(device: torch.device) -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux reports KiB
-
-
-def _clone_state(obj):
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _clone_state(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_clone_state(v) for v in obj]
-    return obj
 
 
 def _check_diverged(flag: float, step: int) -> None:

@@ -119,6 +119,41 @@ def test_checkpoint_at_end_lets_a_stopped_finish_resume_without_training(tmp_pat
     assert again["val_bpb"] == first["val_bpb"] and again["steps"] == 6
 
 
+@pytest.mark.slow
+def test_a_run_stopped_mid_training_resumes_bit_identically(tmp_path, monkeypatch):
+    """A stop signal at step 3 checkpoints the whole train state and ends the run (Preempted); run again
+    into the same directory it resumes there, and its losses, score and artifact are those of a run
+    never stopped (a stateful recipe: EMA + SWA, late QAT, shuffled loader)."""
+    import signal
+
+    from golf.logging import RunRecorder
+    from golf.preempt import Preempted
+
+    stateful = ["averaging=swa_of_ema_pr344", "averaging.swa.every=1", "++quant.qat.schedule=lr_below",
+                "++quant.qat.lr_threshold=0.9", "++data.shuffle.seed=3", "optimizer.schedule.kind=iterations",
+                "optimizer.schedule.warmdown_iters=3"]
+    straight, straight_dir = tiny(tmp_path / "straight", *stateful)
+    expected = run(straight, straight_dir)
+    cfg, run_dir = tiny(tmp_path / "stopped", *stateful)
+    real_log = RunRecorder.log
+
+    def log_then_stop(self, event, step, **fields):  # the real recorder; a real signal, as Slurm sends it
+        real_log(self, event, step, **fields)
+        if event == "train" and step == 3:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    monkeypatch.setattr(RunRecorder, "log", log_then_stop)
+    with pytest.raises(Preempted, match="stop requested at step 3"):
+        run(cfg, run_dir)
+    monkeypatch.undo()
+    assert [e["step"] for e in events_of(run_dir, "checkpoint")] == [3]
+    resumed = run(cfg, run_dir)
+    assert [e["step"] for e in events_of(run_dir, "resume")] == [3]
+    assert train_losses(run_dir) == train_losses(straight_dir) and len(train_losses(run_dir)) == 6
+    assert (run_dir / "model.golf").read_bytes() == (straight_dir / "model.golf").read_bytes()
+    assert (resumed["val_bpb"], resumed["prequant_val_bpb"]) == (expected["val_bpb"], expected["prequant_val_bpb"])
+
+
 def test_an_artifact_over_budget_is_still_scored_then_fails_the_run(tmp_path):
     from golf.quant import BudgetExceededError
     from golf.train import _train_here

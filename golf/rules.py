@@ -193,13 +193,7 @@ def check_rules(rules: Sequence, prefix: str) -> list[Predicate]:
     """Compile every rule's ``select``; :class:`ConfigError` names ``<prefix>[i].select`` on a bad one."""
     if len(rules) == 0:
         raise ConfigError(prefix, [], "needs at least one rule")
-    compiled = []
-    for i, rule in enumerate(rules):
-        try:
-            compiled.append(compile_expression(rule.select))
-        except ExpressionError as err:
-            raise ConfigError(f"{prefix}[{i}].select", rule.select, str(err)) from None
-    return compiled
+    return [check_expression(rule.select, f"{prefix}[{i}].select") for i, rule in enumerate(rules)]
 
 
 @dataclass(frozen=True)
@@ -228,6 +222,22 @@ def first_match(rules: Sequence, roles: Mapping[str, Role], prefix: str, require
             continue
         out[name] = Match(hit, rules[hit])
     return out
+
+
+def check_expression(select: str, key: str) -> Predicate:
+    """Compile one role expression; :class:`ConfigError` names ``key`` on a bad one."""
+    try:
+        return compile_expression(select)
+    except ExpressionError as err:
+        raise ConfigError(key, select, str(err)) from None
+
+
+def selected(select: str, roles: Mapping[str, Role], key: str) -> set[str]:
+    """The names whose roles the expression ``select`` selects (a policy that is one set of parameters,
+    such as pruning's targets); a bad expression is a :class:`ConfigError` naming ``key``."""
+    predicate = check_expression(select, key)
+    num_layers = num_layers_of(roles)
+    return {name for name, role in roles.items() if predicate(role, num_layers)}
 
 
 def num_layers_of(roles: Mapping[str, Role]) -> int:

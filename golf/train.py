@@ -36,6 +36,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from golf.config.errors import ConfigError
 from golf.config.schema import GolfConfig
 from golf.config.validate import load_config
+from golf.data.paths import DataPaths, prepare_data
 from golf.dist import in_worker_group, init_distributed, rank_env, scheduler_job_id, shutdown
 from golf.entry import entry_errors
 from golf.files import discard_if_unused, run_dir_lock
@@ -155,12 +156,12 @@ def check_budget_estimate(cfg: GolfConfig) -> None:
 
 
 @record
-def _worker(container: dict, run_dir: str) -> dict:
-    """One rank of a local worker group (started by :func:`_launch_workers`)."""
-    rank, _, world = rank_env()
+def _worker(cfg: GolfConfig, data: DataPaths, run_dir: str) -> dict:
+    """One rank of a local worker group (started by :func:`_launch_workers`), handed the config the
+    entry validated and the data it prepared (for the group's world size, ``cfg.nproc_per_node``)."""
+    rank, _, _ = rank_env()
     _log_to_files(Path(run_dir), rank)
-    cfg = load_config(container, world_size=world)
-    return _train_here(cfg, Path(run_dir))
+    return _train_here(cfg, Path(run_dir), data)
 
 
 def _log_to_files(run_dir: Path, rank: int) -> None:
@@ -177,25 +178,24 @@ def _log_to_files(run_dir: Path, rank: int) -> None:
         root.addHandler(h)
 
 
-def _train_here(cfg: GolfConfig, run_dir: Path) -> dict:
+def _train_here(cfg: GolfConfig, run_dir: Path, data: DataPaths) -> dict:
     from golf.trainer import run_training
 
     dist = init_distributed(cfg.device)
     try:
-        return run_training(cfg, dist, run_dir)
+        return run_training(cfg, dist, run_dir, data)
     finally:
         shutdown()
 
 
-def _launch_workers(cfg: GolfConfig, run_dir: Path) -> dict:
+def _launch_workers(cfg: GolfConfig, run_dir: Path, data: DataPaths) -> dict:
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     launch = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=cfg.nproc_per_node,
                           run_id=uuid.uuid4().hex, rdzv_backend="c10d", rdzv_endpoint="localhost:0",
                           max_restarts=0, monitor_interval=0.5)
-    container = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     try:
-        results = elastic_launch(launch, _worker)(container, str(run_dir))
+        results = elastic_launch(launch, _worker)(cfg, data, str(run_dir))
     except Exception as err:  # a worker died (any rank): make the run show as failed
         _record_failure(run_dir, err)
         raise
@@ -222,8 +222,9 @@ def check_resume(cfg: GolfConfig, run_dir: Path) -> None:
     check_resume_config(run_dir, resolved_config(cfg))
 
 
-def run(cfg: GolfConfig, run_dir: Path) -> dict:
-    """Run a validated config in ``run_dir`` (dry run, local workers, or this process). The run holds
+def run(cfg: GolfConfig, run_dir: Path, data: DataPaths | None = None) -> dict:
+    """Run a validated config in ``run_dir`` (dry run, local workers, or this process). ``data``: the
+    config's prepared data (:func:`golf.data.prepare_data`; prepared here when not given). The run holds
     the run directory's lock (:func:`golf.files.run_dir_lock`): a second run into it is refused. A run
     ends with one line naming its directory and its score (or its error)."""
     if cfg.dry_run:
@@ -233,12 +234,14 @@ def run(cfg: GolfConfig, run_dir: Path) -> dict:
     check_budget_estimate(cfg)
     with run_dir_lock(run_dir) if rank_env()[0] == 0 else contextlib.nullcontext():
         check_resume(cfg, run_dir)  # before anything in the run directory is written
+        if data is None:
+            data = prepare_data(cfg.data)
         write_run_header(cfg, run_dir)
         try:
             if cfg.nproc_per_node > 1 and not in_worker_group():
-                summary = _launch_workers(cfg, run_dir)
+                summary = _launch_workers(cfg, run_dir, data)
             else:
-                summary = _train_here(cfg, run_dir)
+                summary = _train_here(cfg, run_dir, data)
         except BaseException as err:
             status = "preempted" if type(err).__name__ == "Preempted" else "failed"
             _announce(final_line(run_dir, {"status": status, "error": f"{type(err).__name__}: {err}"[:300]}))
@@ -257,16 +260,16 @@ def _announce(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _entry_config(composed, world: int | None, default_run_dir: Callable[[], str]) -> tuple[GolfConfig, Path]:
-    """Validate a composed config and settle its run directory (data files are checked too)."""
+def _entry_config(composed, world: int | None,
+                  default_run_dir: Callable[[], str]) -> tuple[GolfConfig, Path, DataPaths | None]:
+    """Validate a composed config (the only time in a run), settle its run directory and prepare its
+    data (the only time in a run: missing or inconsistent files fail here, named by their key; the demo
+    corpus is built or found in its cache). A dry run reads no data (None)."""
     cfg = load_config(composed, world_size=world)
-    if not cfg.dry_run and cfg.data.demo is None:
-        from golf.data import prepare_data
-
-        prepare_data(cfg.data)  # missing or inconsistent files fail here, named by their key
+    data = None if cfg.dry_run else prepare_data(cfg.data)
     run_dir = Path(cfg.run_dir or default_run_dir()).resolve()
     cfg.run_dir = str(run_dir)
-    return cfg, run_dir
+    return cfg, run_dir, data
 
 
 def run_bundled(config_text: str, argv: list[str]) -> dict:
@@ -280,12 +283,12 @@ def run_bundled(config_text: str, argv: list[str]) -> dict:
         if bad:
             raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
         composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
-        cfg, run_dir = _entry_config(composed, world if in_worker_group() else None,
-                                     lambda: time.strftime("golf_run-%Y%m%d-%H%M%S"))
+        cfg, run_dir, data = _entry_config(composed, world if in_worker_group() else None,
+                                           lambda: time.strftime("golf_run-%Y%m%d-%H%M%S"))
         dirs[0] = run_dir
         if not cfg.dry_run and not (cfg.nproc_per_node > 1 and not in_worker_group()):
             _log_to_files(run_dir, rank)  # local workers, when started, open their own rank logs
-        return run(cfg, run_dir)
+        return run(cfg, run_dir, data)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -294,9 +297,9 @@ def main(composed: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     dirs: list[Path | None] = [Path(hydra_cfg.runtime.output_dir), None]
     with entry_errors("golf", lambda: dirs, in_sweep=hydra_cfg.mode == RunMode.MULTIRUN):
-        cfg, run_dir = _entry_config(composed, world, lambda: hydra_cfg.runtime.output_dir)
+        cfg, run_dir, data = _entry_config(composed, world, lambda: hydra_cfg.runtime.output_dir)
         dirs[1] = run_dir
-        summary = run(cfg, run_dir)  # a checkpoint of another config is refused here, before any write
+        summary = run(cfg, run_dir, data)  # a checkpoint of another config is refused here, before any write
     if cfg.dry_run:  # a dry run leaves no run directory behind
         discard_if_unused(dirs[0])
     return summary.get("val_bpb")

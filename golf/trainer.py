@@ -27,7 +27,7 @@ from golf.averaging import build_averager
 from golf.checkpoint import load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
-from golf.data import build_byte_luts, load_validation_tokens, prepare_data
+from golf.data import DataPaths, build_byte_luts, load_validation_tokens
 from golf.data.shuffled import build_train_loader
 from golf.dist import DistInfo, all_reduce_, scheduler_job_id
 from golf.eval import build_evaluator
@@ -62,8 +62,9 @@ def autocast_factory(cfg: GolfConfig, device: torch.device):
     return contextlib.nullcontext
 
 
-def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
-    """Train, export and score one configuration; returns the summary (same on every rank)."""
+def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path, data: DataPaths) -> dict:
+    """Train, export and score one configuration (validated, its ``data`` prepared by the entry);
+    returns the summary (same on every rank)."""
     run_dir = Path(run_dir)
     if dist.is_main and (run_dir / "error.txt").exists():
         (run_dir / "error.txt").unlink()  # left by an earlier attempt of this run (requeue, retry)
@@ -73,7 +74,7 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
     )
     try:
         with StopSignal(immediate=True) as stop:  # a stop acts at once until the loop can checkpoint
-            summary = _train(cfg, dist, run_dir, recorder, stop)
+            summary = _train(cfg, dist, run_dir, data, recorder, stop)
     except Preempted:
         recorder.update_summary(status="preempted")
         raise
@@ -90,7 +91,8 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path) -> dict:
     return {**summary, "status": "completed"}
 
 
-def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder, stop: StopSignal) -> dict:
+def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, paths: DataPaths, recorder: RunRecorder,
+           stop: StopSignal) -> dict:
     t_setup = time.perf_counter()
     resolved = resolved_config(cfg)  # recorded with every checkpoint (golf.train checks it before a resume)
     device = dist.device
@@ -99,8 +101,7 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, recorder: RunRecorder
     tc = cfg.train
     accum = grad_accum_steps(cfg, dist.world_size)
 
-    # ---- data (every rank resolves it; concurrent demo builds are atomic, the first one wins) ----
-    paths = prepare_data(cfg.data)
+    # ---- data (prepared by the entry; concurrent demo builds of several ranks are atomic) ----
     luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(device)
     val_tokens = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg), cfg.arch.vocab_size)
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)

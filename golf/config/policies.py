@@ -1,8 +1,9 @@
 """The policy tables checked against the model they will act on, at validation time (DESIGN 5, 7).
 
 The model is built on the meta device (no memory, no init, no data): its parameter roles are resolved
-against the optimizer's groups, the export's routing and QAT's targets, so a parameter that no rule
-selects fails here, naming the parameter and its roles, before data is prepared or weights exist.
+against the optimizer's groups, the export's routing, QAT's targets and pruning's targets, so a
+parameter that no rule selects fails here, naming the parameter and its roles, before data is prepared
+or weights exist.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import torch
 
 from golf.model import build_model
 from golf.optim.groups import assign_groups
+from golf.quant.prune import prune_targets
 from golf.quant.qat import apply_qat
 from golf.quant.routing import route_state_dict
 
@@ -22,3 +24,5 @@ def check_policies(cfg) -> None:
         assign_groups(dict(model.named_parameters()), model.param_roles, cfg.optimizer.rules)
         route_state_dict(model.state_dict(), cfg.quant, model.param_roles)
         apply_qat(model, cfg.quant.qat)
+        if cfg.quant.prune is not None:
+            prune_targets(cfg.quant.prune, model.param_roles)

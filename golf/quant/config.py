@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from golf.config.errors import ConfigError
-from golf.rules import check_rules
+from golf.rules import check_expression, check_rules
 
 BASELINE_CLIP_QUANTILE = 0.9999984  # the baseline's 99.99984th percentile as a fraction
 MIN_BITS, MAX_BITS = 2, 8
@@ -183,7 +183,9 @@ class PruneConfig:
     """Magnitude pruning before quantization (spec §2.22)."""
 
     fraction: float = 0.08   # entries with |w| below this quantile of |W| become 0 (#295: 0.08)
-    min_numel: int = 65_536  # only 2-D float tensors with more elements than this are pruned
+    # the tensors pruned: a role expression (golf.rules) over the parameters' roles; the default is
+    # #295's "every matrix of more than 65,536 elements" (embeddings and heads included)
+    select: str = "ndim=2 & numel>65536"
 
 
 @dataclass
@@ -354,8 +356,7 @@ def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
     if cfg.prune is not None:
         if not 0.0 <= cfg.prune.fraction < 1.0:
             raise ConfigError(f"{prefix}.prune.fraction", cfg.prune.fraction, "must be in [0, 1)")
-        if cfg.prune.min_numel < 0:
-            raise ConfigError(f"{prefix}.prune.min_numel", cfg.prune.min_numel, "must be >= 0")
+        check_expression(cfg.prune.select, f"{prefix}.prune.select")
     lo, hi = LEVEL_RANGES[cfg.compressor]
     if not lo <= cfg.level <= hi:
         raise ConfigError(f"{prefix}.level", cfg.level, f"{cfg.compressor.value} takes levels {lo}..{hi}")

@@ -39,7 +39,7 @@ from golf.model.roles import Role
 from golf.quant.config import QuantConfig
 from golf.quant.container import FRAME_BYTES, encode_body, serialize
 from golf.quant.export import store_tensor
-from golf.quant.prune import prune_tensor
+from golf.quant.prune import prune_targets, prune_tensor
 from golf.quant.routing import route_state_dict
 
 SAMPLE_MIN_NUMEL = 1 << 16  # matrices above this many elements (and ≥ 4× the sample rows) are sampled
@@ -93,6 +93,7 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
     rms = [r for t in specs.values()
            if t.ndim == 2 and t.numel() > cfg.passthrough_max_numel and (r := _rms(t)) is not None]
     typical = float(torch.tensor(rms).median()) if rms else None
+    pruned = prune_targets(cfg.prune, roles) if cfg.prune is not None else set()
     gen = torch.Generator().manual_seed(seed)
     small, samples = {}, {}  # samples: name → (stored sample of ``rows`` rows, of ``2·rows`` rows)
     full = sampled = 0       # elements of the sampled matrices: in total, and in their first samples
@@ -104,9 +105,8 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
             values = torch.zeros(shape, dtype=t.dtype)
         else:
             values = (torch.randn(shape, generator=gen) * _stand_in_std(t, typical, weight_std)).to(t.dtype)
-        prune = cfg.prune
-        if prune is not None and t.is_floating_point() and t.ndim == 2 and t.numel() > prune.min_numel:
-            values = prune_tensor(values, prune.fraction)
+        if name in pruned and t.is_floating_point():
+            values = prune_tensor(values, cfg.prune.fraction)
         if big:
             samples[name] = (store_tensor(values[:rows], routes[name]), store_tensor(values, routes[name]))
             full += t.numel()

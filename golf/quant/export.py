@@ -57,7 +57,7 @@ def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: 
     raised before any tensor is quantized."""
     sd = {name: t.detach().cpu() for name, t in state_dict.items()}
     if cfg.prune is not None:
-        sd = prune_state_dict(sd, cfg.prune)
+        sd = prune_state_dict(sd, cfg.prune, roles)
     routes = route_state_dict(sd, cfg, roles)
     hessians = hessians or {}
     missing = [n for n, r in routes.items() if uses_gptq(r) and n not in hessians]

@@ -155,6 +155,7 @@ def test_a_run_stopped_mid_training_resumes_bit_identically(tmp_path, monkeypatc
 
 
 def test_an_artifact_over_budget_is_still_scored_then_fails_the_run(tmp_path):
+    from golf.data import prepare_data
     from golf.quant import BudgetExceededError
     from golf.train import _train_here
 
@@ -162,7 +163,7 @@ def test_an_artifact_over_budget_is_still_scored_then_fails_the_run(tmp_path):
     # run() would refuse this before training (the estimate is far over); an estimate can also be
     # wrong by less than its tolerance, so the trainer itself is started here
     with pytest.raises(BudgetExceededError, match="OVER BUDGET"):
-        _train_here(cfg, run_dir)
+        _train_here(cfg, run_dir, prepare_data(cfg.data))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "OVER BUDGET" in summary["error"]
     assert summary["artifact_fits"] is False and summary["artifact_bytes"] > 1000
@@ -221,6 +222,45 @@ def test_resume_check_sees_techniques_switched_and_ignores_paths_and_new_fields(
         check_resume_config(tmp_path, {**same, "averaging": {"kind": "ema", "decay": 0.997}})
     with pytest.raises(ConfigError, match=r"^seed=2: .* written with 1"):
         check_resume_config(tmp_path, {**same, "seed": 2})
+
+
+# `python -m golf.train ...` with a counting wrapper around each function that validates a config or
+# prepares data (the real function still runs); the counts are its last line of output
+COUNTED_CLI = """
+import collections, json, runpy, sys
+import golf.config.validate, golf.data, golf.data.demo, golf.data.paths
+counts = collections.Counter()
+def counted(module, name):
+    real = getattr(module, name)
+    def wrapper(*args, **kwargs):
+        counts[name] += 1
+        return real(*args, **kwargs)
+    setattr(module, name, wrapper)
+for module, name in [(golf.config.validate, "validate"), (golf.config.validate, "check_policies"),
+                     (golf.data.paths, "prepare_data"), (golf.data, "prepare_data"), (golf.data.demo, "build_demo")]:
+    counted(module, name)
+sys.argv = ["golf.train", *sys.argv[1:]]
+try:
+    runpy.run_module("golf.train", run_name="__main__", alter_sys=True)
+except SystemExit as exit_:
+    assert not exit_.code, exit_.code
+print(json.dumps(counts))
+"""
+
+
+@pytest.mark.parametrize("data", ["files", pytest.param("demo", marks=pytest.mark.slow)])
+def test_a_cli_run_validates_its_config_once_and_prepares_its_data_once(tmp_path, data):
+    from tests.faults.lib import file_data
+
+    overrides = file_data(tmp_path / "data") if data == "files" else []
+    cli = [sys.executable, "-c", COUNTED_CLI, *TINY, *overrides, "train.iterations=2", "eval.prequant=false",
+           f"hydra.run.dir={tmp_path}/run"]
+    out = subprocess.run(cli, capture_output=True, text=True, timeout=600, cwd=CONF_DIR.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    counts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"
+    assert counts == {"validate": 1, "check_policies": 1, "prepare_data": 1,
+                      **({"build_demo": 1} if data == "demo" else {})}
 
 
 def test_no_checkpoint_outside_a_scheduler_by_default(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ def load_preset(name: str, *, small: int | None = 256) -> QuantConfig:
     if small is not None:
         cfg.passthrough_max_numel = small
         if cfg.prune is not None:
-            cfg.prune.min_numel = small
+            cfg.prune.select = f"ndim=2 & numel>{small}"
     return cfg
 
 

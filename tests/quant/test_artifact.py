@@ -25,7 +25,7 @@ from .conftest import PRESETS, load_preset, named_state_dict
 def _expected(sd, cfg):
     """Quantize → dequantize of each original tensor, computed stage by stage."""
     if cfg.prune is not None:
-        sd = prune_state_dict(sd, cfg.prune)
+        sd = prune_state_dict(sd, cfg.prune, roles_by_name(sd))
     out = {}
     for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items():
         t = sd[name]
@@ -168,5 +168,5 @@ def test_garbage_header_is_rejected():
 
 def test_a_composed_dictconfig_exports_like_the_dataclass(state_dict):
     node = OmegaConf.merge(OmegaConf.structured(QuantConfig), compose_config(["quant=pr295"]).quant)
-    node.passthrough_max_numel, node.prune.min_numel = 256, 256
+    node.passthrough_max_numel, node.prune.select = 256, "ndim=2 & numel>256"
     assert export_state_dict(state_dict, node, roles_by_name(state_dict))[0] == export_state_dict(state_dict, load_preset("pr295"), roles_by_name(state_dict))[0]

@@ -8,10 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from golf.config.errors import ConfigError
+from golf.config.validate import load_config
 from golf.quant.compress import DecompressionError, compress, decompress
 from golf.quant.config import Compressor, PruneConfig
 from golf.quant.packing import pack_codes, packed_nbytes, unpack_codes
-from golf.quant.prune import prune_state_dict, prune_tensor
+from golf.quant.prune import prune_state_dict, prune_targets, prune_tensor
+from tests.helpers import compose_config, roles_by_name
 
 
 def test_prune_zeroes_exactly_the_intended_fraction():
@@ -31,11 +34,31 @@ def test_prune_state_dict_only_touches_large_matrices():
     g = torch.Generator().manual_seed(0)
     sd = {"big": torch.randn(100, 100, generator=g), "small": torch.randn(10, 10, generator=g),
           "vec": torch.randn(20000, generator=g), "ints": torch.arange(20000).reshape(200, 100)}
-    out = prune_state_dict(sd, PruneConfig(fraction=0.25, min_numel=1000))
+    roles = roles_by_name(sd, kinds={"big": "matrix", "small": "matrix", "vec": "control"})
+    out = prune_state_dict(sd, PruneConfig(fraction=0.25, select="ndim=2 & numel>1000"), roles)
     assert int((out["big"] == 0).sum()) == 2500  # 0.25·9999 = 2499.75 → 2500 entries below the threshold
     for name in ("small", "vec", "ints"):
         assert torch.equal(out[name], sd[name])
     assert int((sd["big"] == 0).sum()) == 0  # the input is not modified
+
+
+def test_the_default_prune_selection_is_every_matrix_over_65536_elements_by_role():
+    """#295's targets: the 2-D tensors of more than 65,536 elements (embedding and MLP/attention matrices),
+    nothing smaller, no vector, whatever their kind."""
+    sd = {"blocks.0.mlp.fc.weight": torch.zeros(512, 256), "blocks.0.attn.c_q.weight": torch.zeros(256, 256),
+          "tok_emb.weight": torch.zeros(1024, 512), "bigram.embed.weight": torch.zeros(4096, 16),
+          "blocks.0.attn_scale": torch.zeros(70_000)}
+    roles = roles_by_name(sd, kinds={"bigram.embed.weight": "table", "blocks.0.attn_scale": "control"})
+    assert prune_targets(PruneConfig(), roles) == {"blocks.0.mlp.fc.weight", "tok_emb.weight"}
+    only_mlp = PruneConfig(select="part=mlp")
+    assert prune_targets(only_mlp, roles) == {"blocks.0.mlp.fc.weight"}
+    out = prune_state_dict({k: torch.randn(v.shape) for k, v in sd.items()}, only_mlp, roles)
+    assert int((out["blocks.0.mlp.fc.weight"] == 0).sum()) > 0 and int((out["tok_emb.weight"] == 0).sum()) == 0
+
+
+def test_a_bad_prune_selection_is_refused_at_validation_naming_its_key():
+    with pytest.raises(ConfigError, match=r"^quant\.prune\.select='kind=matrics': .*unknown kind"):
+        load_config(compose_config(["experiment=demo", "quant=pr295", "quant.prune.select='kind=matrics'"]))
 
 
 @pytest.mark.parametrize("bits", range(2, 9))

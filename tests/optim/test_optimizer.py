@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from golf.optim import build_optimizer
+from golf.optim.config import ParamRule
 from tests.optim.standin import StandIn, decoder_cfg, fill_grads, seeded_model
 
 
@@ -30,6 +31,35 @@ def test_lrs_are_base_times_rule_times_schedule():
     assert lr_of(opt, model.blocks[1].attn_scale) == pytest.approx(0.01 * 0.5)
     assert lr_of(opt, model.blocks[2].attn_scale) == pytest.approx(0.01 * 2 * 0.5)
     assert [g["weight_decay"] for g in opt.muon.param_groups] == [0.04, 0.04]
+
+
+def wd_of(opt, param) -> float:
+    for o in (opt.muon, opt.adam):
+        for g in o.param_groups:
+            if any(p is param for p in g["params"]):
+                return g["weight_decay"]
+    raise KeyError
+
+
+def test_weight_decay_is_selected_by_role():
+    """A rule's ``wd_mul`` scales its group's decay for exactly the parameters its role expression
+    selects: here no decay on the attention matrices of the decoder, in Muon and in AdamW."""
+    cfg = decoder_cfg()
+    cfg.rules.insert(0, ParamRule(select="kind=matrix & place=decoder & part=attn", group="muon", wd_mul=0.0))
+    model = seeded_model()
+    opt = build_optimizer(model, cfg)
+    for i, block in enumerate(model.blocks):
+        decoder = i >= 2
+        assert wd_of(opt, block.attn.c_q.weight) == (0.0 if decoder else 0.04)
+        assert lr_of(opt, block.attn.c_q.weight) == pytest.approx(0.02)  # the first rule: no lr x2
+        assert wd_of(opt, block.mlp.fc.weight) == 0.04
+    p0 = model.blocks[3].attn.c_q.weight.detach().clone()
+    fill_grads(model, 3)
+    for p in model.parameters():  # only the decay can move a parameter whose gradient is zero
+        p.grad.zero_()
+    opt.step(0, lr_mul=1.0)
+    assert torch.equal(model.blocks[3].attn.c_q.weight.detach(), p0)
+    assert not torch.equal(model.blocks[0].attn.c_q.weight.detach(), seeded_model().blocks[0].attn.c_q.weight)
 
 
 def test_first_adamw_step_by_hand():

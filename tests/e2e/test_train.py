@@ -174,7 +174,7 @@ def test_the_counted_code_is_the_written_submission_bundle(tmp_path):
     cfg, run_dir = tiny(tmp_path, "eval.prequant=false")
     summary = run(cfg, run_dir)
     bundle = run_dir / "submission.py"
-    assert summary["code_bytes"] == bundle.stat().st_size < 100_000
+    assert summary["code_bytes"] == bundle.stat().st_size < 120_000  # the training code only (about 100 kB)
     assert summary["artifact_bytes"] == summary["model_bytes"] + bundle.stat().st_size
 
 

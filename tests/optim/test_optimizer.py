@@ -12,12 +12,21 @@ from golf.optim.config import ParamRule
 from tests.optim.standin import StandIn, decoder_cfg, fill_grads, seeded_model
 
 
-def lr_of(opt, param) -> float:
+def group_of(opt, param) -> dict:
+    """The torch param group (of Muon or Adam) that holds ``param``."""
     for o in (opt.muon, opt.adam):
         for g in o.param_groups:
             if any(p is param for p in g["params"]):
-                return g["lr"]
+                return g
     raise KeyError
+
+
+def lr_of(opt, param) -> float:
+    return group_of(opt, param)["lr"]
+
+
+def wd_of(opt, param) -> float:
+    return group_of(opt, param)["weight_decay"]
 
 
 def test_lrs_are_base_times_rule_times_schedule():
@@ -31,14 +40,6 @@ def test_lrs_are_base_times_rule_times_schedule():
     assert lr_of(opt, model.blocks[1].attn_scale) == pytest.approx(0.01 * 0.5)
     assert lr_of(opt, model.blocks[2].attn_scale) == pytest.approx(0.01 * 2 * 0.5)
     assert [g["weight_decay"] for g in opt.muon.param_groups] == [0.04, 0.04]
-
-
-def wd_of(opt, param) -> float:
-    for o in (opt.muon, opt.adam):
-        for g in o.param_groups:
-            if any(p is param for p in g["params"]):
-                return g["weight_decay"]
-    raise KeyError
 
 
 def test_weight_decay_is_selected_by_role():

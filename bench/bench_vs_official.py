@@ -240,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument("--cpu", action="store_true", help="the CPU comparison (default without CUDA)")
     p.add_argument("--cpu-batch-tokens", type=int, default=8192, help="CPU: tokens per step")
+    p.add_argument("--cpu-bf16-ns", action="store_true",
+                   help="CPU: also compare with bf16 Newton-Schulz on both sides (slow without bf16 units)")
     p.add_argument("--cpu-val-tokens", type=int, default=16384, help="CPU: validation tokens scored at the end")
     args = p.parse_args(argv)
     import torch

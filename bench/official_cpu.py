@@ -3,11 +3,15 @@
 The official ``train_gpt.py`` needs CUDA. Here it runs unmodified on disk and is adapted when loaded:
 its device becomes the CPU, ``torch.compile`` the identity, bf16 autocast and the bf16 model cast are
 switched off (fp32 weights, as golf on CPU), the CUDA-only calls (``set_device``, ``synchronize``,
-memory statistics, ``nvidia-smi``) do nothing. Its Newton-Schulz stays in bf16 as written. Both sides
-train the baseline at full width (9x512) on ``--cpu-batch-tokens`` tokens per step (8 micro-steps),
-on the same shards; each side's per-step times come from its own step log (training clock differences),
-and the median of the timed steps is reported, with golf once in its CPU default (float32
-Newton-Schulz) and once with ``optimizer.muon.ns_dtype=bfloat16`` (the official dtype).
+memory statistics, ``nvidia-smi``) do nothing, and its Newton-Schulz runs in fp32: a plain eager fp32
+implementation of the same model and optimizer, which is what golf's CPU default is compared with.
+Both sides train the baseline at full width (9x512) on ``--cpu-batch-tokens`` tokens per step
+(8 micro-steps), on the same shards; each side's per-step times come from its own step log (training
+clock differences), and the median of the timed steps is reported.
+
+``--cpu-bf16-ns`` adds the bf16 Newton-Schulz pair: the official script with its Newton-Schulz as
+written (bf16) against golf with ``optimizer.muon.ns_dtype=bfloat16``. On a CPU without bf16 units a
+bf16 matmul is tens of times slower than fp32, so this pair can take many minutes per step.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import os
 import re
 import runpy
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,14 +38,19 @@ ADAPT = [
     (".to(device).bfloat16()", ".to(device).float()"),
     ('subprocess.run(["nvidia-smi"]', 'subprocess.run(["true"]'),
 ]
+# the Newton-Schulz iteration and its flat update buffer in fp32 (left as written with --cpu-bf16-ns)
+FP32_NS = [
+    ("X = G.bfloat16()", "X = G.float()"),
+    ("dtype=torch.bfloat16)", "dtype=torch.float32)"),
+]
 
 
-def run_official_cpu(official: Path) -> None:
+def run_official_cpu(official: Path, fp32_ns: bool = True) -> None:
     """Entry of the child process: run the adapted official script as ``__main__``."""
     import torch
 
     source = official.read_text()
-    for old, new in ADAPT:
+    for old, new in ADAPT + (FP32_NS if fp32_ns else []):
         if old not in source:
             raise SystemExit(f"bench: cannot adapt {official} for the CPU: {old!r} not found")
         source = source.replace(old, new)
@@ -99,40 +109,53 @@ def compare_cpu(args) -> None:
            "TRAIN_BATCH_TOKENS": str(batch), "VAL_BATCH_SIZE": str(batch),
            "PYTHONPATH": str(ROOT)}
     # the official script always accumulates 8 micro-steps on one process; golf's default does the same
-    print(f"== official (CPU-adapted, fp32, eager): {steps} steps of {batch} tokens in 8 micro-steps "
-          f"after {warmup} warm-up", flush=True)
-    official_dir = out / "official"
-    official_dir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, "-c", "import sys; from bench.official_cpu import run_official_cpu; "
-                           f"run_official_cpu(__import__('pathlib').Path({str(args.official)!r}))"],
-                          cwd=official_dir, env=env, capture_output=True, text=True, timeout=args.timeout)
-    (official_dir / "stdout.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
-    if proc.returncode != 0:
-        raise SystemExit(f"bench: the CPU-adapted official script failed:\n{proc.stderr[-3000:]}")
-    pairs = [(int(s), float(t)) for s, t in re.findall(r"step:(\d+)/\d+ train_loss:\S+ train_time:(\d+)ms", proc.stdout)]
-    official_ms = statistics.median(step_times_ms(pairs))
-    official_losses = re.findall(r"step:\d+/\d+ train_loss:(\S+)", proc.stdout)
-    rows = [("official (adapted)", official_ms, official_losses)]
-    for name, extra in (("golf", []), ("golf ns=bf16", ["optimizer.muon.ns_dtype=bfloat16"])):
-        run_dir = out / name.replace(" ", "_").replace("=", "")
-        print(f"== {name}: experiment=baseline, {steps} steps of {batch} tokens in 8 micro-batches", flush=True)
-        cmd = [sys.executable, "-m", "golf.train", "experiment=baseline", f"data.root={data}", "device=cpu",
-               f"train.iterations={steps}", f"train.warmup_steps={warmup}", "train.val_every=0", "train.log_every=1",
-               f"train.batch_tokens={batch}", "train.max_wallclock_s=null", "logger=none", f"seed={args.seed}",
-               f"run_dir={run_dir}", *extra]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
-        if proc.returncode != 0:
-            raise SystemExit(f"bench: golf failed on the CPU:\n{proc.stderr[-3000:]}")
-        metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-        train = [r for r in metrics if r["event"] == "train"]
-        pairs = [(r["step"], 1000.0 * r["train_time_s"]) for r in train]
-        rows.append((name, statistics.median(step_times_ms(pairs)), [f"{r['train_loss']:.4f}" for r in train]))
-    ref = rows[0][1]
+    pairs_to_run = [("official fp32 NS", True, "golf", [])]
+    if args.cpu_bf16_ns:
+        pairs_to_run.append(("official bf16 NS", False, "golf ns=bf16", ["++optimizer.muon.ns_dtype=bfloat16"]))
+    rows = []
+    for official_name, fp32_ns, golf_name, extra in pairs_to_run:
+        rows.append(_official_row(args, official_name, fp32_ns, env, out))
+        rows.append(_golf_row(args, golf_name, extra, data, out))
     lines = [f"CPU ({os.cpu_count()} threads), baseline 9x512 fp32 eager, {batch} tokens/step in 8 micro-steps, "
-             f"median of {steps} steps after {warmup} warm-up",
+             f"median of {steps} steps after {warmup} warm-up; each golf row against the official row above it",
              f"{'run':<22}{'ms/step':>10}{'vs official':>13}  train losses"]
-    for name, ms, losses in rows:
+    for i, (name, ms, losses) in enumerate(rows):
+        ref = rows[i - i % 2][1]
         lines.append(f"{name:<22}{ms:>10.0f}{ref / ms:>12.3f}x  {' '.join(losses)}")
     report = "\n".join(lines)
     (out / "bench_cpu.txt").write_text(report + "\n")
     print(report)
+
+
+def _official_row(args, name: str, fp32_ns: bool, env: dict, out: Path) -> tuple[str, float, list[str]]:
+    steps, warmup, batch = args.steps, args.warmup, args.cpu_batch_tokens
+    print(f"== {name} (CPU-adapted, fp32, eager): {steps} steps of {batch} tokens in 8 micro-steps "
+          f"after {warmup} warm-up", flush=True)
+    run_dir = out / name.replace(" ", "_")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-c", "from pathlib import Path; from bench.official_cpu import "
+                           f"run_official_cpu; run_official_cpu(Path({str(args.official)!r}), {fp32_ns})"],
+                          cwd=run_dir, env=env, capture_output=True, text=True, timeout=args.timeout)
+    (run_dir / "stdout.txt").write_text(proc.stdout + "\n--- stderr ---\n" + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: the CPU-adapted official script failed:\n{proc.stderr[-3000:]}")
+    pairs = [(int(s), float(t)) for s, t in re.findall(r"step:(\d+)/\d+ train_loss:\S+ train_time:(\d+)ms", proc.stdout)]
+    return name, statistics.median(step_times_ms(pairs)), re.findall(r"step:\d+/\d+ train_loss:(\S+)", proc.stdout)
+
+
+def _golf_row(args, name: str, extra: list[str], data: Path, out: Path) -> tuple[str, float, list[str]]:
+    steps, warmup, batch = args.steps, args.warmup, args.cpu_batch_tokens
+    run_dir = out / name.replace(" ", "_").replace("=", "")
+    shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a continuation of an earlier bench's records
+    print(f"== {name}: experiment=baseline, {steps} steps of {batch} tokens in 8 micro-batches", flush=True)
+    cmd = [sys.executable, "-m", "golf.train", "experiment=baseline", f"data.root={data}", "device=cpu",
+           f"train.iterations={steps}", f"train.warmup_steps={warmup}", "train.val_every=0", "train.log_every=1",
+           f"train.batch_tokens={batch}", "train.max_wallclock_s=null", "logger=none", f"seed={args.seed}",
+           f"run_dir={run_dir}", *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: golf failed on the CPU:\n{proc.stderr[-3000:]}")
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in metrics if r["event"] == "train"]
+    pairs = [(r["step"], 1000.0 * r["train_time_s"]) for r in train]
+    return name, statistics.median(step_times_ms(pairs)), [f"{r['train_loss']:.4f}" for r in train]

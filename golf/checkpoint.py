@@ -115,6 +115,11 @@ def _complete(run_dir: Path) -> Path | None:
     return max(found)[2] if found else None
 
 
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a complete checkpoint (a run started there resumes from it)."""
+    return _complete(Path(run_dir)) is not None
+
+
 def _flatten(tree, prefix: str = "") -> dict:
     """Dotted key → leaf value; a sub-config also appears as ``{}`` under its own key, so that one
     being None on the other side (a technique switched on or off) still compares unequal."""

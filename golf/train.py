@@ -216,10 +216,23 @@ def _record_failure(run_dir: Path, err: BaseException) -> None:
 
 
 def check_resume(cfg: GolfConfig, run_dir: Path) -> None:
-    """A checkpoint in ``run_dir`` must come from the same config (ConfigError otherwise)."""
-    from golf.checkpoint import check_resume_config, resolved_config
+    """A checkpoint in ``run_dir`` must come from the same config (ConfigError otherwise). Without one,
+    ``run_dir`` must not hold a completed run: a new run there would start from step 0 and append its
+    records to the finished run's (with a checkpoint it resumes, and repeats only the finish)."""
+    from golf.checkpoint import check_resume_config, has_checkpoint, resolved_config
 
     check_resume_config(run_dir, resolved_config(cfg))
+    if has_checkpoint(run_dir):
+        return
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):  # no summary (a new run) or a half-written one (a crashed run): go on
+        return
+    if isinstance(summary, dict) and summary.get("status") == "completed":
+        score = summary.get("val_bpb")
+        scored = f" (val_bpb {score:.6f})" if isinstance(score, (int, float)) else ""
+        raise ConfigError("run_dir", str(run_dir), f"already holds a completed run{scored}; give another run_dir "
+                          "or remove this one")
 
 
 def run(cfg: GolfConfig, run_dir: Path, data: DataPaths | None = None) -> dict:

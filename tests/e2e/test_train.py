@@ -272,23 +272,6 @@ def test_no_checkpoint_outside_a_scheduler_by_default(tmp_path, monkeypatch):
     assert events_of(run_dir, "checkpoint") == [] and not (run_dir / "checkpoint").exists()
 
 
-def test_a_run_into_the_directory_of_a_completed_run_is_refused_and_leaves_it_untouched(tmp_path):
-    from golf.config.errors import ConfigError
-
-    cfg, run_dir = tiny(tmp_path, "eval.prequant=false", "train.val_every=0")
-    summary = run(cfg, run_dir)
-    before = {name: (run_dir / name).read_bytes() for name in ("summary.json", "metrics.jsonl")}
-    with pytest.raises(ConfigError, match=rf"^run_dir=.*: already holds a completed run "
-                                          rf"\(val_bpb {summary['val_bpb']:.6f}\); give another run_dir"):
-        run(cfg, run_dir)
-    assert {name: (run_dir / name).read_bytes() for name in before} == before
-    # a run that did not complete (a crash before its summary was final) may be run again there
-    (run_dir / "summary.json").write_text(json.dumps({"status": "failed"}))
-    from golf.train import check_resume
-
-    check_resume(cfg, run_dir)
-
-
 @pytest.mark.dist
 def test_two_gloo_ranks_match_one_process_with_accumulation(tmp_path):
     """2 ranks x 1 micro-step see exactly the tokens of 1 rank x 2 micro-steps (the official loader's

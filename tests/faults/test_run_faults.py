@@ -1,5 +1,5 @@
 """Rows 2, 6 and 8 in a real tiny run: divergence with logging off, a single run far over budget,
-two runs into one directory."""
+two runs into one directory (at once, and one after a completed one)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,18 @@ def test_a_second_run_into_a_busy_directory_is_refused_at_once(tmp_path):
         assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "metrics.jsonl"]  # untouched
     run(cfg, run_dir)  # once it has ended, the directory is free
     assert summary(run_dir)["status"] == "completed"
+
+
+def test_a_new_run_into_the_directory_of_a_completed_run_is_refused_and_leaves_it_untouched(tmp_path):
+    cfg, run_dir = tiny(tmp_path, "eval.prequant=false", "train.val_every=0")
+    first = run(cfg, run_dir)
+    before = {name: (run_dir / name).read_bytes() for name in ("summary.json", "metrics.jsonl")}
+    with pytest.raises(ConfigError, match=rf"^run_dir=.*: already holds a completed run "
+                                          rf"\(val_bpb {first['val_bpb']:.6f}\); give another run_dir"):
+        run(cfg, run_dir)
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+    # a run that did not complete may be run again there (from its checkpoint, or from step 0)
+    (run_dir / "summary.json").write_text(json.dumps({"status": "failed"}))
+    from golf.train import check_resume
+
+    check_resume(cfg, run_dir)

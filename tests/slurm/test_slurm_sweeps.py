@@ -60,6 +60,13 @@ def held(state: dict[str, str]) -> bool:
     return state["JobState"] == "PENDING" and state.get("Reason") == "BeginTime"
 
 
+def final_state(job_id: str, timeout: float = 60.0) -> str:
+    """The job's state once it has left RUNNING/COMPLETING: submitit hands the result back as soon as the
+    job wrote it, while the job itself may still be winding down for a moment."""
+    wait_for(lambda: job(job_id)["JobState"] not in ("RUNNING", "COMPLETING"), timeout, f"job {job_id} to end")
+    return job(job_id)["JobState"]
+
+
 def wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -113,7 +120,7 @@ def test_two_seed_sweep_with_two_workers_per_job(seed_sweep):
         provenance = yaml.safe_load((run / "provenance.yaml").read_text())
         assert "git_rev" in provenance
         assert re.fullmatch(rf"\d+_{num}", slurm_job_id(run))
-        assert job(slurm_job_id(run))["JobState"] == "COMPLETED"
+        assert final_state(slurm_job_id(run)) == "COMPLETED"
     assert bpbs[0] != bpbs[1] and all(0 < b < 20 for b in bpbs)
 
 
@@ -191,5 +198,5 @@ def test_failing_point_is_reported_while_the_other_completes(tmp_path):
     assert summary(good)["status"] == "completed"
     assert summary(bad)["status"] == "failed" and "CUDA is not available" in summary(bad)["error"]
     assert "CUDA is not available" in (bad / "error.txt").read_text()
-    assert job(slurm_job_id(good))["JobState"] == "COMPLETED"
-    assert job(slurm_job_id(bad))["JobState"] == "FAILED"
+    assert final_state(slurm_job_id(good)) == "COMPLETED"
+    assert final_state(slurm_job_id(bad)) == "FAILED"

@@ -134,6 +134,10 @@ class _Rows:
     scale32: Tensor
     scale16: Tensor
 
+    def scale(self, precision: ScalePrecision) -> Tensor:
+        """The per-row scale of the given precision, as fp32 (the fp16 one rounded, not recomputed)."""
+        return _pick(self.scale32, self.scale16, precision)
+
 
 def _quantize_rows(t32: Tensor, clip: Tensor, scheme: SchemeConfig) -> _Rows:
     """Codes and scales of a matrix for the given per-row clips."""
@@ -165,7 +169,7 @@ def _search(t32: Tensor, scheme: SchemeConfig) -> _Rows:
         rows = _quantize_rows(t32, _row_clip(absw, cand), scheme)
         if len(cands) == 1:
             return rows
-        recon = rows.codes * _pick(rows.scale32, rows.scale16, scheme.rounding_scale)[:, None]
+        recon = rows.codes * rows.scale(scheme.rounding_scale)[:, None]
         err = (t32 - recon).square().mean(dim=1)  # [rows]
         if best is None:
             best, best_err = rows, err
@@ -233,4 +237,4 @@ def fake_quantize(w: Tensor, scheme: SchemeConfig, scale: ScalePrecision = Scale
     ``scale=fp32`` multiplies by the unrounded scale, as #187 and #295 trained (spec §6); ``fp16`` by the
     stored scale, which makes the result equal ``dequantize(quantize(w))``."""
     rows = _search(w.float(), scheme)
-    return (rows.codes * _pick(rows.scale32, rows.scale16, scale)[:, None]).to(w.dtype)
+    return (rows.codes * rows.scale(scale)[:, None]).to(w.dtype)

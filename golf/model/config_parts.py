@@ -27,7 +27,7 @@ class RopeConfig:
     freq_dtype: str = "float32"
 
 
-class XSAValue(Enum):
+class XSAValue(str, Enum):
     """Which value XSA removes: the layer's own value before value-residual blending, or the blended one."""
 
     raw = "raw"          # #344
@@ -42,7 +42,7 @@ class XSAConfig:
     value: XSAValue = XSAValue.blended
 
 
-class GateKind(Enum):
+class GateKind(str, Enum):
     """Per-head gate on the attention output (spec §2.9)."""
 
     input = "input"    # sigma(W x + b), W: heads x model_dim (#344, #1573)
@@ -57,7 +57,7 @@ class AttnGateConfig:
     layers: str = "all"
 
 
-class ValueResidualInit(Enum):
+class ValueResidualInit(str, Enum):
     """Init of ``vr_lambda`` = (weight of the first layer's value, weight of the own value) (spec §2.8)."""
 
     half = "half"          # [0.5, 0.5] (#344, #1573)
@@ -99,7 +99,7 @@ class AttentionConfig:
 # ----------------------------------------------------------------------------- MLP
 
 
-class MLPActivation(Enum):
+class MLPActivation(str, Enum):
     relu2 = "relu2"              # relu(x)^2 (baseline, #187, #295)
     leaky_relu2 = "leaky_relu2"  # leaky_relu(x, slope)^2 (#344, #1573)
     gelu = "gelu"                # gelu(x)
@@ -121,7 +121,7 @@ class MLPConfig:
 # ----------------------------------------------------------------------------- residual stream
 
 
-class ResidMixInit(Enum):
+class ResidMixInit(str, Enum):
     """Init of each block's ``resid_mix`` = [m0; m1] in x <- m0 * x + m1 * x0 (spec §1.5, §2.11)."""
 
     plain = "plain"  # m0 = 1, m1 = 0
@@ -152,7 +152,7 @@ class ResidualConfig:
     parallel: ParallelResidualConfig | None = None
 
 
-class SkipKind(Enum):
+class SkipKind(str, Enum):
     plain = "plain"  # x <- x + w * skip (baseline)
     gated = "gated"  # g = sigma(gate): x <- g * x + (1 - g) * w * skip (#507)
 
@@ -164,7 +164,7 @@ class SkipConfig:
     kind: SkipKind = SkipKind.plain
 
 
-class BackoutSource(Enum):
+class BackoutSource(str, Enum):
     """The activation backout subtracts (spec §2.14)."""
 
     encoder_output = "encoder_output"              # output of the last encoder block (#507)
@@ -182,7 +182,7 @@ class BackoutConfig:
 # ----------------------------------------------------------------------------- input stage
 
 
-class BigramForm(Enum):
+class BigramForm(str, Enum):
     """The three hash / placement forms of BigramHash (spec §2.2)."""
 
     mult_input = "mult_input"        # A: (prev * 92821 + cur) mod B, prev_0 = 0; added once at the input
@@ -190,7 +190,7 @@ class BigramForm(Enum):
     xor_per_layer = "xor_per_layer"  # B': XOR hash, position 0 -> bucket 0; added before every block
 
 
-class ProjInit(Enum):
+class ProjInit(str, Enum):
     zero = "zero"        # zero at construction (an orthogonal init rule may still replace it)
     default = "default"  # PyTorch's kaiming-uniform Linear init (#187)
 
@@ -216,7 +216,7 @@ class TrigramConfig:
     scale_init: float = 0.03
 
 
-class SmearVariant(Enum):
+class SmearVariant(str, Enum):
     """The three SmearGates of spec §2.1."""
 
     pass_through = "pass_through"  # A: x_t <- g x_t + (1-g) x_{t-1}, gate init 3.0; before the input norm
@@ -294,7 +294,7 @@ class DepthConfig:
     loop: LoopConfig | None = None
 
 
-class OrthoRule(Enum):
+class OrthoRule(str, Enum):
     """Which weights get ``orthogonal_`` (gain 1) at init: each seed's selection rule (spec §2.11).
 
     Output projections (attention and MLP ``proj``, untied head) are zero in every rule.
@@ -306,7 +306,7 @@ class OrthoRule(Enum):
     matrices_numel_gt_65536 = "matrices_numel_gt_65536"  # every 2-D parameter above 65,536 (#295)
 
 
-class EmbedInit(Enum):
+class EmbedInit(str, Enum):
     normal = "normal"      # N(0, embed_std^2) (tied) / N(0, 1) (untied), as the baseline
     overtone = "overtone"  # the normal init, then singular values S_k <- S_1 k^(-1/2) (#187, #295)
 

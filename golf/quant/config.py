@@ -28,7 +28,7 @@ BASELINE_CLIP_QUANTILE = 0.9999984  # the baseline's 99.99984th percentile as a 
 MIN_BITS, MAX_BITS = 2, 8
 
 
-class SchemeKind(Enum):
+class SchemeKind(str, Enum):
     """What a scheme stores: per-row/per-tensor integers, or the float tensor itself."""
 
     int = "int"
@@ -36,7 +36,7 @@ class SchemeKind(Enum):
     fp32 = "fp32"
 
 
-class ClipRule(Enum):
+class ClipRule(str, Enum):
     """How the per-row clip value ``c`` is chosen."""
 
     percentile = "percentile"  # c = the `clip_quantile` quantile of |W_r| (linear interpolation)
@@ -45,28 +45,28 @@ class ClipRule(Enum):
     sdclip = "sdclip"          # SDClip (#1394 lineage): c = clip_sigmas · std(W_r) (unbiased std)
 
 
-class SearchGranularity(Enum):
+class SearchGranularity(str, Enum):
     """GPTQ-lite picks one candidate for the whole matrix (03-22, #1573) or one per row (#344)."""
 
     matrix = "matrix"
     row = "row"
 
 
-class ScaleFloor(Enum):
+class ScaleFloor(str, Enum):
     """Lower bound on the per-row scale ``s = c/qmax``."""
 
     qmax = "qmax"  # s = max(c/qmax, 1/qmax): baseline, #187, GPTQ-lite
     tiny = "tiny"  # s = max(c/qmax, 1e-12): the "amax" schemes of #295 and its lineage
 
 
-class RangeConvention(Enum):
+class RangeConvention(str, Enum):
     """Integer range of a k-bit code."""
 
     symmetric = "symmetric"  # ±(2^(k−1) − 1): baseline, #187, GPTQ-lite
     full = "full"            # [−2^(k−1), 2^(k−1) − 1]: #295 and its lineage, late QAT
 
 
-class ScalePrecision(Enum):
+class ScalePrecision(str, Enum):
     """Which form of a row's scale ``max(c/qmax, floor)`` a computation uses (the artifact always stores fp16)."""
 
     fp32 = "fp32"  # the unrounded fp32 scale
@@ -76,56 +76,56 @@ class ScalePrecision(Enum):
 RoundingScale = ScalePrecision  # the type of ``SchemeConfig.rounding_scale``
 
 
-class ClipOrder(Enum):
+class ClipOrder(str, Enum):
     """Where the clip ``c`` acts on a weight: before rounding, or only through the code range after it."""
 
     clip_then_round = "clip_then_round"    # q = clamp(round(clip(W, ±c)/s), lo, hi): baseline, #187, #344, #507
     round_then_clamp = "round_then_clamp"  # q = clamp(round(W/s), lo, hi) on the unclipped W: #1573
 
 
-class PassthroughOrder(Enum):
+class PassthroughOrder(str, Enum):
     """Whether the rule table or the size threshold ``passthrough_max_numel`` speaks first."""
 
     rules_first = "rules_first"  # the rules choose; an int scheme chosen for a small tensor becomes fp16 (baseline)
     size_first = "size_first"    # every small float tensor is fp16 before any rule is looked at (#1573)
 
 
-class Packing(Enum):
+class Packing(str, Enum):
     """How integer codes are laid out in the artifact."""
 
     int8 = "int8"  # one int8 container per value; the compressor removes the unused high bits
     bits = "bits"  # true bit-packing: k-bit codes, 8 values in k bytes (#1573)
 
 
-class Compressor(Enum):
+class Compressor(str, Enum):
     zlib = "zlib"
     zstd = "zstd"
     lzma = "lzma"
     brotli = "brotli"  # quality 0..11 (#1394 lineage, #1493: 11)
 
 
-class CalibrationSource(Enum):
+class CalibrationSource(str, Enum):
     """Where calibration inputs come from. Validation data is never a source (it is what gets scored)."""
 
     train = "train"          # the first ``batches`` batches of the training stream (#1493)
     generated = "generated"  # sequences sampled autoregressively from the exported model (#1019)
 
 
-class HessianReduce(Enum):
+class HessianReduce(str, Enum):
     """How ranks combine their Hessians."""
 
     all_reduce = "all_reduce"  # sum over ranks: every rank's calibration data counts
     local = "local"            # no reduction; the main rank's own Hessians are used (#1493 as it ran)
 
 
-class OverLimit(Enum):
+class OverLimit(str, Enum):
     """What :func:`golf.quant.check_budget` does when the artifact is over ``limit_bytes``."""
 
     error = "error"
     warn = "warn"
 
 
-class QATSchedule(Enum):
+class QATSchedule(str, Enum):
     """When fake quantization switches on (it never switches off)."""
 
     always = "always"                  # from step 0 (#187, #295)

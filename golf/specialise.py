@@ -1,0 +1,577 @@
+"""Source specialisation: the kernel's modules, folded against one resolved config, as one program.
+
+:func:`specialise` reads every module of :mod:`golf.kernel` (``ast``), and
+
+1. **folds config reads**: inside a function, a parameter annotated with a config class that occurs
+   exactly once in the resolved config (``cfg: ArchConfig``), and a local assigned once from such a
+   value (``a = cfg.attention``), are known; an attribute chain over them whose value is a literal
+   (number, string, bool, None, a tuple or list of those) becomes that literal, ``x is None`` of a known
+   ``x`` becomes ``True``/``False``, and constant comparisons, ``not``/``and``/``or``, conditional
+   expressions and ``if`` statements are decided — so the branches of techniques that are off vanish;
+2. **drops what is unreachable**: starting from the entry names, only the top-level definitions that
+   kept code names survive (external imports likewise), and a kept class keeps only the methods whose
+   names kept code mentions (plus special methods and the framework hooks torch calls by name);
+3. **strips lab metadata**: docstrings, annotations' imports under ``TYPE_CHECKING``, ``from __future__``
+   and the ``PARAM_ROLES`` / ``HOST_ROLES`` role labels.
+
+It returns the program's source (definitions in module dependency order, imports first). Nothing here
+knows a technique: what is folded is whatever the config says.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import operator
+from collections import defaultdict
+from pathlib import Path
+
+KERNEL_DIR = Path(__file__).resolve().parent / "kernel"
+KERNEL_PACKAGE = "golf.kernel"
+LAB_ATTRIBUTES = ("PARAM_ROLES", "HOST_ROLES")
+# methods torch (or Python) calls by name, kept in a kept class although kernel code never names them
+FRAMEWORK_METHODS = frozenset({"forward", "train", "eval", "extra_repr", "reset_parameters", "_apply", "step",
+                               "state_dict", "load_state_dict", "zero_grad", "_load_from_state_dict"})
+
+
+class SpecialiseError(ValueError):
+    """The kernel breaks its contract (golf/kernel/__init__.py): a name defined twice, a forbidden import."""
+
+
+# ----------------------------------------------------------------------------- config values
+
+
+class Node(dict):
+    """A config dataclass as plain data: its fields by name (a dict field stays a plain dict)."""
+
+
+def plain(value):
+    """A config value as plain data: dataclasses become :class:`Node`, enums their values, tuples lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return Node({f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def config_types(cfg) -> dict[str, Node]:
+    """Each config class that occurs exactly once in ``cfg``'s tree → its value (as plain data)."""
+    seen: dict[str, list] = defaultdict(list)
+
+    def walk(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            seen[type(value).__name__].append(value)
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(cfg)
+    return {name: plain(values[0]) for name, values in seen.items() if len(values) == 1}
+
+
+# ----------------------------------------------------------------------------- folding
+
+_UNKNOWN = object()
+_LITERAL_LEAVES = (type(None), bool, int, float, str)
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
+            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+
+
+def _is_literal(value) -> bool:
+    if isinstance(value, (list, tuple)) and not isinstance(value, Node):
+        return all(_is_literal(v) for v in value)
+    return isinstance(value, _LITERAL_LEAVES) and not isinstance(value, Node)
+
+
+def _literal(value) -> ast.expr:
+    if isinstance(value, list):
+        return ast.List([_literal(v) for v in value], ast.Load())
+    if isinstance(value, tuple):
+        return ast.Tuple([_literal(v) for v in value], ast.Load())
+    return ast.Constant(value)
+
+
+def _annotation_types(node: ast.expr | None) -> list[str]:
+    """The class names an annotation mentions (``ArchConfig``, ``'ArchConfig | None'``, ``x.ArchConfig``)."""
+    if node is None:
+        return []
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        try:
+            node = ast.parse(node.value, mode="eval").body
+        except SyntaxError:
+            return []
+    return [n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node)
+            if isinstance(n, (ast.Name, ast.Attribute))]
+
+
+def _stores(fn: ast.AST) -> dict[str, int]:
+    """How often each name is bound anywhere inside ``fn`` (its parameters excluded)."""
+    count: dict[str, int] = defaultdict(int)
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+            count[n.id] += 1
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n is not fn:
+            count[n.name] += 1
+        elif isinstance(n, ast.arg) and n not in _params(fn):
+            count[n.arg] += 1
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            for name in n.names:
+                count[name] += 2
+    return count
+
+
+def _params(fn: ast.AST) -> list[ast.arg]:
+    if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        return []
+    a = fn.args
+    return [*a.posonlyargs, *a.args, *([a.vararg] if a.vararg else []), *a.kwonlyargs,
+            *([a.kwarg] if a.kwarg else [])]
+
+
+class _Folder(ast.NodeTransformer):
+    """Folds one function body (nested functions inherit the known names they do not rebind)."""
+
+    def __init__(self, types: dict[str, Node], env: dict | None = None):
+        self.types = types
+        self.env = dict(env or {})
+
+    # -- values
+    def value(self, node: ast.expr):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            return self.env.get(node.id, _UNKNOWN)
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            base = self.value(node.value)
+            if isinstance(base, Node) and node.attr in base:
+                return base[node.attr]
+            return _UNKNOWN
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):
+            base, key = self.value(node.value), self.value(node.slice)
+            if isinstance(base, dict) and not isinstance(base, Node) and key is not _UNKNOWN:
+                try:
+                    return base[key]
+                except (KeyError, TypeError):
+                    return _UNKNOWN
+            if isinstance(base, list) and isinstance(key, int) and not isinstance(key, bool):
+                return base[key] if -len(base) <= key < len(base) else _UNKNOWN
+        if isinstance(node, (ast.Tuple, ast.List)) and isinstance(node.ctx, ast.Load):
+            values = [self.value(e) for e in node.elts]
+            if all(v is not _UNKNOWN for v in values):
+                return list(values) if isinstance(node, ast.List) else tuple(values)
+        return _UNKNOWN
+
+    # -- functions: a new scope
+    def visit_FunctionDef(self, fn):
+        stores = _stores(fn)
+        env = {k: v for k, v in self.env.items() if not stores.get(k) and k not in {a.arg for a in _params(fn)}}
+        for arg in _params(fn):
+            if stores.get(arg.arg):
+                continue
+            for name in _annotation_types(arg.annotation):
+                if name in self.types:
+                    env[arg.arg] = self.types[name]
+                    break
+        inner = _Folder(self.types, env)
+        fn.args = inner.visit(fn.args)
+        fn.decorator_list = [self.visit(d) for d in fn.decorator_list]
+        fn.body = inner.fold_body(fn.body, stores)
+        return fn
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node):
+        names = {a.arg for a in _params(node)}
+        inner = _Folder(self.types, {k: v for k, v in self.env.items() if k not in names})
+        node.body = inner.visit(node.body)
+        return node
+
+    def fold_body(self, body: list[ast.stmt], stores: dict[str, int]) -> list[ast.stmt]:
+        """Fold a function body; a name assigned once (here, at the top level of the body) from a known
+        config node becomes known from that statement on."""
+        out = []
+        for stmt in body:
+            folded = self.visit(stmt)
+            for s in folded if isinstance(folded, list) else [folded]:
+                if (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+                        and stores.get(s.targets[0].id) == 1):
+                    v = self.value(s.value)
+                    if v is not _UNKNOWN:
+                        self.env[s.targets[0].id] = v
+                out.append(s)
+        return _drop_dead_locals(out, self.env) or [ast.Pass()]
+
+    # -- expressions
+    def _fold(self, node: ast.expr) -> ast.expr:
+        v = self.value(node)
+        if v is not _UNKNOWN and _is_literal(v) and not isinstance(node, ast.Constant):
+            return ast.copy_location(_literal(v), node)
+        return node
+
+    def visit_Name(self, node):
+        return self._fold(node)
+
+    def visit_Attribute(self, node):
+        if isinstance(node.ctx, ast.Load) and self.value(node) is not _UNKNOWN:
+            return self._fold(node)
+        node.value = self.visit(node.value)
+        return node
+
+    def visit_Subscript(self, node):
+        if isinstance(node.ctx, ast.Load) and self.value(node) is not _UNKNOWN:
+            return self._fold(node)
+        self.generic_visit(node)
+        return node
+
+    def visit_Compare(self, node):
+        # `known is None` decides even when `known` is a whole config node
+        left = self.value(node.left)
+        if (len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot)) and left is not _UNKNOWN
+                and isinstance(node.comparators[0], ast.Constant) and node.comparators[0].value is None):
+            return ast.copy_location(ast.Constant(_COMPARE[type(node.ops[0])](left, None)), node)
+        self.generic_visit(node)
+        values = [self.value(n) for n in (node.left, *node.comparators)]
+        if any(v is _UNKNOWN for v in values) or not all(_is_literal(v) for v in values):
+            return node
+        try:
+            result = all(_COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, values, values[1:]))
+        except (TypeError, KeyError):
+            return node
+        return ast.copy_location(ast.Constant(result), node)
+
+    def visit_UnaryOp(self, node):
+        self.generic_visit(node)
+        if isinstance(node.op, ast.Not):
+            v = self.truth(node.operand)
+            if v is not _UNKNOWN:
+                return ast.copy_location(ast.Constant(not v), node)
+        return node
+
+    def truth(self, node: ast.expr):
+        v = self.value(node)
+        if v is _UNKNOWN:
+            return _UNKNOWN
+        return bool(v)
+
+    def visit_BoolOp(self, node):
+        self.generic_visit(node)
+        is_and = isinstance(node.op, ast.And)
+        kept = []
+        for i, operand in enumerate(node.values):
+            t = self.truth(operand) if isinstance(operand, ast.Constant) else _UNKNOWN
+            last = i == len(node.values) - 1
+            if t is _UNKNOWN or last:
+                kept.append(operand)
+            elif t != is_and:  # a falsy operand of `and` / a truthy one of `or` decides the result
+                kept.append(operand)
+                break
+        if len(kept) == 1:
+            return kept[0]
+        node.values = kept
+        return node
+
+    def visit_IfExp(self, node):
+        self.generic_visit(node)
+        t = self.truth(node.test) if isinstance(node.test, ast.Constant) else _UNKNOWN
+        if t is _UNKNOWN:
+            return node
+        return node.body if t else node.orelse
+
+    # -- statements
+    def visit_If(self, node):
+        node.test = self.visit(node.test)
+        t = self.truth(node.test) if isinstance(node.test, ast.Constant) else _UNKNOWN
+        if t is _UNKNOWN:
+            node.body = self._block(node.body) or [ast.Pass()]
+            node.orelse = self._block(node.orelse)
+            return node
+        return self._block(node.body if t else node.orelse)
+
+    def visit_While(self, node):
+        node.test = self.visit(node.test)
+        if isinstance(node.test, ast.Constant) and not node.test.value:
+            return self._block(node.orelse)
+        node.body = self._block(node.body) or [ast.Pass()]
+        node.orelse = self._block(node.orelse)
+        return node
+
+    def _block(self, stmts: list[ast.stmt]) -> list[ast.stmt]:
+        out = []
+        for s in stmts:
+            r = self.visit(s)
+            out.extend(r if isinstance(r, list) else [r] if r is not None else [])
+        return out
+
+
+def _drop_dead_locals(body: list[ast.stmt], env: dict) -> list[ast.stmt]:
+    """Drop ``name = <known config node>`` statements whose name nothing reads any more."""
+    loads = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return [s for s in body
+            if not (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+                    and s.targets[0].id in env and s.targets[0].id not in loads
+                    and _pure(s.value))]
+
+
+def _pure(node: ast.expr) -> bool:
+    """A name, attribute chain, subscript or literal: dropping it drops no side effect."""
+    if isinstance(node, (ast.Tuple, ast.List)):
+        return all(_pure(e) for e in node.elts)
+    return isinstance(node, (ast.Name, ast.Attribute, ast.Subscript, ast.Constant))
+
+
+# ----------------------------------------------------------------------------- the kernel's modules
+
+
+@dataclasses.dataclass
+class _Def:
+    name: str
+    module: str
+    node: ast.stmt
+
+
+@dataclasses.dataclass
+class Kernel:
+    """The kernel's top-level definitions by name, its external imports and module order."""
+
+    defs: dict[str, _Def]
+    imports: dict[str, ast.stmt]  # bound name -> the import statement binding it (one name each)
+    order: list[str]  # module names, each after the kernel modules it imports
+    other: list[tuple[str, ast.stmt]]  # top-level statements that are neither definitions nor imports
+
+
+def _module_name(path: Path, root: Path) -> str:
+    rel = path.relative_to(root.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return "golf." + ".".join(parts)
+
+
+def _strip_docstring(body: list[ast.stmt]) -> list[ast.stmt]:
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        return body[1:]
+    return body
+
+
+def _strip(tree: ast.AST) -> None:
+    """Docstrings and role labels out (in place)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.body = _strip_docstring(node.body) or [ast.Pass()]
+        if isinstance(node, ast.ClassDef):
+            node.body = [s for s in node.body if not (
+                isinstance(s, (ast.Assign, ast.AnnAssign))
+                and any(isinstance(t, ast.Name) and t.id in LAB_ATTRIBUTES
+                        for t in (s.targets if isinstance(s, ast.Assign) else [s.target])))] or [ast.Pass()]
+
+
+def _is_type_checking(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.If) and isinstance(stmt.test, (ast.Name, ast.Attribute)) and \
+        (getattr(stmt.test, "id", None) or getattr(stmt.test, "attr", None)) == "TYPE_CHECKING"
+
+
+def load_kernel(root: Path = KERNEL_DIR, package: str = KERNEL_PACKAGE) -> tuple[Kernel, dict[str, ast.Module]]:
+    """Parse the kernel; raise :class:`SpecialiseError` where it breaks the contract."""
+    trees = {}
+    for path in sorted(root.rglob("*.py")):
+        name = _module_name(path, root) if package == KERNEL_PACKAGE else \
+            package + "." + ".".join(path.relative_to(root).with_suffix("").parts)
+        name = name.removesuffix(".__init__")
+        trees[name] = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    defs: dict[str, _Def] = {}
+    imports: dict[str, ast.stmt] = {}
+    deps: dict[str, set[str]] = {m: set() for m in trees}
+    other = []
+    for mod, tree in trees.items():
+        for stmt in tree.body:
+            if _is_type_checking(stmt) or isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
+                continue
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+                continue  # docstring
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                _collect_import(stmt, mod, package, trees, imports, deps[mod])
+                continue
+            names = _defined_names(stmt)
+            if not names:
+                other.append((mod, stmt))
+                continue
+            for n in names:
+                if n in defs or n in imports:
+                    where = defs[n].module if n in defs else "an import"
+                    raise SpecialiseError(f"{mod}: the top-level name {n!r} is also defined in {where} "
+                                          "(kernel names must be unique: the submission is one namespace)")
+                defs[n] = _Def(n, mod, stmt)
+    for n in defs:
+        if n in imports:
+            raise SpecialiseError(f"{defs[n].module}: {n!r} is both defined and imported in the kernel")
+    return Kernel(defs, imports, _topological(deps), other), trees
+
+
+def _defined_names(stmt: ast.stmt) -> list[str]:
+    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [stmt.name]
+    if isinstance(stmt, ast.Assign):
+        return [n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+        return [stmt.target.id]
+    return []
+
+
+def _collect_import(stmt, mod, package, trees, imports, deps) -> None:
+    if isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith(package):
+        if stmt.module not in trees:
+            raise SpecialiseError(f"{mod}: imports {stmt.module}, which is not a kernel module")
+        for alias in stmt.names:
+            if alias.asname and alias.asname != alias.name:
+                raise SpecialiseError(f"{mod}: 'from {stmt.module} import {alias.name} as {alias.asname}': "
+                                      "kernel names are imported under their own name")
+        deps.add(stmt.module)
+        return
+    if isinstance(stmt, ast.Import) and any(a.name.startswith(package) for a in stmt.names) or \
+            isinstance(stmt, ast.ImportFrom) and (stmt.module or "").startswith("golf"):
+        raise SpecialiseError(f"{mod}: {ast.unparse(stmt)!r}: the kernel imports kernel modules by "
+                              f"'from {package}.x import name' and lab modules only under TYPE_CHECKING")
+    for alias in stmt.names:
+        bound = alias.asname or alias.name.split(".")[0]
+        one = (ast.Import([alias]) if isinstance(stmt, ast.Import)
+               else ast.ImportFrom(stmt.module, [alias], stmt.level))
+        if bound in imports and ast.unparse(imports[bound]) != ast.unparse(one):
+            raise SpecialiseError(f"{mod}: {ast.unparse(one)!r} binds {bound!r}, which another kernel module "
+                                  f"binds by {ast.unparse(imports[bound])!r}")
+        imports[bound] = one
+
+
+def _topological(deps: dict[str, set[str]]) -> list[str]:
+    order, state = [], {}
+
+    def visit(m, path):
+        if state.get(m) == "done":
+            return
+        if state.get(m) == "active":
+            raise SpecialiseError(f"kernel modules import each other in a cycle: {' -> '.join([*path, m])}")
+        state[m] = "active"
+        for d in sorted(deps[m]):
+            visit(d, [*path, m])
+        state[m] = "done"
+        order.append(m)
+
+    for m in sorted(deps):
+        visit(m, [])
+    return order
+
+
+# ----------------------------------------------------------------------------- reachability
+
+
+def _loads(node: ast.AST) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _mentions(node: ast.AST) -> set[str]:
+    """Attribute names and string constants: what could name a method."""
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute):
+            out.add(n.attr)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            out.add(n.value)
+        elif isinstance(n, ast.keyword) and n.arg:
+            out.add(n.arg)
+    return out
+
+
+def _prune_methods(cls: ast.ClassDef, mentioned: set[str]) -> ast.ClassDef:
+    def keep(s):
+        if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            return True
+        n = s.name
+        return (n.startswith("__") and n.endswith("__")) or n in FRAMEWORK_METHODS or n in mentioned
+    cls.body = [s for s in cls.body if keep(s)] or [ast.Pass()]
+    return cls
+
+
+def reachable(kernel: Kernel, folded: dict[str, ast.stmt], roots: set[str]) -> tuple[list[ast.stmt], set[str]]:
+    """The kept definitions (in kernel order) from ``roots``, and the imports' bound names they use."""
+    import copy
+
+    roots = set(roots)
+    for _, stmt in kernel.other:
+        roots |= _loads(stmt)
+    while True:
+        kept, seen, todo = {}, set(), list(roots)
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in kernel.defs:
+                kept[name] = folded[name]
+                todo.extend(_loads(folded[name]))
+        mentioned = set().union(*(_mentions(n) for n in kept.values()), *(_mentions(s) for _, s in kernel.other))
+        changed = False
+        for name, node in kept.items():
+            if isinstance(node, ast.ClassDef):
+                before = len(node.body)
+                pruned = _prune_methods(copy.deepcopy(node), mentioned)
+                if len(pruned.body) != before:
+                    folded[name] = pruned
+                    changed = True
+        if not changed:
+            break
+    order = {m: i for i, m in enumerate(kernel.order)}
+    nodes, done = [], set()
+    stmts = sorted((order[kernel.defs[n].module], _line(kernel.defs[n].node), n) for n in kept)
+    for _, _, n in stmts:
+        node = kept[n]
+        if id(node) in done:  # one assignment binding several names
+            continue
+        done.add(id(node))
+        nodes.append(node)
+    for _, stmt in kernel.other:
+        nodes.append(stmt)
+    used = seen & set(kernel.imports)
+    return nodes, used
+
+
+def _line(node: ast.AST) -> int:
+    return getattr(node, "lineno", 0)
+
+
+def specialise(cfg, roots: set[str], root: Path = KERNEL_DIR, package: str = KERNEL_PACKAGE) -> str:
+    """The kernel folded against ``cfg`` and reduced to what ``roots`` reach, as one module's source."""
+    import copy
+
+    kernel, _ = load_kernel(root, package)
+    types = config_types(cfg) if cfg is not None else {}
+    folded = {}
+    for name, d in kernel.defs.items():
+        node = copy.deepcopy(d.node)
+        _strip(node)
+        node = _Folder(types).visit(node)
+        folded[name] = node
+    nodes, used = reachable(kernel, folded, roots)
+    imports = [kernel.imports[b] for b in sorted(used, key=lambda b: ast.unparse(kernel.imports[b]))]
+    return ast.unparse(ast.Module(body=[*_merge_imports(imports), *nodes], type_ignores=[]))
+
+
+def _merge_imports(imports: list[ast.stmt]) -> list[ast.stmt]:
+    """``from m import a`` and ``from m import b`` as ``from m import a, b``; plain imports as they are."""
+    plain, froms = [], defaultdict(list)
+    for stmt in imports:
+        if isinstance(stmt, ast.ImportFrom):
+            froms[stmt.module].extend(stmt.names)
+        else:
+            plain.append(stmt)
+    return [*plain, *(ast.ImportFrom(m, names, 0) for m, names in sorted(froms.items()))]

@@ -2,7 +2,7 @@
 
 Every rank writes its own file, because ranks hold different optimizer state (distributed Muon keeps
 momentum only for the matrices a rank orthogonalizes). A checkpoint holds the run's whole
-train state (:class:`golf.train_state.TrainState`: model, optimizer, averaging, data position, QAT and
+train state (:class:`golf.kernel.state.TrainState`: model, optimizer, averaging, data position, QAT and
 topology switches, RNG, clock), so a resumed run continues exactly where the interrupted one stopped.
 
 Files: ``<run_dir>/checkpoint/rank{r}.pt`` and ``complete.json``. A folder is complete when its
@@ -36,7 +36,7 @@ from golf.config.errors import ConfigError
 from golf.dist import DistInfo, barrier
 
 # Keys (and key prefixes) a resumed run may set differently: none of them changes the training trajectory.
-MAY_CHANGE_ON_RESUME = ("run_dir", "run_name", "logger", "code_bytes", "eval", "dry_run", "data.root",
+MAY_CHANGE_ON_RESUME = ("run_dir", "run_name", "logger", "eval", "dry_run", "data.root",
                         "data.demo.cache_dir", "train.log_every", "train.val_every", "train.checkpoint_every_s",
                         "train.checkpoint_at_end", "quant.limit_bytes", "quant.over_limit")
 
@@ -172,3 +172,18 @@ def load_checkpoint(run_dir: Path, dist: DistInfo) -> dict | None:
             "resume with the same number of processes or remove the checkpoint"
         )
     return torch.load(d / f"rank{dist.rank}.pt", map_location="cpu", weights_only=True)
+
+
+def check_state_components(state: dict) -> None:
+    """A checkpoint's train state holds exactly the kernel's components; one missing or unknown is a
+    :class:`CheckpointError` naming it (a half-restored run would continue under a state no
+    uninterrupted run ever had)."""
+    from golf.kernel.state import STATE_COMPONENTS
+
+    missing = [k for k in STATE_COMPONENTS if k not in state]
+    extra = sorted(k for k in state if k not in STATE_COMPONENTS)
+    if missing or extra:
+        what = f"lacks the component {missing[0]!r}" if missing else f"has an unknown component {extra[0]!r}"
+        others = [*missing[1:], *extra[1:]] if missing else extra[1:]
+        also = f" (also: {', '.join(map(repr, others))})" if others else ""
+        raise CheckpointError(f"the train state {what}{also}; it holds {', '.join(STATE_COMPONENTS)}")

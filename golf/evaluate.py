@@ -26,10 +26,27 @@ from golf.data import build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import init_distributed, shutdown
 from golf.entry import entry_errors
 from golf.eval import EvalConfig, build_evaluator, validate_eval
-from golf.finish import ARTIFACT_NAME, load_artifact_file, load_into
 from golf.logging import RunRecorder
 from golf.model import build_model
-from golf.trainer import autocast_factory
+from golf.quant import load_artifact
+from golf.trainer import ARTIFACT_NAME
+
+
+def load_into(model, state: dict) -> None:
+    """Load dequantized tensors into ``model``, cast to the dtypes of its own parameters."""
+    own = model.state_dict()
+    model.load_state_dict({k: v.to(dtype=own[k].dtype) if k in own else v for k, v in state.items()})
+
+
+def autocast_factory(precision: str, device):
+    """bf16 autocast as in training (``auto``: on CUDA), else none."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
 
 
 def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None = None, split: str = "val",
@@ -60,12 +77,11 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
         tokens = load_validation_tokens(pattern, seq_len, cfg.arch.vocab_size)
         luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dist.device)
         model = build_model(cfg.arch)
-        state = load_artifact_file(artifact)
-        load_into(model, state)
+        load_into(model, load_artifact(artifact.read_bytes()))
         model = model.to(dist.device).eval()
         use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
         evaluator = build_evaluator(eval_cfg, tokens=tokens, luts=luts, seq_len=seq_len, dist=dist,
-                                    autocast=autocast_factory(cfg, dist.device), compile_model=use_compile)
+                                    autocast=autocast_factory(cfg.precision, dist.device), compile_model=use_compile)
         result = evaluator(model)
     finally:
         shutdown()

@@ -70,10 +70,12 @@ def generate(cfg, tables: dict, *, kernel_dir: Path = KERNEL_DIR, package: str =
     return Submission(readable, wrap(minify(readable)))
 
 
-def minify(source: str) -> str:
+def minify(source: str, keep: tuple[str, ...] = ()) -> str:
+    """``source`` minified; the global names in ``keep`` keep their names."""
     return python_minifier.minify(
         source, remove_annotations=True, remove_literal_statements=True, rename_locals=True,
-        rename_globals=True, hoist_literals=False, remove_asserts=False, remove_debug=False)
+        rename_globals=True, preserve_globals=list(keep), hoist_literals=False, remove_asserts=False,
+        remove_debug=False)
 
 
 def wrap(source: str) -> str:

@@ -22,7 +22,6 @@ import json
 import logging
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -109,45 +108,36 @@ def dry_run(cfg: GolfConfig) -> dict:
     check_calibration(model, cfg.quant)
     estimate, code = estimate_run_bytes(cfg, model)
     total = estimate + code
-    print(f"estimated artifact bytes ({cfg.quant.name}): model {estimate:,} + code {code:,} = {total:,} "
+    print(f"estimated artifact bytes ({cfg.quant.name}): model {estimate:,} (estimate) + code {code:,} (the "
+          f"generated submission, exact) = {total:,} "
           f"(limit {cfg.quant.limit_bytes:,}{', OVER' if total > cfg.quant.limit_bytes else ''})")
     return {"model_params": counts["total"], "estimated_model_bytes": estimate, "code_bytes": code,
             "estimated_artifact_bytes": total}
 
 
 def estimate_run_bytes(cfg: GolfConfig, model=None) -> tuple[int, int]:
-    """(estimated model bytes, code bytes) of a config's artifact; ``model``: the config's model, built
-    on the meta device when not given."""
+    """(estimated model bytes, exact code bytes) of a config's artifact: the code is the submission
+    generated for it (:mod:`golf.submission`), the file the run writes and counts. ``model``: the
+    config's model, built on the meta device when not given."""
     import torch
 
-    import golf.trainer  # noqa: F401  (count the code a training run would import)
-    from golf.code_bytes import bundle_config, count_code_bytes
     from golf.model import build_model
+    from golf.plan import submission_of
     from golf.quant import estimate_artifact_bytes
 
     if model is None:
         with torch.device("meta"):
             model = build_model(cfg.arch)
-    code, _ = count_code_bytes(cfg.code_bytes, bundle_config(cfg))
-    return estimate_artifact_bytes(model, cfg.quant), code
+    return estimate_artifact_bytes(model, cfg.quant), submission_of(cfg).code_bytes
 
 
 def check_budget_estimate(cfg: GolfConfig) -> None:
-    """Refuse, before training, a run whose artifact estimate is over ``quant.limit_bytes`` by more than
-    the estimate's tolerance (:func:`golf.quant.check_estimate`; a warning when within it or with
-    ``quant.over_limit=warn``). Counting the bundled code takes seconds, so it is skipped when the model
-    estimate plus a bound on the code bytes fits anyway."""
-    import torch
+    """Refuse, before training, a run whose artifact estimate (model estimate + exact code bytes) is over
+    ``quant.limit_bytes`` by more than the estimate's tolerance (:func:`golf.quant.check_estimate`; a
+    warning when within it or with ``quant.over_limit=warn``)."""
+    from golf.quant import BudgetExceededError, check_estimate
 
-    from golf.code_bytes import bundle_config, code_bytes_bound
-    from golf.model import build_model
-    from golf.quant import BudgetExceededError, check_estimate, estimate_artifact_bytes
-
-    with torch.device("meta"):
-        model = build_model(cfg.arch)
-    if estimate_artifact_bytes(model, cfg.quant) + code_bytes_bound(bundle_config(cfg)) <= cfg.quant.limit_bytes:
-        return
-    estimate, code = estimate_run_bytes(cfg, model)
+    estimate, code = estimate_run_bytes(cfg)
     try:
         check_estimate(estimate + code, cfg.quant)
     except BudgetExceededError as err:
@@ -283,25 +273,6 @@ def _entry_config(composed, world: int | None,
     run_dir = Path(cfg.run_dir or default_run_dir()).resolve()
     cfg.run_dir = str(run_dir)
     return cfg, run_dir, data
-
-
-def run_bundled(config_text: str, argv: list[str]) -> dict:
-    """Entry of a ``submission.py`` bundle (:mod:`golf.code_bytes`): the run's resolved config with
-    ``key=value`` overrides, validated as usual, run without Hydra into ``run_dir`` (default: a new
-    ``./golf_run-<date>-<time>``)."""
-    rank, _, world = rank_env()
-    dirs: list[Path | None] = [None]
-    with entry_errors("golf", lambda: dirs):
-        bad = [a for a in argv if "=" not in a]
-        if bad:
-            raise ConfigError("argv", bad[0], "bundle arguments are key=value overrides")
-        composed = OmegaConf.merge(OmegaConf.create(config_text), OmegaConf.from_dotlist(argv))
-        cfg, run_dir, data = _entry_config(composed, world if in_worker_group() else None,
-                                           lambda: time.strftime("golf_run-%Y%m%d-%H%M%S"))
-        dirs[0] = run_dir
-        if not cfg.dry_run and not (cfg.nproc_per_node > 1 and not in_worker_group()):
-            _log_to_files(run_dir, rank)  # local workers, when started, open their own rank logs
-        return run(cfg, run_dir, data)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -74,9 +74,5 @@ class GolfConfig:
     nproc_per_node: int = 1
     # build everything, print the config, parameter groups and size estimate, then stop
     dry_run: bool = False
-    # what counts as code in artifact_bytes: "bundle" (the runnable, compressed submission.py written
-    # next to the artifact), "imported" (the golf modules the run imported), "stripped" (the same
-    # without docstrings/comments) or "package" (every module); see golf/code_bytes.py
-    code_bytes: str = "bundle"
     # where the run writes its records; filled from Hydra's output directory by the entry point
     run_dir: str | None = None

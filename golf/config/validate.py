@@ -128,6 +128,4 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
         raise ConfigError("device", cfg.device, "must be auto, cpu or cuda")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
-    if cfg.code_bytes not in ("bundle", "imported", "package", "stripped"):
-        raise ConfigError("code_bytes", cfg.code_bytes, "must be bundle, imported, package or stripped")
     check_policies(cfg)  # every parameter selected by the optimizer, quant and QAT tables (meta model)

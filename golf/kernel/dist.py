@@ -3,17 +3,21 @@
 A run is a single process (tests, the CPU demo) or one rank of a ``torchrun`` group (``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``). Slurm tasks started one per GPU are
 mapped onto those variables by the lab (:mod:`golf.dist`) before the kernel starts. The process group
-uses NCCL on CUDA and gloo on CPU. The collectives are identities in a single process. ``DATA_DIR``
-(where a submission finds its data) is read here too.
+uses NCCL on CUDA and gloo on CPU. The collectives are identities in a single process. Where a
+submission finds its data (``DATA_DIR`` and friends) is read here too.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from golf.data.config import DataConfig
 
 
 @dataclass(frozen=True)
@@ -38,9 +42,15 @@ def env_ranks() -> tuple[int, int, int]:
     return int(e.get("RANK") or 0), int(e.get("LOCAL_RANK") or 0), int(e.get("WORLD_SIZE") or 1)
 
 
-def data_dir(default: str) -> str:
-    """Where a submission's data lives: ``DATA_DIR`` when set, else ``default``."""
-    return os.environ.get("DATA_DIR") or default
+def data_paths(d: DataConfig) -> dict:
+    """Where a submission finds its data: ``data.*`` under ``DATA_DIR`` (default ``data.root``), each of
+    ``TRAIN_FILES``, ``VAL_FILES``, ``TOKENIZER_PATH`` overriding its own."""
+    e = os.environ
+    root = e.get("DATA_DIR") or d.root
+    at = lambda p: p and os.path.join(root, p)  # noqa: E731  (an absolute p stays itself)
+    return dict(train_pattern=e.get("TRAIN_FILES") or at(d.train_pattern),
+                val_pattern=e.get("VAL_FILES") or at(d.val_pattern),
+                tokenizer_path=e.get("TOKENIZER_PATH") or at(d.tokenizer_path))
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
 # variants that live in another dataset repository than the official one
-VARIANT_REPOS = {"sp8192": "kevclark/parameter-golf", "sp8192_caseops": "romeerp/parameter-golf-caseops-v1"}
+CASEOPS_REPO = "romeerp/parameter-golf-caseops-v1"
+# (sp8192_lossless_caps_caseops_v1_reserved: the name the record's own downloader takes)
+VARIANT_REPOS = {"sp8192": "kevclark/parameter-golf", "sp8192_caseops": CASEOPS_REPO,
+                 "sp8192_lossless_caps_caseops_v1_reserved": CASEOPS_REPO}
 # variants whose dataset is not named fineweb10B_<variant>
 VARIANT_DATASETS = {"sp8192_caseops": CASEOPS_DATASET}
 DEFAULT_REMOTE_ROOT = "datasets"
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"tokenizer variant: dataset fineweb10B_<variant>; sp8192_caseops = {CASEOPS_DATASET}")
     parser.add_argument("--repo-id", default=None,
                         help=f"hub dataset repository (default: {DEFAULT_REPO_ID}; "
-                             + "; ".join(f"for {v} {r}" for v, r in VARIANT_REPOS.items()) + ")")
+                             f"for sp8192 {VARIANT_REPOS['sp8192']}; for sp8192_caseops {CASEOPS_REPO})")
     parser.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder of the export in the repo")
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     parser.add_argument("--endpoint", default=None, help="hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT)")

@@ -62,8 +62,9 @@ def _download(hub, out, **kw):
 
 
 def test_variant_names_its_repository_and_dataset():
-    assert repo_for_variant("sp8192_caseops") == "romeerp/parameter-golf-caseops-v1"
-    assert dataset_for_variant("sp8192_caseops") == CASEOPS_DATASET
+    for variant in ("sp8192_caseops", "sp8192_lossless_caps_caseops_v1_reserved"):  # golf's name, the record's
+        assert repo_for_variant(variant) == "romeerp/parameter-golf-caseops-v1"
+        assert dataset_for_variant(variant) == CASEOPS_DATASET
     assert dataset_for_variant("sp4096") == "fineweb10B_sp4096"
 
 

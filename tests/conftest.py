@@ -37,6 +37,18 @@ def sp_model_path(shared_data: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def caseops_sp_path(shared_data: Path) -> Path:
+    """The 8192-piece CaseOps SentencePiece model of the records from PR #1729 to #1855."""
+    return _need(shared_data / "tokenizers" / "fineweb_8192_bpe_lossless_caps_caseops_v1_reserved.model")
+
+
+@pytest.fixture(scope="session")
+def val_prefix_docs_path(shared_data: Path) -> Path:
+    """The 901 complete documents of the validation prefix, as text (jsonl; evaluation/tests only)."""
+    return _need(shared_data / "text" / "fineweb_val_prefix_docs.jsonl")
+
+
+@pytest.fixture(scope="session")
 def val_prefix_shard(shared_data: Path) -> Path:
     """The first 1,040,298 tokens of the official FineWeb validation shard (evaluation/tests only)."""
     return _need(shared_data / "datasets" / "fineweb10B_sp1024_valprefix" / "fineweb_val_000000.bin")

@@ -3,7 +3,9 @@
 Two kinds of data: files on disk in the official layout (``conf/data/fineweb_sp1024.yaml``, the
 default, produced by ``python -m golf.data.download``), or the embedded demo corpus built on first use
 (``conf/data/demo.yaml``; :mod:`golf.data.demo`). The demo is on when ``demo`` is set; it then builds
-its own shards and tokenizer, so the three paths must be left null.
+its own shards and tokenizer, so the paths must be left null. ``text_transform: caseops`` marks CaseOps
+data (:mod:`golf.data.caseops`; ``fineweb_caseops.yaml``, ``demo_caseops.yaml``), which is scored on
+original bytes from the per-token byte sidecar named by ``val_bytes_pattern`` (:mod:`golf.data.sidecar`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from golf.config.errors import ConfigError
 PYTHON_DOCS = "python-docs"
 MAX_VOCAB = 65536
 MIN_DEMO_VOCAB = 261  # 4 special ids + 256 byte-fallback pieces + at least one merged piece
+CASEOPS = "caseops"
+TEXT_TRANSFORMS = (None, CASEOPS)
+MIN_CASEOPS_DEMO_VOCAB = MIN_DEMO_VOCAB + 4  # and the four reserved operator pieces
 SOURCE_SUFFIXES = (".txt", ".jsonl")
 
 
@@ -58,12 +63,21 @@ class DataConfig:
     root: str = "data"
     # Glob of training shards (official format), sorted by path; relative paths are under root.
     train_pattern: str | None = "datasets/fineweb10B_sp1024/fineweb_train_*.bin"
-    # Glob of validation shards; evaluation/tests only, never trained on.
+    # Glob of validation shards; evaluation/tests only, never trained on. It must not match the byte
+    # sidecar (fineweb_val_bytes_*.bin) where there is one: write fineweb_val_[0-9]*.bin there.
     val_pattern: str | None = "datasets/fineweb10B_sp1024/fineweb_val_*.bin"
+    # Glob of the per-token byte sidecar of the validation shards (fineweb_val_bytes_*.bin, one file per
+    # validation shard, one uint16 per token: the original UTF-8 bytes that token stands for); val_bpb
+    # divides by these instead of the tokenizer's piece tables. Required with text_transform: caseops;
+    # null = piece tables. Relative paths are under root.
+    val_bytes_pattern: str | None = None
     # SentencePiece model file.
     tokenizer_path: str | None = "tokenizers/fineweb_1024_bpe.model"
     # Tokenizer vocabulary size; the model file must have exactly this many pieces.
     vocab_size: int = 1024
+    # Text transform applied to every document before tokenization: null (raw text) or "caseops" (ASCII
+    # capitals as four operator tokens, PR #1729; the tokenizer must reserve ids 4-7 for the operators).
+    text_transform: str | None = None
     # Embedded demo corpus; None = use the files above.
     demo: DemoConfig | None = None
     # Shuffled-sequence training loader; None = the official sequential stream.
@@ -76,26 +90,35 @@ def validate_data(cfg: DataConfig, prefix: str = "data") -> None:
         raise ConfigError(f"{prefix}.vocab_size", cfg.vocab_size, f"must be in (0, {MAX_VOCAB}] (uint16 shards)")
     if not cfg.root:
         raise ConfigError(f"{prefix}.root", cfg.root, "must be a directory path")
+    if cfg.text_transform not in TEXT_TRANSFORMS:
+        raise ConfigError(f"{prefix}.text_transform", cfg.text_transform, f"must be null or {CASEOPS!r}")
     paths = ("train_pattern", "val_pattern", "tokenizer_path")
     if cfg.demo is None:
         for key in paths:
             if not getattr(cfg, key):
                 raise ConfigError(f"{prefix}.{key}", getattr(cfg, key), "is required when data.demo is not set")
+        if cfg.text_transform == CASEOPS and not cfg.val_bytes_pattern:
+            raise ConfigError(
+                f"{prefix}.val_bytes_pattern", cfg.val_bytes_pattern,
+                "is required with text_transform=caseops (CaseOps text is scored on its original bytes, "
+                "which only the byte sidecar holds)",
+            )
         return
-    for key in paths:
+    for key in (*paths, "val_bytes_pattern"):
         if getattr(cfg, key) is not None:
             raise ConfigError(
                 f"{prefix}.{key}", getattr(cfg, key), "must be null when data.demo is set (the demo builds its own)"
             )
-    _validate_demo(cfg.demo, cfg.vocab_size, prefix)
+    _validate_demo(cfg.demo, cfg.vocab_size, cfg.text_transform, prefix)
 
 
-def _validate_demo(demo: DemoConfig, vocab_size: int, data_prefix: str) -> None:
-    if vocab_size < MIN_DEMO_VOCAB:
+def _validate_demo(demo: DemoConfig, vocab_size: int, text_transform: str | None, data_prefix: str) -> None:
+    least, what = MIN_DEMO_VOCAB, "4 special + 256 byte pieces + merges"
+    if text_transform == CASEOPS:
+        least, what = MIN_CASEOPS_DEMO_VOCAB, "4 special + 4 CaseOps operators + 256 byte pieces + merges"
+    if vocab_size < least:
         raise ConfigError(
-            f"{data_prefix}.vocab_size",
-            vocab_size,
-            f"the demo tokenizer needs at least {MIN_DEMO_VOCAB} pieces (4 special + 256 byte pieces + merges)",
+            f"{data_prefix}.vocab_size", vocab_size, f"the demo tokenizer needs at least {least} pieces ({what})"
         )
     prefix = f"{data_prefix}.demo"
     if not demo.cache_dir:

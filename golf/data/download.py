@@ -8,9 +8,17 @@ Everything lands in the same layout under ``out`` (``out/datasets/fineweb10B_sp1
 ``out/tokenizers/...``, ``out/manifest.json``): all validation shards and the first ``train_shards``
 training shards.
 
+The CaseOps variant (``--variant sp8192_caseops``: the records' data from PR #1729 to #1855, dataset
+``romeerp/parameter-golf-caseops-v1``, spec ``frontier-1855.md`` §2.3) has the same layout under the
+dataset name ``fineweb10B_sp8192_lossless_caps_caseops_v1_reserved``, plus one per-token byte sidecar
+``fineweb_val_bytes_%06d.bin`` per validation shard (:mod:`golf.data.sidecar`); its manifest entry says
+so with ``val_bytes_glob``, and any variant whose entry does gets its sidecars too.
+
 Each file is checked before it is accepted: its size against the hub's metadata, its sha256 against the
 hub's LFS ETag when the ETag is one, shards against the format (header, size, ids below the manifest's
-vocab size) and the tokenizer by loading it; the validation token total must match the manifest.
+vocab size) and the tokenizer by loading it (a CaseOps one must reserve ids 4-7 for its operators); a
+sidecar must hold one entry per token of its validation shard and 0 bytes at every BOS; the validation
+token total must match the manifest.
 Files download to ``out/.download/`` through ``huggingface_hub`` (which retries and resumes interrupted
 transfers within a call; a failed file restarts on the next run) and are moved into place only once
 verified. ``out/.golf-download.json`` records verified files (size, mtime, ETag): a re-run skips them
@@ -34,14 +42,21 @@ from pathlib import Path, PurePosixPath
 
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
+from golf.data.caseops_tokenizer import CASEOPS_DATASET, CASEOPS_TRANSFORM, check_caseops_tokenizer
 from golf.data.shards import ShardError, read_header, read_shard
+from golf.data.sidecar import sidecar_path, verify_sidecar_file
 from golf.data.tokenizer import TokenizerError, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
 # variants that live in another dataset repository than the official one
-VARIANT_REPOS = {"sp8192": "kevclark/parameter-golf"}
+CASEOPS_REPO = "romeerp/parameter-golf-caseops-v1"
+# (sp8192_lossless_caps_caseops_v1_reserved: the name the record's own downloader takes)
+VARIANT_REPOS = {"sp8192": "kevclark/parameter-golf", "sp8192_caseops": CASEOPS_REPO,
+                 "sp8192_lossless_caps_caseops_v1_reserved": CASEOPS_REPO}
+# variants whose dataset is not named fineweb10B_<variant>
+VARIANT_DATASETS = {"sp8192_caseops": CASEOPS_DATASET}
 DEFAULT_REMOTE_ROOT = "datasets"
 RECORD_FILE = ".golf-download.json"
 STAGING_DIR = ".download"
@@ -62,6 +77,7 @@ class DownloadResult:
     train_files: list[Path]
     fetched: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
+    val_bytes_files: list[Path] = field(default_factory=list)  # the byte sidecars, one per val file
 
 
 class _Fetcher:
@@ -180,6 +196,11 @@ def repo_for_variant(variant: str) -> str:
     return VARIANT_REPOS.get(variant, DEFAULT_REPO_ID)
 
 
+def dataset_for_variant(variant: str) -> str:
+    """The manifest's (and the local directory's) name of a variant's dataset."""
+    return VARIANT_DATASETS.get(variant, f"fineweb10B_{variant}")
+
+
 def download_challenge_data(
     out: str | os.PathLike = "data",
     *,
@@ -205,7 +226,7 @@ def download_challenge_data(
     fetcher = _Fetcher(out, repo_id, remote_root, revision, endpoint, token, recheck)
 
     manifest = json.loads(fetcher.fetch("manifest.json", _check_manifest).read_text(encoding="utf-8"))
-    name = f"fineweb10B_{variant}"
+    name = dataset_for_variant(variant)
     entry = next((d for d in manifest["datasets"] if d.get("name") == name), None)
     if entry is None:
         names = [d.get("name") for d in manifest["datasets"]]
@@ -222,20 +243,34 @@ def download_challenge_data(
     def check_shard(path: Path) -> None:
         read_shard(path, vocab_size)
 
+    transform = tok_entry.get("text_transform")
+    caseops = name == CASEOPS_DATASET or transform == CASEOPS_TRANSFORM
+    if name == CASEOPS_DATASET and transform not in (None, CASEOPS_TRANSFORM):
+        raise DownloadError(f"tokenizer of {name} has text_transform {transform!r}; expected {CASEOPS_TRANSFORM!r}")
+
     def check_tokenizer(path: Path) -> None:
-        load_tokenizer(path, vocab_size)
+        sp = load_tokenizer(path, vocab_size)
+        if caseops:
+            check_caseops_tokenizer(sp, path)
 
     tokenizer = fetcher.fetch(_relative(tok_entry["model_path"], "model_path"), check_tokenizer)
     if tok_entry.get("vocab_path"):
         fetcher.fetch(_relative(tok_entry["vocab_path"], "vocab_path"), lambda path: None)
     shard_dir = f"datasets/{name}"
     val_files = [fetcher.fetch(f"{shard_dir}/fineweb_val_{i:06d}.bin", check_shard) for i in range(files_val)]
+    val_bytes_files = []
+    if caseops or entry.get("val_bytes_glob"):
+        val_bytes_files = [
+            fetcher.fetch(f"{shard_dir}/{sidecar_path(f).name}", lambda path, f=f: verify_sidecar_file(f, path))
+            for f in val_files
+        ]
     train_files = [fetcher.fetch(f"{shard_dir}/fineweb_train_{i:06d}.bin", check_shard) for i in range(train_shards)]
     _check_totals(val_files, stats.get("tokens_val"), "validation")
     if train_shards == files_train:
         _check_totals(train_files, stats.get("tokens_train"), "training")
     log.info("%s: %d files fetched, %d already present", out, len(fetcher.fetched), len(fetcher.skipped))
-    return DownloadResult(out / shard_dir, tokenizer, val_files, train_files, fetcher.fetched, fetcher.skipped)
+    return DownloadResult(out / shard_dir, tokenizer, val_files, train_files, fetcher.fetched, fetcher.skipped,
+                          val_bytes_files)
 
 
 def _check_totals(files: list[Path], expected: object, split: str) -> None:
@@ -250,9 +285,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Download the challenge's FineWeb shards and tokenizer.")
     parser.add_argument("--out", default="data", help="local data root (default: data)")
     parser.add_argument("--train-shards", type=int, default=80, help="training shards to fetch (default: 80)")
-    parser.add_argument("--variant", default="sp1024", help="tokenizer variant: dataset fineweb10B_<variant>")
+    parser.add_argument("--variant", default="sp1024",
+                        help=f"tokenizer variant: dataset fineweb10B_<variant>; sp8192_caseops = {CASEOPS_DATASET}")
     parser.add_argument("--repo-id", default=None,
-                        help=f"hub dataset repository (default: {DEFAULT_REPO_ID}; for sp8192 {VARIANT_REPOS['sp8192']})")
+                        help=f"hub dataset repository (default: {DEFAULT_REPO_ID}; "
+                             f"for sp8192 {VARIANT_REPOS['sp8192']}; for sp8192_caseops {CASEOPS_REPO})")
     parser.add_argument("--remote-root", default=DEFAULT_REMOTE_ROOT, help="folder of the export in the repo")
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     parser.add_argument("--endpoint", default=None, help="hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT)")
@@ -263,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
         args.out, train_shards=args.train_shards, variant=args.variant, repo_id=args.repo_id,
         remote_root=args.remote_root, revision=args.revision, endpoint=args.endpoint, recheck=args.recheck,
     )
-    print(f"shards: {result.dataset_dir} ({len(result.val_files)} val, {len(result.train_files)} train)")
+    sidecars = f", {len(result.val_bytes_files)} val byte sidecar" if result.val_bytes_files else ""
+    print(f"shards: {result.dataset_dir} ({len(result.val_files)} val, {len(result.train_files)} train{sidecars})")
     print(f"tokenizer: {result.tokenizer_path}")
 
 

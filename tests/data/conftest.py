@@ -88,3 +88,24 @@ def fake_hub():
     hub = FakeHub()
     yield hub
     hub.close()
+
+
+@pytest.fixture(scope="session")
+def small_caseops_model(tmp_path_factory):
+    """A 400-piece CaseOps tokenizer trained on the language reference that ships with Python."""
+    from pydoc_data.topics import topics
+
+    from golf.data.caseops_tokenizer import train_caseops_tokenizer
+
+    return train_caseops_tokenizer([topics[k] for k in sorted(topics)[:40]], tmp_path_factory.mktemp("co") / "co", 400)
+
+
+@pytest.fixture(scope="session")
+def python_docs_jsonl(tmp_path_factory):
+    """The language reference topics (79 documents, 0.5 MB) in the docs_selected.jsonl layout."""
+    import json
+    from pydoc_data.topics import topics
+
+    path = tmp_path_factory.mktemp("docs") / "docs_selected.jsonl"
+    path.write_text("".join(json.dumps({"text": topics[k]}) + "\n" for k in sorted(topics)))
+    return path

@@ -141,9 +141,11 @@ def golf_shape(experiment: str) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
+    from golf.config.store import register_schemas
     from golf.config.validate import load_config
     from golf.model import build_model
 
+    register_schemas()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = load_config(compose(config_name="train", overrides=[f"experiment={experiment}", "logger=none"]))
 

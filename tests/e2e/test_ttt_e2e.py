@@ -47,3 +47,19 @@ def test_golf_evaluate_with_ttt_reproduces_the_runs_score_exactly(demo_ttt_run, 
     assert result["eval_kind"] == "ttt"
     for key in ("val_bpb", "val_loss", "val_tokens", "val_bytes", "sliding_val_bpb", "ttt_chunks", "ttt_steps"):
         assert result[key] == summary[key], key
+
+
+def test_the_record_of_a_real_ttt_run_computes_its_compliance_block(demo_ttt_run, tmp_path):
+    from golf.report import main as report
+
+    run_dir, summary = demo_ttt_run
+    assert report([str(run_dir), "--submission", "all", "--record-dir", str(tmp_path / "rec")]) == 0
+    sub = json.loads((tmp_path / "rec" / "submission.json").read_text())
+    block, evidence = sub["compliance"], sub["compliance_evidence"]
+    # the run's own records: TTT statistics written after the ledger's check, the score logged after the
+    # artifact round trip; a demo on CPU is far inside both clocks and the byte limit
+    assert block["score_first_ttt"] and evidence["score_first_ttt"]["ttt_chunks_checked"] == {"1337": 5}
+    assert block["no_pre_quant_ttt"] and evidence["no_pre_quant_ttt"]["scored_after_artifact"] == {"1337": True}
+    assert block["train_under_600s"] and block["artifact_under_16mb"] and block["eval_under_600s"]
+    assert evidence["eval_under_600s"]["seconds"]["1337"] == summary.get("eval_s", summary["final_eval_s"])
+    assert block["three_seeds"] is False and evidence["three_seeds"]["seeds"] == ["1337"]  # one seed

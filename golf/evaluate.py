@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from golf.config.errors import ConfigError
+from golf.config.store import composed as composition_done
 from golf.config.store import register_schemas, run_entry
 from golf.config.validate import load_config
 from golf.data import build_byte_luts, load_validation_tokens, prepare_data
@@ -95,6 +96,7 @@ register_schemas()  # before Hydra composes conf/evaluate.yaml
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(composed: DictConfig) -> float:
+    composition_done()  # from here on Hydra reports errors its own way (golf.config.store.run_entry)
     out = Path(HydraConfig.get().runtime.output_dir)
     with entry_errors("golf.evaluate", lambda: [out]):  # one line; a config error leaves no eval directory
         try:

@@ -35,6 +35,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from golf.config.errors import ConfigError
 from golf.config.schema import GolfConfig
+from golf.config.store import composed as composition_done
 from golf.config.store import register_schemas, run_entry
 from golf.config.validate import load_config
 from golf.data.paths import DataPaths, prepare_data
@@ -308,6 +309,7 @@ def run_bundled(config_text: str, argv: list[str]) -> dict:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(composed: DictConfig) -> float | None:
+    composition_done()  # from here on Hydra reports errors its own way (golf.config.store.run_entry)
     world = rank_env()[2] if in_worker_group() else None
     hydra_cfg = HydraConfig.get()
     dirs: list[Path | None] = [Path(hydra_cfg.runtime.output_dir), None]

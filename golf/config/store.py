@@ -125,23 +125,39 @@ def composition_error(err: BaseException) -> ConfigError | None:
     return ConfigError(key, value, reason)
 
 
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+_composing = [False]  # run_entry set HYDRA_FULL_ERROR for the composition only
+
+
 def run_entry(hydra_main: Callable[[], object], prog: str) -> None:
     """Run a ``@hydra.main`` function; a composition that fails on a key or value ends with one line
     ``<prog>: invalid configuration: key=value: reason`` and exit status 2, a composition that fails
-    otherwise (an unknown group option, a malformed override) with Hydra's message and status 2."""
+    otherwise (an unknown group option, a malformed override) with Hydra's message and status 2.
+    Hydra raises instead of printing while ``HYDRA_FULL_ERROR`` is set; the task unsets it when it
+    starts (:func:`composed`), so anything later is reported by Hydra as without this wrapper."""
     from hydra.errors import HydraException
 
     register_schemas()
-    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    if os.environ.get(_FULL_ERROR) == "1":
         hydra_main()
         return
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; the run itself catches its errors
+    os.environ[_FULL_ERROR] = "1"
+    _composing[0] = True
     try:
         hydra_main()
     except HydraException as err:
+        if not _composing[0]:
+            raise
         golf_error = composition_error(err)
         text = str(golf_error) if golf_error is not None else str(err).strip()
         print(f"{prog}: invalid configuration: {text}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        os.environ.pop("HYDRA_FULL_ERROR", None)
+        composed()
+
+
+def composed() -> None:
+    """Called by a task when it starts: the composition is over (see :func:`run_entry`)."""
+    if _composing[0]:
+        _composing[0] = False
+        os.environ.pop(_FULL_ERROR, None)

@@ -9,9 +9,11 @@ the chosen preset's YAML spells it out, and a value of the wrong type fails whil
 Two adapters keep the command line as it was without the schema:
 
 * Hydra sets a command-line value with ``OmegaConf.update``, which cannot reach a field below an optional
-  sub-config that is null (omegaconf issues #1035, #1280): ``quant.qat.schedule=lr_below`` on a recipe
-  without QAT. Before Hydra applies the overrides, each such sub-config on an override's path is given its
-  schema defaults, as a preset that switches it on would (:func:`_open_null_parents`).
+  sub-config that is null, nor merge a dict into one (omegaconf issues #1035, #1280, #1360):
+  ``quant.qat.schedule=lr_below`` or ``quant.qat={schedule: lr_below}`` on a recipe without QAT. Hydra's
+  overrides are therefore applied one at a time, in order: a dict for a null sub-config is merged through
+  its parent (as a preset's YAML is), and before any other override each null sub-config on its path is
+  given its schema defaults, as a preset that switches it on would (:func:`_apply_override`).
 * Hydra reports a failed composition as a multi-line exception. :func:`composition_error` turns one caused
   by a key or value into golf's :class:`~golf.config.errors.ConfigError`, and :func:`run_entry` runs a
   ``@hydra.main`` entry so that it ends in one line and exit status 2, like every other refused
@@ -58,7 +60,7 @@ class EvaluateConfig:
 
 
 def register_schemas() -> None:
-    """Store both schemas in Hydra's ConfigStore and install the null-parent adapter (idempotent)."""
+    """Store both schemas in Hydra's ConfigStore and install the null sub-config adapter (idempotent)."""
     from hydra._internal.config_loader_impl import ConfigLoaderImpl
     from hydra.core.config_store import ConfigStore
 
@@ -66,36 +68,46 @@ def register_schemas() -> None:
     store.store(name=TRAIN_SCHEMA, node=GolfConfig)
     store.store(name=EVALUATE_SCHEMA, node=EvaluateConfig)
     apply = ConfigLoaderImpl._apply_overrides_to_config
-    if not getattr(apply, "_golf_opens_null_parents", False):
+    if not getattr(apply, "_golf_null_sub_configs", False):
         def apply_overrides(overrides, cfg) -> None:
-            _open_null_parents(overrides, cfg)
-            apply(overrides, cfg)
+            for override in overrides:
+                _apply_override(override, cfg, apply)
 
-        apply_overrides._golf_opens_null_parents = True  # type: ignore[attr-defined]
+        apply_overrides._golf_null_sub_configs = True  # type: ignore[attr-defined]
         ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)
 
 
-def _open_null_parents(overrides, cfg) -> None:
-    """Give each null optional sub-config above an override's key its schema defaults."""
+def _apply_override(override, cfg, apply) -> None:
+    """Apply one override with Hydra's ``apply``, null optional sub-configs handled (see module doc)."""
+    from hydra.errors import ConfigCompositionException
     from omegaconf import DictConfig, OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
 
-    for override in overrides:
-        if override.is_delete() or override.package is not None or override.is_hydra_override():
-            continue
-        parts = override.key_or_group.split(".")
-        node = cfg
-        for name in parts[:-1]:
-            if not isinstance(node, DictConfig) or name not in node:
-                break
+    if override.is_delete() or override.package is not None or override.is_hydra_override():
+        apply([override], cfg)
+        return
+    *parents, last = override.key_or_group.split(".")
+    node = cfg
+    for name in parents:  # each null sub-config on the path gets its schema defaults
+        if not isinstance(node, DictConfig) or name not in node:
+            break
+        child = node._get_node(name)
+        if isinstance(child, DictConfig) and child._is_none() and _structured_type(child) is not None:
+            with open_dict(node):
+                node[name] = OmegaConf.structured(_structured_type(child))
             child = node._get_node(name)
-            if isinstance(child, DictConfig) and child._is_none():
-                schema = _structured_type(child)
-                if schema is None:
-                    break
-                with open_dict(node):
-                    node[name] = OmegaConf.structured(schema)
-                child = node._get_node(name)
-            node = child
+        node = child
+    else:
+        target = node._get_node(last) if isinstance(node, DictConfig) and last in node else None
+        value = override.value()
+        if isinstance(target, DictConfig) and target._is_none() and isinstance(value, dict) \
+                and _structured_type(target) is not None:  # a dict for a null sub-config: through its parent
+            try:
+                node.merge_with({last: value})
+            except OmegaConfBaseException as err:
+                raise ConfigCompositionException(f"Error merging override {override.input_line}") from err
+            return
+    apply([override], cfg)
 
 
 def _structured_type(node) -> type | None:

@@ -115,6 +115,12 @@ def test_a_field_below_a_sub_config_that_is_off_switches_it_on_with_its_defaults
     assert cfg.quant.qat.start_fraction == 0.85  # the schema default of a field nobody set
     assert load_config(compose_config(["experiment=demo", "quant.qat=null"])).quant.qat is None
     assert load_config(compose_config(["experiment=pr344", "data=demo", "quant.qat=null"])).quant.qat is None
+    # a dict for it too, and the overrides apply in order
+    qat = load_config(compose_config(["experiment=demo", "quant.qat={schedule: lr_below, lr_threshold: 0.4}"])).quant.qat
+    assert (qat.schedule.name, qat.lr_threshold, qat.start_fraction) == ("lr_below", 0.4, 0.85)
+    assert load_config(compose_config(["experiment=demo", "quant.qat={lr_threshold: 0.4}", "quant.qat=null"])).quant.qat is None
+    assert load_config(compose_config(["experiment=demo", "quant.qat=null", "+quant.qat={lr_threshold: 0.4}"])
+                       ).quant.qat.lr_threshold == 0.4
 
 
 def test_the_evaluate_entry_is_typed_too():

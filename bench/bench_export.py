@@ -23,6 +23,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from golf.config.store import register_schemas
 from golf.model import build_model
 from golf.quant import estimate_artifact_bytes, export_state_dict, load_artifact
 from golf.quant.config import Compressor, Packing, QuantConfig
@@ -57,6 +58,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
+    register_schemas()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"arch={args.arch}", f"quant={args.quant}", "logger=none",
                                           *args.override])

@@ -22,6 +22,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from golf.config.store import register_schemas
 from golf.model import as_arch_config, build_model
 from golf.optim import build_optimizer
 from golf.optim.config import OptimizerConfig
@@ -86,6 +87,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device(args.device)
 
+    register_schemas()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         composed = compose(config_name="train", overrides=[f"arch={args.arch}", f"optimizer={args.optimizer}",
                                                            *args.override])

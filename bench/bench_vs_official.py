@@ -23,6 +23,9 @@ Without CUDA (``--cpu``, the ``make bench`` path): golf's step time for the base
 (9x512, fp32, eager, 8,192 tokens per step in 8 micro-steps) against the official script run in the
 same process with its CUDA-only calls replaced (no compile, fp32 weights and autocast off, host device),
 median of ``--steps`` timed steps after ``--warmup`` each.
+
+``--no-official`` runs golf only (against ``--reference-ms`` when given), on CUDA and on the CPU; the
+official script is then not needed.
 """
 
 from __future__ import annotations
@@ -141,9 +144,11 @@ def golf_shape(experiment: str) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
+    from golf.config.store import register_schemas
     from golf.config.validate import load_config
     from golf.model import build_model
 
+    register_schemas()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = load_config(compose(config_name="train", overrides=[f"experiment={experiment}", "logger=none"]))
 
@@ -251,8 +256,8 @@ def main(argv: list[str] | None = None) -> None:
     args.warmup = args.warmup if args.warmup is not None else (1 if on_cpu else 10)
     args.official = str(Path(args.official).resolve())
     args.data_root = str(Path(args.data_root).resolve())
-    if not Path(args.official).exists():
-        raise SystemExit(f"bench: --official {args.official} does not exist")
+    if args.official_run and not Path(args.official).exists():  # --no-official never reads it
+        raise SystemExit(f"bench: --official {args.official} does not exist (or run with --no-official)")
     (cpu_main if on_cpu else cuda_main)(args)
 
 

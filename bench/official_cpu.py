@@ -12,6 +12,7 @@ clock differences), and the median of the timed steps is reported.
 ``--cpu-bf16-ns`` adds the bf16 Newton-Schulz pair: the official script with its Newton-Schulz as
 written (bf16) against golf with ``optimizer.muon.ns_dtype=bfloat16``. On a CPU without bf16 units a
 bf16 matmul is tens of times slower than fp32, so this pair can take many minutes per step.
+``--no-official`` leaves the official rows out (golf's rows against ``--reference-ms`` when given).
 """
 
 from __future__ import annotations
@@ -111,17 +112,23 @@ def compare_cpu(args) -> None:
     # the official script always accumulates 8 micro-steps on one process; golf's default does the same
     pairs_to_run = [("official fp32 NS", True, "golf", [])]
     if args.cpu_bf16_ns:
-        pairs_to_run.append(("official bf16 NS", False, "golf ns=bf16", ["++optimizer.muon.ns_dtype=bfloat16"]))
-    rows = []
+        pairs_to_run.append(("official bf16 NS", False, "golf ns=bf16", ["optimizer.muon.ns_dtype=bfloat16"]))
+    rows = []  # (name, ms/step, train losses, the ms/step it is compared with)
     for official_name, fp32_ns, golf_name, extra in pairs_to_run:
-        rows.append(_official_row(args, official_name, fp32_ns, env, out))
-        rows.append(_golf_row(args, golf_name, extra, data, out))
+        ref = args.reference_ms
+        if args.official_run:
+            name, ms, losses = _official_row(args, official_name, fp32_ns, env, out)
+            rows.append((name, ms, losses, ms))
+            ref = ms
+        rows.append((*_golf_row(args, golf_name, extra, data, out), ref))
+    against = ("each golf row against the official row above it" if args.official_run else
+               f"against --reference-ms {args.reference_ms}" if args.reference_ms else "no official run")
     lines = [f"CPU ({os.cpu_count()} threads), baseline 9x512 fp32 eager, {batch} tokens/step in 8 micro-steps, "
-             f"median of {steps} steps after {warmup} warm-up; each golf row against the official row above it",
-             f"{'run':<22}{'ms/step':>10}{'vs official':>13}  train losses"]
-    for i, (name, ms, losses) in enumerate(rows):
-        ref = rows[i - i % 2][1]
-        lines.append(f"{name:<22}{ms:>10.0f}{ref / ms:>12.3f}x  {' '.join(losses)}")
+             f"median of {steps} steps after {warmup} warm-up; {against}",
+             f"{'run':<22}{'ms/step':>10}{'vs official' if args.official_run else 'vs reference':>13}  train losses"]
+    for name, ms, losses, ref in rows:
+        ratio = f"{ref / ms:>12.3f}x" if ref else f"{'-':>13}"
+        lines.append(f"{name:<22}{ms:>10.0f}{ratio}  {' '.join(losses)}")
     report = "\n".join(lines)
     (out / "bench_cpu.txt").write_text(report + "\n")
     print(report)

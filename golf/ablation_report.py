@@ -6,10 +6,12 @@ point, the techniques it switches off, its roles (``full``, ``drop:<label>``, ``
 
 * **leave-one-out table**, one row per technique (or group of techniques that are only removable
   together), sorted by effect: Δval_bpb of the recipe without it minus the full recipe, mean ± std over
-  seeds (paired by seed: each seed's drop run minus the same seed's full run; unpaired seeds fall back to
-  the difference of means), the two-sided Welch t-test p-value of drop vs full runs, Δ artifact bytes and
-  Δ ms/step (differences of means), and whether the point is over the byte budget (its estimate before
-  running, or an artifact that did not fit). A positive Δ means the technique helps.
+  seeds (paired by seed: each seed's drop run minus the same seed's full run), the p-value of the
+  two-sided paired t-test of those differences (the test of the Δ shown: a seed's shared data order and
+  initialisation cancel); where the seeds do not pair up, the difference of means and the unpaired
+  two-sided Welch t-test, named in the ``test`` column. Then Δ artifact bytes and Δ ms/step (differences
+  of means), and whether the point is over the byte budget (its estimate before running, or an artifact
+  that did not fit). A positive Δ means the technique helps.
 * **path table** (with ``hydra.sweeper.base``): the base recipe, then one technique added per step, with
   val_bpb and the change from the previous step.
 * ``--plots DIR``: ``ablation.png``, a bar per technique with the seed std as error bars.
@@ -64,6 +66,7 @@ class Row:
     over: bool
     failed: int
     val_bpb: float = math.nan
+    test: str = ""  # the test behind p: "paired t" (by seed) or "Welch" (unpaired)
     note: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -83,6 +86,16 @@ def _welch_p(a: list[float], b: list[float]) -> float:
     from scipy import stats
 
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _paired_p(differences: list[float]) -> float:
+    """Two-sided paired t-test p-value (the differences' mean against 0, n - 1 degrees of freedom); NaN
+    with fewer than 2 pairs or differences that do not vary."""
+    if len(differences) < 2 or statistics.pvariance(differences) == 0:
+        return math.nan
+    from scipy import stats
+
+    return float(stats.ttest_1samp(differences, 0.0).pvalue)
 
 
 def _diff(a: list[float], b: list[float]) -> float | None:
@@ -108,17 +121,19 @@ def load(sweep_dir: Path) -> tuple[dict, list[Point]]:
 
 
 def compare(point: Point, ref: Point, label: str, note: str = "") -> Row:
-    """``point`` against ``ref``: paired Δval_bpb mean ± std, Welch p, Δ bytes, Δ ms/step."""
+    """``point`` against ``ref``: Δval_bpb mean ± std and its p (paired by seed, else unpaired Welch),
+    Δ bytes, Δ ms/step."""
     a, b = point.by_seed(), ref.by_seed()
     paired = [a[s] - b[s] for s in a if s in b]
     if paired and len(paired) == len(a):
         delta, std = _mean(paired), statistics.stdev(paired) if len(paired) > 1 else math.nan
+        p, test = _paired_p(paired), "paired t"
     else:
         delta, std = _mean(list(a.values())) - _mean(list(b.values())), math.nan
-    return Row(label, len(a), delta, std, _welch_p(point.values("val_bpb"), ref.values("val_bpb")),
-               _diff(point.values("artifact_bytes"), ref.values("artifact_bytes")),
+        p, test = _welch_p(point.values("val_bpb"), ref.values("val_bpb")), "Welch"
+    return Row(label, len(a), delta, std, p, _diff(point.values("artifact_bytes"), ref.values("artifact_bytes")),
                _diff(point.values("ms_per_step"), ref.values("ms_per_step")), point.over, len(point.failed()),
-               val_bpb=_mean(point.values("val_bpb")), note=note)
+               val_bpb=_mean(point.values("val_bpb")), test=test, note=note)
 
 
 def leave_one_out(manifest: dict, points: list[Point]) -> tuple[Point | None, list[Row]]:
@@ -160,12 +175,12 @@ def _num(x: float | None, fmt: str) -> str:
 
 
 def render(rows: list[Row], title: str, first: str) -> str:
-    lines = [title, f"| {first} | seeds | val_bpb | Δval_bpb | ± std | p (Welch) | Δ artifact B | Δ ms/step | over budget |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [title, f"| {first} | seeds | val_bpb | Δval_bpb | ± std | p | test | Δ artifact B | Δ ms/step | "
+                    "over budget |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         fail = f" ({r.failed} failed)" if r.failed else ""
         lines.append(f"| {r.label} | {r.n}{fail} | {_num(r.val_bpb, '.5f')} | {_num(r.delta, '+.5f')} | "
-                     f"{_num(r.std, '.5f')} | {_num(r.p, '.3g')} | {_num(r.d_bytes, '+,.0f')} | "
+                     f"{_num(r.std, '.5f')} | {_num(r.p, '.3g')} | {r.test or '-'} | {_num(r.d_bytes, '+,.0f')} | "
                      f"{_num(r.d_ms, '+.2f')} | {'yes' if r.over else ''} |")
     return "\n".join(lines)
 

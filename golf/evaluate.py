@@ -21,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from golf.config.errors import ConfigError
+from golf.config.store import composed as composition_done
+from golf.config.store import register_schemas, run_entry
 from golf.config.validate import load_config
 from golf.data import build_byte_luts, load_validation_tokens, prepare_data
 from golf.dist import init_distributed, shutdown
@@ -105,12 +107,16 @@ def mirror_to_wandb(run_dir: Path, out: Path, result: dict) -> None:
     recorder.finish("completed")
 
 
+register_schemas()  # before Hydra composes conf/evaluate.yaml
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(composed: DictConfig) -> float:
+    composition_done()  # from here on Hydra reports errors its own way (golf.config.store.run_entry)
     out = Path(HydraConfig.get().runtime.output_dir)
     with entry_errors("golf.evaluate", lambda: [out]):  # one line; a config error leaves no eval directory
         try:
-            eval_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EvalConfig), composed.eval))
+            eval_cfg = OmegaConf.to_object(composed.eval)  # typed while composing (golf.config.store)
         except OmegaConfBaseException as err:
             raise ConfigError(getattr(err, "full_key", None) or "eval", getattr(err, "value", None),
                               str(err).splitlines()[0]) from None
@@ -127,4 +133,4 @@ def main(composed: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main, "golf.evaluate")

@@ -2,27 +2,29 @@
 
     python -m golf.report multirun/2026-11-22/10-00-00.000000 [more dirs] [--by arch.name,quant.name]
                           [--reference LABEL | --reference-dir DIR | --reference-mean X] [--margin 0.005]
+                          [--alpha 0.01] [--practice-alpha 0.25] [--seeds 1,2,3]
                           [--format table|markdown|csv] [--plots DIR] [--fail-on-failed]
 
-Runs are found below the given directories: every golf run directory (it holds a ``summary.json``) and
-every W&B offline run directory (``offline-run-*/run-*.wandb``) that is not inside a golf run directory.
-A run directory inside another one (a ``golf_run-*`` folder written by a run's ``submission.py``, an
-evaluation's output) is not another run. Runs are grouped by the configuration keys that differ between
+Runs are found below the given directories (:func:`golf.runs.find_runs`). Runs are grouped by the configuration keys that differ between
 them (seed, names, paths and logging excluded) or by ``--by``; a group is labelled by the values of the
 fewest keys that tell the groups apart (the keys are named above the table). For each group: distinct
 seeds and runs, mean ± std of val_bpb and val_loss, the quantization gap, the largest artifact, steps
-and step time; failed runs are listed below the table with their error line. With a reference, each
-group is tested against it the way the challenge admits records: the new mean val_loss must be lower
-than the reference by at least ``margin`` nats, judged by a one-sided Welch t-test (``p < 0.01`` in the
-rules). ``--plots DIR`` writes the figures of :mod:`golf.plots`. The exit status is 0 when the report
-was produced, also with failed runs in it (``--fail-on-failed``: 1 then, for CI).
+and step time, over the completed runs it reports (all of them, or those of ``--seeds``); failed runs
+are listed below the table with their error line, then what an audit would object to in a group (more
+runs than reported seeds, mixed configurations, an evaluation over its budget; :mod:`golf.significance`).
+With a reference, each group is tested against it both ways records have been judged
+(:mod:`golf.significance`): the README's (mean val_loss lower by at least ``--margin`` 0.005 nats,
+one-sided Welch p < 0.01) and the practice's (one-sided Welch against the previous row, p < 0.25).
+``--plots DIR`` writes the figures of :mod:`golf.plots`. The exit status is 0 when the report was
+produced, also with failed runs in it (``--fail-on-failed``: 1 then, for CI).
 
 An ablation sweep (``hydra/sweeper=ablation``) gets its own table, one row per technique
 (:mod:`golf.ablation_report`); its runs join the groups above only with ``--by``.
 
 ``--submission LABEL --record-dir DIR`` writes one group as a record folder in the layout of the
-challenge's ``records/`` (see :func:`golf.record.write_record`): ``submission.json``, ``train_gpt.py`` (the runs'
-``submission.py`` bundle), ``train_seed<S>.log`` per seed and a ``README.md``.
+challenge's ``records/`` (see :func:`golf.record.write_record`): ``submission.json`` (with both tests and
+the compliance block computed from the runs), ``train_gpt.py`` (the runs' ``submission.py`` bundle),
+``train_seed<S>.log`` per seed and a ``README.md``.
 """
 
 from __future__ import annotations
@@ -34,91 +36,11 @@ import itertools
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-from scipy import stats as scipy_stats
-
-from golf.logging.identity import flatten, is_idea_key
-from golf.logging.wandb_offline import is_offline_run_dir, read_offline_run
-
-
-@dataclass
-class Run:
-    path: Path
-    summary: dict
-    config: dict = field(default_factory=dict)
-    history: list[dict] | None = None  # W&B history rows (offline runs); golf runs read metrics.jsonl
-
-    @property
-    def ok(self) -> bool:
-        return self.summary.get("status") == "completed" and isinstance(self.summary.get("val_bpb"), float)
-
-    @property
-    def error(self) -> str:
-        """The error line of a run that did not complete."""
-        error = self.summary.get("error")
-        if not error and (self.path / "error.txt").is_file():
-            lines = [line for line in (self.path / "error.txt").read_text().splitlines() if line.strip()]
-            error = lines[-1] if lines else ""
-        if not error:
-            status = self.summary.get("status")
-            error = f"status {status}" if status != "completed" else "no val_bpb in its summary"
-        return str(error).splitlines()[0][:300]
-
-    def curves(self) -> dict[str, list[dict]]:
-        """Logged events by kind (``train``, ``val``, ...), each ``{"step": ..., <metric>: ...}``."""
-        out: dict[str, list[dict]] = {}
-        if self.history is not None:  # W&B rows: "<event>/<metric>" keys, "_step"
-            for row in self.history:
-                by_event: dict[str, dict] = {}
-                for key, value in row.items():
-                    event, _, metric = key.partition("/")
-                    if metric:
-                        by_event.setdefault(event, {"step": row.get("_step")})[metric] = value
-                for event, point in by_event.items():
-                    out.setdefault(event, []).append(point)
-            return out
-        metrics = self.path / "metrics.jsonl"
-        if metrics.is_file():
-            for line in metrics.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line being written
-                    continue
-                out.setdefault(row.pop("event", "?"), []).append(row)
-        return out
-
-
-def _golf_run(path: Path) -> Run:
-    config_file = path / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
-    return Run(path, json.loads((path / "summary.json").read_text()), flatten(config))
-
-
-def _wandb_run(path: Path) -> Run:
-    w = read_offline_run(path)
-    return Run(path, w.summary, flatten(w.config), history=w.history)
-
-
-def find_runs(roots: list[Path]) -> list[Run]:
-    """golf run directories and W&B offline run directories below ``roots`` (nested ones skipped)."""
-    found: dict[Path, str] = {}
-    for root in roots:
-        root = Path(root)
-        for summary in root.rglob("summary.json"):
-            found.setdefault(summary.parent, "golf")
-        for log in root.rglob("run-*.wandb"):
-            if is_offline_run_dir(log.parent):
-                found.setdefault(log.parent, "wandb")
-    golf_dirs = {p for p, kind in found.items() if kind == "golf"}
-    runs = []
-    for path in sorted(found):
-        if any(parent in golf_dirs for parent in path.parents):
-            continue  # inside a golf run directory: its bundle run, its evaluation, its W&B mirror
-        runs.append(_golf_run(path) if found[path] == "golf" else _wandb_run(path))
-    return runs
+from golf import significance
+from golf.logging.identity import is_idea_key
+from golf.runs import Run, find_runs
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
@@ -186,31 +108,19 @@ def describe(values: list[float]) -> dict:
     return {"n": n, "mean": mean, "std": std}
 
 
-def improvement_test(new: list[float], reference: list[float] | float, margin: float) -> dict:
-    """One-sided test of ``mean(new) < mean(reference) - margin``.
-
-    Welch's t-test (unequal variances) against a list of reference runs, or a one-sample t-test against
-    a published reference mean. Returns the t statistic, degrees of freedom and p-value.
-    """
-    if len(new) < 2:
-        return {"t": math.nan, "df": math.nan, "p": math.nan, "note": "needs at least 2 seeds"}
-    if isinstance(reference, (int, float)):
-        res = scipy_stats.ttest_1samp(new, reference - margin, alternative="less")
-        return {"t": float(res.statistic), "df": float(len(new) - 1), "p": float(res.pvalue)}
-    if len(reference) < 2:
-        return {"t": math.nan, "df": math.nan, "p": math.nan, "note": "reference needs at least 2 seeds"}
-    shifted = [v - margin for v in reference]
-    res = scipy_stats.ttest_ind(new, shifted, equal_var=False, alternative="less")
-    return {"t": float(res.statistic), "df": float(res.df), "p": float(res.pvalue)}
+def reported(runs: list[Run], seeds: set[str] | None = None) -> list[Run]:
+    """The completed runs a group reports: all of them, or those of ``seeds``."""
+    return [r for r in runs if r.ok and (seeds is None or significance.seed_of(r) in seeds)]
 
 
-def summarize(groups: dict[str, list[Run]], labels: dict[str, str] | None = None) -> dict[str, dict]:
+def summarize(groups: dict[str, list[Run]], labels: dict[str, str] | None = None,
+              seeds: set[str] | None = None) -> dict[str, dict]:
     out = {}
     for key, runs in groups.items():
-        good = [r for r in runs if r.ok]
+        good = reported(runs, seeds)
         gaps = [r.summary["val_bpb"] - r.summary["prequant_val_bpb"] for r in good
                 if isinstance(r.summary.get("prequant_val_bpb"), (int, float))]
-        seeds = [r.summary.get("seed") for r in good]
+        run_seeds = [r.summary.get("seed") for r in good]
         out[key] = {
             "label": (labels or {}).get(key, key),
             "val_bpb": describe([r.summary["val_bpb"] for r in good]),
@@ -219,8 +129,10 @@ def summarize(groups: dict[str, list[Run]], labels: dict[str, str] | None = None
             "artifact_bytes_max": max((r.summary.get("artifact_bytes", 0) for r in good), default=None),
             "steps_mean": statistics.fmean([r.summary["steps"] for r in good]) if good else None,
             "ms_per_step_mean": statistics.fmean([r.summary["ms_per_step"] for r in good]) if good else None,
-            "seeds": seeds,
-            "distinct_seeds": len({json.dumps(s) for s in seeds}),
+            "eval_s_max": max((s for s, _ in map(significance.eval_seconds, (r.summary for r in good))
+                               if s is not None), default=None),
+            "seeds": run_seeds,
+            "distinct_seeds": len({json.dumps(s) for s in run_seeds}),
             "runs": len(runs),
             "failed": [str(r.path) for r in runs if not r.ok],
             "errors": {str(r.path): r.error for r in runs if not r.ok},
@@ -238,22 +150,21 @@ def _fmt(d: dict) -> str:
 
 
 COLUMNS = ["group", "seeds", "runs", "val_bpb", "val_loss", "quant gap", "max artifact B", "steps", "ms/step",
-           "p (vs ref)", "failed"]
+           "max eval s", "failed"]
 
 
 def _ordered(table: dict[str, dict]) -> list[tuple[str, dict]]:
     return sorted(table.items(), key=lambda kv: kv[1]["val_bpb"]["mean"] if kv[1]["val_bpb"]["n"] else math.inf)
 
 
-def _cells(row: dict, test: dict) -> list[str]:
-    p = test.get("p")
+def _cells(row: dict) -> list[str]:
     gap = row["quant_gap_bpb"]
     return [row["label"], str(row["distinct_seeds"]), str(row["runs"]), _fmt(row["val_bpb"]), _fmt(row["val_loss"]),
             "-" if gap["n"] == 0 else f"{gap['mean']:+.5f}",
             f"{row['artifact_bytes_max']:,}" if row["artifact_bytes_max"] else "-",
             f"{row['steps_mean']:g}" if row["steps_mean"] is not None else "-",
             f"{row['ms_per_step_mean']:.2f}" if row["ms_per_step_mean"] else "-",
-            "-" if p is None or math.isnan(p) else f"{p:.2e}", str(len(row["failed"]))]
+            f"{row['eval_s_max']:,.1f}" if row["eval_s_max"] is not None else "-", str(len(row["failed"]))]
 
 
 def render(table: dict[str, dict], tests: dict[str, dict], fmt: str = "markdown") -> str:
@@ -263,15 +174,18 @@ def render(table: dict[str, dict], tests: dict[str, dict], fmt: str = "markdown"
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["group", "distinct_seeds", "runs", "val_bpb_mean", "val_bpb_std", "val_loss_mean", "val_loss_std",
-                    "quant_gap_bpb_mean", "artifact_bytes_max", "steps_mean", "ms_per_step_mean", "p_vs_ref",
-                    "failed"])
+                    "quant_gap_bpb_mean", "artifact_bytes_max", "steps_mean", "ms_per_step_mean", "eval_s_max",
+                    "failed", "delta_nats", "p_readme", "readme_significant", "p_practice", "practice_significant"])
         for key, row in rows:
+            v = tests.get(key, {})
             w.writerow([row["label"], row["distinct_seeds"], row["runs"], row["val_bpb"]["mean"], row["val_bpb"]["std"],
                         row["val_loss"]["mean"], row["val_loss"]["std"], row["quant_gap_bpb"]["mean"],
-                        row["artifact_bytes_max"], row["steps_mean"], row["ms_per_step_mean"],
-                        tests.get(key, {}).get("p"), len(row["failed"])])
+                        row["artifact_bytes_max"], row["steps_mean"], row["ms_per_step_mean"], row["eval_s_max"],
+                        len(row["failed"]), v.get("delta_nats"), v.get("readme", {}).get("p"),
+                        v.get("readme", {}).get("significant"), v.get("practice", {}).get("p"),
+                        v.get("practice", {}).get("significant")])
         return buf.getvalue().rstrip("\n")
-    body = [_cells(row, tests.get(key, {})) for key, row in rows]
+    body = [_cells(row) for _, row in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
@@ -286,6 +200,12 @@ def render_failed(table: dict[str, dict]) -> str:
     return "\n".join([f"failed runs ({len(lines)}):", *lines]) if lines else ""
 
 
+def render_warnings(table: dict[str, dict]) -> str:
+    """One line per warning of a group (:func:`golf.significance.group_warnings`)."""
+    lines = [f"  [{row['label']}] {w}" for _, row in _ordered(table) for w in row.get("warnings", [])]
+    return "\n".join([f"warnings ({len(lines)}):", *lines]) if lines else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m golf.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories")
@@ -294,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--reference", help="label of the reference group")
     ref.add_argument("--reference-dir", type=Path, help="runs of the reference (e.g. the current record)")
     ref.add_argument("--reference-mean", type=float, help="a published reference mean val_loss (nats)")
-    ap.add_argument("--margin", type=float, default=0.005, help="required improvement in val_loss nats")
+    ap.add_argument("--margin", type=float, default=significance.MARGIN_NATS,
+                    help="README test: required improvement in val_loss nats (0.005)")
+    ap.add_argument("--alpha", type=float, default=significance.README_ALPHA, help="README test: p below this (0.01)")
+    ap.add_argument("--practice-alpha", type=float, default=significance.PRACTICE_ALPHA,
+                    help="practice test: p below this against the previous row (0.25)")
+    ap.add_argument("--seeds", help="comma-separated seeds each group reports (default: all its completed runs)")
     ap.add_argument("--json", type=Path, help="write the report as JSON here")
     ap.add_argument("--format", choices=("table", "markdown", "csv"), default="table",
                     help="how the comparison is printed (default: an aligned terminal table)")
@@ -324,30 +249,43 @@ def main(argv: list[str] | None = None) -> int:
     groups = group_runs(runs, by)
     label_keys = distinguishing_keys(groups, by)
     labels = group_labels(groups, label_keys)
-    table = summarize(groups, labels)
-    tests: dict[str, dict] = {}
-    reference: list[float] | float | None = None
+    seeds = set(args.seeds.split(",")) if args.seeds else None
+    table = summarize(groups, labels, seeds)
     choices = ", ".join(repr(v) for v in labels.values())
+    for option in ("reference", "submission"):
+        name = getattr(args, option)
+        if name is not None and find_group(groups, labels, name) is None:
+            ap.error(f"--{option} {name!r} is not a group; groups: {choices}")
+        setattr(args, option, None if name is None else find_group(groups, labels, name))
+    reference: list[float] | float | None = None
     if args.reference is not None:
-        args.reference = find_group(groups, labels, args.reference)
-        if args.reference is None:
-            ap.error(f"--reference is not a group; groups: {choices}")
-        reference = [r.summary["val_loss"] for r in groups[args.reference] if r.ok]
+        reference = [r.summary["val_loss"] for r in reported(groups[args.reference], seeds)]
+        described = f"the group {labels[args.reference]!r}"
     elif args.reference_dir is not None:
         reference = [r.summary["val_loss"] for r in find_runs([args.reference_dir]) if r.ok]
+        described = f"the runs of {args.reference_dir}"
     elif args.reference_mean is not None:
-        reference = args.reference_mean
-    if reference is not None:
-        for label, grp in groups.items():
-            if label != args.reference:
-                tests[label] = improvement_test([r.summary["val_loss"] for r in grp if r.ok], reference, args.margin)
+        reference, described = args.reference_mean, f"the published mean val_loss {args.reference_mean}"
+    tests: dict[str, dict] = {}
+    for key, grp in groups.items():
+        shown = reported(grp, seeds)
+        table[key]["warnings"] = significance.group_warnings(
+            grp, shown, need_seeds=reference is not None or key == args.submission)
+        if reference is not None and key != args.reference:
+            tests[key] = significance.verdicts([r.summary["val_loss"] for r in shown], reference, margin=args.margin,
+                                               alpha=args.alpha, practice_alpha=args.practice_alpha)
+            tests[key]["reference"] = described
     if args.format != "csv":
         print(f"{len(runs)} runs in {len(groups)} groups; groups differ in: {', '.join(by) or '(nothing)'}; "
               f"labelled by: {', '.join(label_keys) or '-'}")
     print(render(table, tests, args.format))
-    failed = render_failed(table)
-    if failed and args.format != "csv":
-        print(failed)
+    if args.format != "csv":
+        for text in (render_failed(table), render_warnings(table)):
+            if text:
+                print(text)
+        if tests:
+            print(significance.render_tests([(table[k]["label"], tests[k]) for k, _ in _ordered(table) if k in tests],
+                                            described, args.format))
     report = {"grouped_by": by, "labelled_by": label_keys, "groups": table, "tests": tests, "margin_nats": args.margin}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -358,16 +296,13 @@ def main(argv: list[str] | None = None) -> int:
                               ", ".join(label_keys) or None)
         print(f"wrote {', '.join(str(p) for p in written)}")
     if args.submission:
-        name = args.submission
-        args.submission = find_group(groups, labels, name)
-        if args.submission is None:
-            ap.error(f"--submission {name!r} is not a group; groups: {choices}")
         try:
             from golf.record import write_record  # the record folder builds on this module's runs
 
-            out = write_record(groups[args.submission], args.name or labels[args.submission], args.record_dir,
-                               author=args.author, github_id=args.github_id, blurb=args.blurb,
-                               test=tests.get(args.submission))
+            grp = groups[args.submission]
+            out = write_record(grp, args.name or labels[args.submission], args.record_dir,
+                               reported=reported(grp, seeds), author=args.author, github_id=args.github_id,
+                               blurb=args.blurb, test=tests.get(args.submission))
         except ValueError as err:  # no completed run, a seed twice, an occupied folder
             ap.error(f"--submission {args.submission!r}: {err}")
         print(f"wrote the record folder {out}")

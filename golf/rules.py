@@ -159,8 +159,9 @@ class _Parser:
             return lambda role, n: not inner(role, n)
         if (kind, value) == ("op", "("):
             inner = self.expr()
-            if self.take() != ("op", ")"):
+            if self.peek() != ("op", ")"):  # the text ended, or a test follows without & or |
                 raise ExpressionError("a '(' is not closed")
+            self.take()
             return inner
         if (kind, value) == ("op", "*"):
             return lambda role, n: True
@@ -172,7 +173,7 @@ class _Parser:
         op_kind, op = self.take()
         if op_kind != "op" or op not in ("=", "!=", "<", "<=", ">", ">="):
             raise ExpressionError(f"{value} must be followed by =, !=, <, <=, > or >=")
-        val_kind, raw = self.take()
+        val_kind, raw = self.take() if self.peek() is not None else ("end", "")
         if val_kind != "word":
             raise ExpressionError(f"{value}{op} needs a value")
         return _test(value, op, raw)

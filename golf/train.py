@@ -34,6 +34,8 @@ from torch.distributed.elastic.multiprocessing.errors import record
 
 from golf.config.errors import ConfigError
 from golf.config.schema import GolfConfig
+from golf.config.store import composed as composition_done
+from golf.config.store import register_schemas, run_entry
 from golf.config.validate import load_config
 from golf.data.paths import DataPaths, prepare_data
 from golf.dist import in_worker_group, init_distributed, rank_env, scheduler_job_id, shutdown
@@ -42,6 +44,7 @@ from golf.files import discard_if_unused, run_dir_lock
 from golf.logging.progress import final_line
 
 log = logging.getLogger("golf")
+register_schemas()  # before Hydra composes conf/train.yaml (here, in a sweep's jobs, in a Slurm job)
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -277,6 +280,7 @@ def _entry_config(composed, world: int | None,
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(composed: DictConfig) -> float | None:
+    composition_done()  # from here on Hydra reports errors its own way (golf.config.store.run_entry)
     world = rank_env()[2] if in_worker_group() else None
     hydra_cfg = HydraConfig.get()
     dirs: list[Path | None] = [Path(hydra_cfg.runtime.output_dir), None]
@@ -290,4 +294,4 @@ def main(composed: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    main()
+    run_entry(main, "golf")

@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from golf.config.store import composition_error, register_schemas
+
+register_schemas()
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 # A tiny run of the demo experiment: seconds on 2 CPU cores.
@@ -27,8 +31,16 @@ TINY = [
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The composed config; a composition that fails on a key or value raises golf's ConfigError, as the
+    command line reports it."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides or []))
+        try:
+            return compose(config_name="train", overrides=list(overrides or []))
+        except HydraException as err:
+            golf_error = composition_error(err)
+            if golf_error is None:
+                raise
+            raise golf_error from None
 
 
 def group_options(group: str) -> list[str]:

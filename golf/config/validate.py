@@ -58,6 +58,8 @@ def check_finite(node, prefix: str = "") -> None:
 
 def load_config(composed: DictConfig | dict, world_size: int | None = None) -> GolfConfig:
     """Merge into the schema, resolve, convert and validate. Raises :class:`ConfigError`."""
+    if OmegaConf.is_config(composed):  # plain data: a key Hydra added below a typed node (+arch.bogus=1)
+        composed = OmegaConf.to_container(composed, resolve=False)  # is then refused by the schema
     try:
         merged = OmegaConf.merge(OmegaConf.structured(GolfConfig), composed)
         cfg = OmegaConf.to_object(merged)

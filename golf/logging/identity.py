@@ -13,7 +13,7 @@ import json
 import re
 
 # configuration keys (with everything below them) that do not change what is trained and scored
-NOT_THE_IDEA = ("seed", "run_name", "run_dir", "logger", "data.root", "hydra", "dry_run")
+NOT_THE_IDEA = ("seed", "run_name", "run_dir", "logger", "data.root", "hydra", "dry_run", "eval.budget_s")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

@@ -3,10 +3,12 @@ from a base recipe to the target adding one technique at a time; each as Hydra o
 
 A point is "the target with a set of techniques off" (:func:`._techniques.removal` settles it), so a
 path step equal to a leave-one-out point is one run serving both. Overrides are the difference between
-the target's composed config and the settled one (:func:`diff_overrides`): a key reset to its schema
-default is deleted (``~arch.attention.xsa``), anything else is set (``averaging.export=ema``, a routing
-table without the rule that selected nothing). Each override is parsed back by Hydra's own parser and
-must give the intended value, so quoting can never change a config silently.
+the target's composed config and the settled one completed by the schema (:func:`with_defaults`,
+:func:`diff_overrides`): a schema field is always set, to its off form or its default
+(``arch.attention.xsa=null``, ``arch.mlp.activation='relu2'``, ``averaging.export='ema'``, a routing table
+without the rule that selected nothing); only an entry of a free dict is deleted (``~quant.schemes.int6``),
+because Hydra cannot delete a field of a typed config. Each override is parsed back by Hydra's own parser
+and must give the intended value, so quoting can never change a config silently.
 """
 
 import json
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from ._techniques import Check, Removal, Settled, Technique, find_techniques, removal, settle
 
@@ -58,9 +61,18 @@ def override(key: str, value: Any) -> str:
     return text
 
 
+def with_defaults(container: dict) -> dict:
+    """A composed config (plain data) with every schema field present: a key an off edit removed
+    (:data:`._techniques.DELETE`) comes back with its schema default; enums as their names."""
+    from golf.config.schema import GolfConfig
+
+    merged = OmegaConf.merge(OmegaConf.structured(GolfConfig), container)
+    return OmegaConf.to_container(merged, resolve=False, enum_to_str=True)
+
+
 def diff_overrides(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Overrides that turn the composed config ``old`` into ``new``: deleted keys as ``~key``, lists and
-    changed values set whole."""
+    """Overrides that turn the composed config ``old`` into ``new``: deleted keys as ``~key`` (entries of
+    free dicts, once ``new`` is :func:`with_defaults`), lists and changed values set whole."""
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         for k in old:
@@ -134,7 +146,7 @@ class Planner:
         key = frozenset(t.label for t in off)
         if key not in self._points:
             labels = [t.label for t in self.techniques if t.label in key]
-            self._points[key] = Point(labels, diff_overrides(self.target, settled.container),
+            self._points[key] = Point(labels, diff_overrides(self.target, with_defaults(settled.container)),
                                       repairs=list(settled.repairs))
         return self._points[key]
 

@@ -162,7 +162,7 @@ def _walk(obj: Any, path: str, found: list[Technique]) -> None:
             continue
         if inner is not None and (_is_struct(inner) or _is_enum(inner)):
             if value is not None:
-                found.append(Technique(_label(key, f.name), [key], {key: DELETE if default is None else None}))
+                found.append(Technique(_label(key, f.name), [key], {key: None}))
         elif _is_struct(hint):
             _walk(value, key, found)
         elif _switch(key) is not None:

@@ -80,7 +80,7 @@ class AblationSweeper(Sweeper):
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
-        return OmegaConf.to_container(cfg, resolve=False)
+        return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
 
     def _launcher_params(self) -> dict[str, Any]:
         return dict(getattr(self.launcher, "params", None) or {})

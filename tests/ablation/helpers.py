@@ -80,7 +80,7 @@ SPEC_SEEDS = {
 
 def composed(overrides: list[str]) -> dict:
     """The task config ``python -m golf.train <overrides>`` composes, unresolved, as the sweeper sees it."""
-    return OmegaConf.to_container(compose_config(overrides), resolve=False)
+    return OmegaConf.to_container(compose_config(overrides), resolve=False, enum_to_str=True)
 
 
 def candidates(key: str) -> list:

@@ -64,9 +64,13 @@ def test_rows_are_paired_deltas_sorted_by_effect(tmp_path):
     deltas = [EFFECTS["xsa"][0][s] - FULL[s] for s in FULL]
     assert xsa.delta == pytest.approx(statistics.fmean(deltas)) and xsa.delta > 0
     assert xsa.std == pytest.approx(statistics.stdev(deltas))
-    assert xsa.p == pytest.approx(stats.ttest_ind(list(EFFECTS["xsa"][0].values()), list(FULL.values()),
-                                                  equal_var=False).pvalue)
-    assert xsa.p < 0.05 and rows[1].p > 0.5  # a real effect vs noise
+    # the paired t-test of the per-seed differences: t = mean / (std / sqrt(n)), two-sided, n - 1 = 2 df
+    t = statistics.fmean(deltas) / (statistics.stdev(deltas) / math.sqrt(3))
+    assert xsa.test == "paired t" and xsa.p == pytest.approx(2 * stats.t.sf(abs(t), 2))
+    assert xsa.p == pytest.approx(stats.ttest_rel(list(EFFECTS["xsa"][0].values()), list(FULL.values())).pvalue)
+    assert xsa.p < 0.01 and rows[1].p > 0.5  # a real effect vs noise
+    # pairing removes what the seeds share: the unpaired Welch test of the same runs is far weaker here
+    assert stats.ttest_ind(list(EFFECTS["xsa"][0].values()), list(FULL.values()), equal_var=False).pvalue > 4 * xsa.p
     assert xsa.d_bytes == pytest.approx(-500_000) and xsa.d_ms == pytest.approx(-10.0)
     qat = rows[2]
     assert qat.delta < 0 and qat.over and not xsa.over  # removing QAT helps here but does not fit
@@ -85,10 +89,25 @@ def test_report_prints_the_table_and_writes_the_plot(tmp_path, capsys):
     lines = [line for line in out.splitlines() if line.startswith("| ") and "technique" not in line]
     assert [line.split("|")[1].strip() for line in lines] == ["xsa", "noise", "qat"]
     assert "| +0.02933 |" in lines[0] and lines[2].rstrip().endswith("| yes |")
+    assert all("| paired t |" in line for line in lines)  # a failed run (xsa seed 4) has no value to pair
     assert "groups differ in" not in out  # the runs of an ablation sweep are not regrouped by config keys
     png = plots / "ablation.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(sweep) in out
+
+
+def test_unpaired_seeds_fall_back_to_the_welch_test_named_as_such(tmp_path):
+    manifest, points = ablation_report.load(make_sweep(tmp_path))
+    full = next(p for p in points if p.name == "full")
+    xsa = next(p for p in points if p.name == "no-xsa")
+    for run in xsa.runs:  # other seeds than the full recipe's: nothing pairs
+        run["seed"] += 10
+    row = ablation_report.compare(xsa, full, "xsa")
+    assert row.test == "Welch"
+    assert row.delta == pytest.approx(statistics.fmean(EFFECTS["xsa"][0].values()) - statistics.fmean(FULL.values()))
+    assert row.p == pytest.approx(stats.ttest_ind(list(EFFECTS["xsa"][0].values()), list(FULL.values()),
+                                                  equal_var=False).pvalue)
+    assert math.isnan(row.std)
 
 
 def test_path_rows_compare_each_step_with_the_previous(tmp_path):

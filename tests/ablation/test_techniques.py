@@ -106,9 +106,24 @@ def test_techniques_that_cannot_be_removed_alone_are_grouped():
     assert by_name["no-ema+swa"].off == ["ema", "swa"]
     # SWA alone is removable: the exported weights become the EMA's (a value the averaging presets use)
     no_swa = by_name["no-swa"]
-    assert "~averaging.swa" in no_swa.overrides and "averaging.export='ema'" in no_swa.overrides
+    assert "averaging.swa=null" in no_swa.overrides and "averaging.export='ema'" in no_swa.overrides
     cfg = load_config(compose_config([*overrides, *no_swa.overrides]))
     assert cfg.averaging.swa is None and cfg.averaging.export == "ema" and cfg.averaging.ema is not None
+
+
+def test_schema_fields_are_set_and_only_free_dict_entries_deleted():
+    # Hydra cannot delete a field of the typed schema: an absent technique is `key=null`, a default is
+    # written out, and `~` only removes an entry of a free dict (the int6 scheme of the export tables)
+    overrides = [*TINY, "quant=int6", "averaging=ema0997", "arch.mlp.activation=leaky_relu2"]
+    plan = planner(overrides).plan(only=["lowbit_quant", "ema", "leaky_relu2"])
+    by_name = {p.name: p.overrides for p in plan.points}
+    assert by_name["no-ema"][0] == "averaging.ema=null"
+    assert "arch.mlp.activation='relu2'" in by_name["no-leaky_relu2"]
+    deleted = [o for p in plan.points for o in p.overrides if o.startswith("~")]
+    assert deleted == ["~quant.schemes.int6"]
+    for p in plan.points:
+        cfg = load_config(compose_config([*overrides, *p.overrides]))
+        assert {t.label for t in find_techniques(cfg)} == set(plan.techniques) - set(p.off)
 
 
 def test_test_time_training_comes_off_to_sliding_and_sliding_only_with_it():

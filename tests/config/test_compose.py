@@ -94,3 +94,62 @@ def test_cli_reports_one_clear_error(tmp_path):
     assert proc.returncode == 2
     assert "arch.num_heads=7" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_schema_field_the_preset_does_not_spell_is_overridable_as_typed():
+    # the demo's optimizer preset does not spell optimizer.muon.ns_dtype: the registered schema does
+    cfg = load_config(compose_config(["experiment=demo", "optimizer.muon.ns_dtype=bfloat16"]))
+    assert cfg.optimizer.muon.ns_dtype == "bfloat16"
+    with pytest.raises(ConfigError) as err:  # a value of the wrong type fails while composing, by name
+        compose_config(["experiment=demo", "optimizer.muon.momentum=fast"])
+    assert err.value.key == "optimizer.muon.momentum" and err.value.value == "fast"
+    with pytest.raises(ConfigError) as err:  # an unknown key names the key and the value given
+        compose_config(["experiment=demo", "optimizer.muon.bogus=1"])
+    assert (err.value.key, err.value.value) == ("optimizer.muon.bogus", "1")
+
+
+def test_a_field_below_a_sub_config_that_is_off_switches_it_on_with_its_defaults():
+    # the demo has no QAT (quant.qat: null): setting one of its fields gives it the schema's defaults
+    cfg = load_config(compose_config(["experiment=demo", "quant.qat.schedule=lr_below", "quant.qat.lr_threshold=0.5"]))
+    assert cfg.quant.qat.schedule.name == "lr_below" and cfg.quant.qat.lr_threshold == 0.5
+    assert cfg.quant.qat.start_fraction == 0.85  # the schema default of a field nobody set
+    assert load_config(compose_config(["experiment=demo", "quant.qat=null"])).quant.qat is None
+    assert load_config(compose_config(["experiment=pr344", "data=demo", "quant.qat=null"])).quant.qat is None
+    # a dict for it too, and the overrides apply in order
+    qat = load_config(compose_config(["experiment=demo", "quant.qat={schedule: lr_below, lr_threshold: 0.4}"])).quant.qat
+    assert (qat.schedule.name, qat.lr_threshold, qat.start_fraction) == ("lr_below", 0.4, 0.85)
+    assert load_config(compose_config(["experiment=demo", "quant.qat={lr_threshold: 0.4}", "quant.qat=null"])).quant.qat is None
+    assert load_config(compose_config(["experiment=demo", "quant.qat=null", "+quant.qat={lr_threshold: 0.4}"])
+                       ).quant.qat.lr_threshold == 0.4
+
+
+def test_the_evaluate_entry_is_typed_too():
+    from hydra import compose, initialize_config_dir
+
+    from golf.config.store import composition_error
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=["run=somewhere", "eval=ttt", "eval.ttt.lora_rank=4"])
+        assert cfg.eval.ttt.lora_rank == 4 and cfg.eval.budget_s == 600.0
+        with pytest.raises(Exception) as err:
+            compose(config_name="evaluate", overrides=["run=somewhere", "eval.batch_windows=many"])
+    golf_error = composition_error(err.value)
+    assert (golf_error.key, golf_error.value) == ("eval.batch_windows", "many")
+
+
+@pytest.mark.parametrize("override,line", [
+    ("optimizer.muon.ns_dtype=float8", "golf: invalid configuration: optimizer.muon.ns_dtype='float8': "
+                                       "must be auto, bfloat16 or float32"),
+    ("train.iterations=abc", "golf: invalid configuration: train.iterations='abc': Value 'abc' of type 'str' "
+                             "could not be converted to Integer"),
+])
+def test_a_typed_override_on_the_command_line(tmp_path, override, line):
+    run = [sys.executable, "-m", "golf.train", "experiment=demo", "dry_run=true", f"hydra.run.dir={tmp_path / 'r'}"]
+    ok = subprocess.run([*run, "optimizer.muon.ns_dtype=bfloat16"], capture_output=True, text=True, timeout=120,
+                        cwd=CONF_DIR.parent)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "ns_dtype: bfloat16" in ok.stdout  # the resolved config the dry run prints
+    bad = subprocess.run([*run, override], capture_output=True, text=True, timeout=120, cwd=CONF_DIR.parent)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == line  # one line, no traceback
+    assert not (tmp_path / "r").exists()

@@ -47,3 +47,22 @@ def test_golf_evaluate_with_ttt_reproduces_the_runs_score_exactly(demo_ttt_run, 
     assert result["eval_kind"] == "ttt"
     for key in ("val_bpb", "val_loss", "val_tokens", "val_bytes", "sliding_val_bpb", "ttt_chunks", "ttt_steps"):
         assert result[key] == summary[key], key
+
+
+def test_the_record_of_a_real_ttt_run_computes_its_compliance_block(demo_ttt_run, tmp_path):
+    from golf.report import main as report
+
+    run_dir, summary = demo_ttt_run
+    assert report([str(run_dir), "--submission", "all", "--record-dir", str(tmp_path / "rec")]) == 0
+    sub = json.loads((tmp_path / "rec" / "submission.json").read_text())
+    block, evidence = sub["compliance"], sub["compliance_evidence"]
+    # the run's own records: TTT statistics written after the ledger's check, the score logged after the
+    # artifact round trip; the clocks as the run measured them (on a busy CPU even a demo can pass 600 s)
+    assert block["score_first_ttt"] and evidence["score_first_ttt"]["ttt_chunks_checked"] == {"1337": 5}
+    assert block["no_pre_quant_ttt"] and evidence["no_pre_quant_ttt"]["scored_after_artifact"] == {"1337": True}
+    assert block["artifact_under_16mb"] and evidence["artifact_under_16mb"]["bytes"] == {"1337": summary["artifact_bytes"]}
+    assert evidence["train_under_600s"]["seconds"] == {"1337": summary["train_time_s"]}
+    assert block["train_under_600s"] is (summary["train_time_s"] <= 600)
+    eval_s = summary.get("eval_s", summary["final_eval_s"])
+    assert evidence["eval_under_600s"]["seconds"] == {"1337": eval_s} and block["eval_under_600s"] is (eval_s <= 600)
+    assert block["three_seeds"] is False and evidence["three_seeds"]["seeds"] == ["1337"]  # one seed

@@ -3,6 +3,7 @@ files hold what the report uses (read back without the network, also by golf.rep
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -55,3 +56,9 @@ def test_two_ideas_two_seeds_make_two_wandb_groups(tmp_path, capsys):
     rows = capsys.readouterr().out.strip().splitlines()
     assert sorted(r.split(",")[0] for r in rows[1:]) == ["32", "48"]
     assert all(r.split(",")[1:3] == ["2", "2"] for r in rows[1:])  # 2 distinct seeds, 2 runs per group
+    # ... and writes a record of them: the order of the logged events comes from the W&B history
+    rec = tmp_path / "record"
+    assert report([str(only_wandb), "--submission", "32", "--record-dir", str(rec)]) == 0
+    sub = json.loads((rec / "submission.json").read_text())
+    assert sub["compliance_evidence"]["no_pre_quant_ttt"]["scored_after_artifact"] == {"1": True, "2": True}
+    assert sub["compliance"]["artifact_under_16mb"] and sub["compliance"]["score_first_ttt"]

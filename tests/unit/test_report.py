@@ -9,7 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from golf.record import submission_record
-from golf.report import find_runs, group_runs, improvement_test, main, varying_keys
+from golf.report import find_runs, group_runs, main, varying_keys
+from golf.significance import improvement_test
 
 
 def make_run(root, name, *, arch, seed, val_loss, status="completed"):
@@ -65,7 +66,7 @@ def test_grouping_statistics_and_submission(tmp_path, capsys):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["groups"]["arch.name=b"]["failed"] == [str(tmp_path / "b3")]
     assert report["groups"]["arch.name=a"]["val_bpb"]["mean"] == pytest.approx(1.1)
-    assert report["tests"]["arch.name=a"]["p"] < 0.05
+    assert report["tests"]["arch.name=a"]["readme"]["p"] < 0.05
     out = capsys.readouterr().out
     assert "labelled by: arch.name" in out and "\na " in out and f"[b] {tmp_path / 'b3'}: status failed" in out
     assert main([str(tmp_path), "--fail-on-failed"]) == 1
@@ -77,7 +78,8 @@ def test_grouping_statistics_and_submission(tmp_path, capsys):
     assert sub["val_loss"] == pytest.approx(2.2) and sub["val_bpb"] == pytest.approx(1.1)
     assert sub["val_bpb_std"] == pytest.approx(0.1) and sub["step_stop"] == 100
     assert (sub["bytes_total"], sub["bytes_code"]) == (15_000_003, 100_003)
-    assert sub["significance"]["p"] == report["tests"]["arch.name=a"]["p"]
+    assert sub["significance"]["readme"]["p"] == report["tests"]["arch.name=a"]["readme"]["p"]
+    assert sub["significance"]["reference"] == "the group 'b'"
     assert sub["date"].endswith("Z") and sub["pre_quant_val_bpb"] is None  # not in these summaries
     assert (rec / "train_gpt.py").read_text() == "# bundle of a1\n"
     assert (rec / "train_seed2.log").read_text() == "log of a2\n"
@@ -116,5 +118,7 @@ def test_record_of_one_seed_against_a_reference_is_strict_json(tmp_path):
     text = (tmp_path / "rec" / "submission.json").read_text()
     assert "NaN" not in text
     sub = json.loads(text)
-    assert sub["significance"]["p"] is None and "2 seeds" in sub["significance"]["note"]
+    for test in ("readme", "practice"):
+        assert sub["significance"][test]["p"] is None and "2 seeds" in sub["significance"][test]["note"]
+        assert sub["significance"][test]["significant"] is False
     assert sub["val_bpb_std"] is None

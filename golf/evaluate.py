@@ -31,6 +31,10 @@ from golf.logging import RunRecorder
 from golf.model import build_model
 from golf.trainer import autocast_factory
 
+# conf/evaluate.yaml names the output directory ``out`` when it is set, else one inside the run
+OmegaConf.register_new_resolver("golf.either", lambda value, fallback: fallback if value is None else value,
+                                replace=True)
+
 
 def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None = None, split: str = "val",
                    data_root: str | None = None, device: str = "auto", precision: str = "auto",

@@ -10,7 +10,8 @@ import math
 import shutil
 from pathlib import Path
 
-from golf.report import Run, _mean, describe
+from golf.report import _mean, describe
+from golf.run_records import Run
 
 
 def submission_record(runs: list[Run], name: str, *, author: str | None = None, github_id: str | None = None,

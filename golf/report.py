@@ -7,15 +7,17 @@
 Runs are found below the given directories: every golf run directory (it holds a ``summary.json``) and
 every W&B offline run directory (``offline-run-*/run-*.wandb``) that is not inside a golf run directory.
 A run directory inside another one (a ``golf_run-*`` folder written by a run's ``submission.py``, an
-evaluation's output) is not another run. Runs are grouped by the configuration keys that differ between
-them (seed, names, paths and logging excluded) or by ``--by``; a group is labelled by the values of the
+evaluation's output) is not another run. A run whose files cannot be read (:mod:`golf.run_records`) is
+listed below the table as unreadable, with its path and the reason, and left out. Runs are grouped by
+the configuration keys that differ between them (seed, names, paths and logging excluded) or by
+``--by`` (a key that no run's config has is refused, naming the nearest keys); a group is labelled by the values of the
 fewest keys that tell the groups apart (the keys are named above the table). For each group: distinct
 seeds and runs, mean ± std of val_bpb and val_loss, the quantization gap, the largest artifact, steps
 and step time; failed runs are listed below the table with their error line. With a reference, each
 group is tested against it the way the challenge admits records: the new mean val_loss must be lower
 than the reference by at least ``margin`` nats, judged by a one-sided Welch t-test (``p < 0.01`` in the
 rules). ``--plots DIR`` writes the figures of :mod:`golf.plots`. The exit status is 0 when the report
-was produced, also with failed runs in it (``--fail-on-failed``: 1 then, for CI).
+was produced, also with failed or unreadable runs in it (``--fail-on-failed``: 1 then, for CI).
 
 An ablation sweep (``hydra/sweeper=ablation``) gets its own table, one row per technique
 (:mod:`golf.ablation_report`); its runs join the groups above only with ``--by``.
@@ -29,96 +31,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import itertools
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
 from scipy import stats as scipy_stats
 
-from golf.logging.identity import flatten, is_idea_key
-from golf.logging.wandb_offline import is_offline_run_dir, read_offline_run
-
-
-@dataclass
-class Run:
-    path: Path
-    summary: dict
-    config: dict = field(default_factory=dict)
-    history: list[dict] | None = None  # W&B history rows (offline runs); golf runs read metrics.jsonl
-
-    @property
-    def ok(self) -> bool:
-        return self.summary.get("status") == "completed" and isinstance(self.summary.get("val_bpb"), float)
-
-    @property
-    def error(self) -> str:
-        """The error line of a run that did not complete."""
-        error = self.summary.get("error")
-        if not error and (self.path / "error.txt").is_file():
-            lines = [line for line in (self.path / "error.txt").read_text().splitlines() if line.strip()]
-            error = lines[-1] if lines else ""
-        if not error:
-            status = self.summary.get("status")
-            error = f"status {status}" if status != "completed" else "no val_bpb in its summary"
-        return str(error).splitlines()[0][:300]
-
-    def curves(self) -> dict[str, list[dict]]:
-        """Logged events by kind (``train``, ``val``, ...), each ``{"step": ..., <metric>: ...}``."""
-        out: dict[str, list[dict]] = {}
-        if self.history is not None:  # W&B rows: "<event>/<metric>" keys, "_step"
-            for row in self.history:
-                by_event: dict[str, dict] = {}
-                for key, value in row.items():
-                    event, _, metric = key.partition("/")
-                    if metric:
-                        by_event.setdefault(event, {"step": row.get("_step")})[metric] = value
-                for event, point in by_event.items():
-                    out.setdefault(event, []).append(point)
-            return out
-        metrics = self.path / "metrics.jsonl"
-        if metrics.is_file():
-            for line in metrics.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:  # a line being written
-                    continue
-                out.setdefault(row.pop("event", "?"), []).append(row)
-        return out
-
-
-def _golf_run(path: Path) -> Run:
-    config_file = path / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
-    return Run(path, json.loads((path / "summary.json").read_text()), flatten(config))
-
-
-def _wandb_run(path: Path) -> Run:
-    w = read_offline_run(path)
-    return Run(path, w.summary, flatten(w.config), history=w.history)
-
-
-def find_runs(roots: list[Path]) -> list[Run]:
-    """golf run directories and W&B offline run directories below ``roots`` (nested ones skipped)."""
-    found: dict[Path, str] = {}
-    for root in roots:
-        root = Path(root)
-        for summary in root.rglob("summary.json"):
-            found.setdefault(summary.parent, "golf")
-        for log in root.rglob("run-*.wandb"):
-            if is_offline_run_dir(log.parent):
-                found.setdefault(log.parent, "wandb")
-    golf_dirs = {p for p, kind in found.items() if kind == "golf"}
-    runs = []
-    for path in sorted(found):
-        if any(parent in golf_dirs for parent in path.parents):
-            continue  # inside a golf run directory: its bundle run, its evaluation, its W&B mirror
-        runs.append(_golf_run(path) if found[path] == "golf" else _wandb_run(path))
-    return runs
+from golf.logging.identity import is_idea_key
+from golf.run_records import Run, find_runs
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
@@ -286,6 +210,24 @@ def render_failed(table: dict[str, dict]) -> str:
     return "\n".join([f"failed runs ({len(lines)}):", *lines]) if lines else ""
 
 
+def render_unreadable(unreadable: dict[Path, str]) -> str:
+    """One line per run that could not be read: its directory and why."""
+    lines = [f"  {path}: {why}" for path, why in sorted(unreadable.items())]
+    return "\n".join([f"unreadable runs, left out ({len(lines)}):", *lines]) if lines else ""
+
+
+def unknown_keys(by: list[str], runs: list[Run]) -> str | None:
+    """Why ``--by`` cannot group these runs (a key no run's config has, with the nearest ones), or None."""
+    keys = sorted({k for r in runs for k in r.config})
+    missing = [k for k in by if k not in keys]
+    if not missing:
+        return None
+    key = missing[0]
+    near = difflib.get_close_matches(key, keys, n=4, cutoff=0.6) or [k for k in keys if k.startswith(key + ".")][:4]
+    hint = f"; the nearest keys: {', '.join(near)}" if near else ""
+    return f"--by {key}: no run's config has this key{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m golf.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories")
@@ -315,12 +257,20 @@ def main(argv: list[str] | None = None) -> int:
     from golf import ablation_report
 
     sweeps, ablation_failed = ablation_report.report(args.dirs, args.plots)
-    runs = [r for r in find_runs(args.dirs) if args.by or not any(r.path.is_relative_to(s) for s in sweeps)]
+    unreadable: dict[Path, str] = {}
+    runs = [r for r in find_runs(args.dirs, unreadable) if args.by or not any(r.path.is_relative_to(s) for s in sweeps)]
+    skipped = render_unreadable(unreadable)
     if sweeps and not runs:
-        return 1 if args.fail_on_failed and ablation_failed else 0
+        if skipped:
+            print(skipped)
+        return 1 if args.fail_on_failed and (ablation_failed or unreadable) else 0
     if not runs:
-        ap.error(f"no golf run (summary.json) or W&B offline run below {', '.join(map(str, args.dirs))}")
+        ap.error(f"no readable golf run (summary.json) or W&B offline run below {', '.join(map(str, args.dirs))}"
+                 + (f"\n{skipped}" if skipped else ""))
     by = args.by.split(",") if args.by else varying_keys(runs)
+    unknown = unknown_keys(by, runs)
+    if unknown:
+        ap.error(unknown)
     groups = group_runs(runs, by)
     label_keys = distinguishing_keys(groups, by)
     labels = group_labels(groups, label_keys)
@@ -348,7 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = render_failed(table)
     if failed and args.format != "csv":
         print(failed)
-    report = {"grouped_by": by, "labelled_by": label_keys, "groups": table, "tests": tests, "margin_nats": args.margin}
+    if skipped and args.format != "csv":
+        print(skipped)
+    report = {"grouped_by": by, "labelled_by": label_keys, "groups": table, "tests": tests, "margin_nats": args.margin,
+              "unreadable": {str(p): why for p, why in unreadable.items()}}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if args.plots:
@@ -371,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:  # no completed run, a seed twice, an occupied folder
             ap.error(f"--submission {args.submission!r}: {err}")
         print(f"wrote the record folder {out}")
-    failed_any = ablation_failed or any(row["failed"] for row in table.values())
+    failed_any = ablation_failed or bool(unreadable) or any(row["failed"] for row in table.values())
     return 1 if args.fail_on_failed and failed_any else 0
 
 

@@ -129,3 +129,14 @@ def test_a_sweep_on_a_launcher_that_does_not_check_first_is_refused(tmp_path):
         "(a bad point would fail only after the points before it ran); use hydra/launcher=local on this machine, "
         "or slurm_8xh100 / slurm_ci")
     assert list(tmp_path.iterdir()) == []  # nothing ran, no sweep directory
+
+
+def test_hydra_full_error_keeps_the_tracebacks(tmp_path, monkeypatch):
+    from golf.checkpoint import CheckpointError
+    from golf.entry import entry_errors
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    for err in (FloatingPointError("x"), CheckpointError("y"), KeyboardInterrupt()):
+        with pytest.raises(type(err)), entry_errors("golf", lambda: [tmp_path]):
+            raise err
+    assert list(tmp_path.iterdir()) == []  # and no error.txt written in its place

@@ -129,9 +129,11 @@ def test_a_step_fraction_the_schedule_cannot_mark_is_refused():
 @pytest.mark.slow
 def test_pr344_trains_at_cpu_scale_with_its_qat_switch_on_step(tmp_path):
     run_dir = tmp_path / "run"
-    out = golf_cmd("experiment=pr344", "scale=cpu", "data=demo", "logger=none", "train.iterations=20",
-                   "optimizer.schedule.warmdown_iters=10", "train.batch_tokens=1024", "train.seq_len=64",
-                   "train.val_every=0", "train.log_every=1", "eval.max_tokens=4096",
+    # the recipe's techniques at a width and depth that train in seconds; 20 steps, warmdown over the last 10
+    out = golf_cmd("experiment=pr344", "scale=cpu", "data=demo", "logger=none", "arch.num_layers=3",
+                   "arch.model_dim=64", "arch.num_heads=2", "arch.num_kv_heads=1", "train.iterations=20",
+                   "optimizer.schedule.warmdown_iters=10", "train.batch_tokens=512", "train.seq_len=64",
+                   "train.val_every=0", "train.log_every=1", "eval.max_tokens=2048", "eval.prequant=false",
                    f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

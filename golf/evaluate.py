@@ -5,8 +5,9 @@
 
 The run's ``config.yaml`` gives the architecture and the data; the artifact (``model.golf``) is loaded
 as plain data, dequantized into a freshly built model and scored exactly as at the end of training.
-The result is printed and written to ``<run>/eval/<time>_<eval>/result.json``. Works as a single
-process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
+The result is printed and written to ``<run>/eval/<time>_<eval>/result.json``, or to ``out=<dir>``
+(for a run on a read-only mount; the check before Hydra makes the directory points to it). Works as
+a single process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
 """
 
 from __future__ import annotations

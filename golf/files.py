@@ -1,4 +1,5 @@
-"""Files that appear whole or not at all, and the run directory's lock.
+"""Files that appear whole or not at all, the run directory's lock, and removing the directory (and
+the folders made for it) of a run refused before it started.
 
 :func:`write_atomic` writes into a temporary file next to the target and renames it over the target
 only once every byte is written, so a crash or a full disk never leaves a truncated artifact, shard or

@@ -60,19 +60,23 @@ class EntryChecks(Callback):
         self._writable(Path(str(config.hydra.sweep.dir)), "sweep directory")
 
     def _writable(self, out: Path, what: str) -> None:
-        """Make ``out`` (its parents too) and write a file in it; refuse with the reason when that fails."""
+        """Make ``out`` (its parents too) and write a file in it, then remove what was made (whoever runs
+        next makes it again, or a refusal leaves nothing); refuse with the reason when that fails."""
         out = Path(os.path.abspath(out))
         top = note_new_dir(out)
         probe = out / f".golf-write-test-{os.getpid()}"
+        failed: OSError | None = None
         try:
             out.mkdir(parents=True, exist_ok=True)
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as err:
-            if top is not None:
-                _remove_empty(out, top)
+            failed = err
+        if top is not None:
+            _remove_empty(out, top)
+        if failed is not None:
             advice = f"; {self.elsewhere}" if self.elsewhere else ""
-            self._refuse(err, f"cannot write the {what} {out}: {err.strerror or err}{advice}")
+            self._refuse(failed, f"cannot write the {what} {out}: {failed.strerror or failed}{advice}")
 
     def _refuse(self, err: Exception, line: str) -> None:
         """End the command with ``line`` (exit status 2), or raise ``err`` under HYDRA_FULL_ERROR=1."""

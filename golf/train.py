@@ -160,10 +160,15 @@ def check_budget_estimate(cfg: GolfConfig) -> None:
 @record
 def _worker(cfg: GolfConfig, data: DataPaths, run_dir: str) -> dict:
     """One rank of a local worker group (started by :func:`_launch_workers`), handed the config the
-    entry validated and the data it prepared (for the group's world size, ``cfg.nproc_per_node``)."""
+    entry validated and the data it prepared (for the group's world size, ``cfg.nproc_per_node``). A
+    stop ends the worker without a traceback: the process that started it reports the stop."""
     rank, _, _ = rank_env()
     _log_to_files(Path(run_dir), rank)
-    return _train_here(cfg, Path(run_dir), data)
+    try:
+        return _train_here(cfg, Path(run_dir), data)
+    except Preempted as err:
+        log.info("rank %d: %s", rank, err)
+        raise SystemExit(1) from None
 
 
 def _log_to_files(run_dir: Path, rank: int) -> None:
@@ -199,10 +204,11 @@ def _launch_workers(cfg: GolfConfig, run_dir: Path, data: DataPaths) -> dict:
     try:
         results = elastic_launch(launch, _worker)(cfg, data, str(run_dir))
     except Exception as err:  # a worker died (any rank): make the run show as failed
-        signum = stop_signal_of(err)
-        if signum is not None and _summary(run_dir).get("status") == "preempted":
-            # a stop signal (Ctrl-C, scancel) reached the workers too: they checkpointed and stopped
-            stopped = Preempted(f"stopped by {signal.Signals(signum).name}; the workers' checkpoint is in {run_dir}")
+        if _summary(run_dir).get("status") == "preempted":
+            # a stop signal (Ctrl-C, scancel) reached the workers: they checkpointed and stopped
+            signum = stop_signal_of(err)
+            by = f"by {signal.Signals(signum).name}" if signum is not None else "by a stop signal"
+            stopped = Preempted(f"stopped {by}; the workers' checkpoint is in {run_dir}")
             stopped.sigval = signum  # read back by golf.preempt.stop_signal_of (the Slurm launcher's requeue)
             raise stopped from err
         _record_failure(run_dir, err)

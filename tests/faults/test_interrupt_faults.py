@@ -1,5 +1,5 @@
 """Rows 20 and 27: Ctrl-C is a stop request like SIGTERM (checkpoint at the next step boundary, one line,
-resumable), and a stop during a local sweep ends the sweep with its table so far and one line saying
+resumable; with local workers every rank checkpoints), and a stop during a local sweep ends the sweep with its table so far and one line saying
 how to resume; rerunning the command resumes it (completed points are not run again)."""
 
 from __future__ import annotations
@@ -70,9 +70,10 @@ def test_ctrl_c_outside_training_is_one_line(tmp_path, capsys):
 
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``golf.train args`` in a session of its own (a terminal's Ctrl-C reaches its whole process group)."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.Popen([sys.executable, "-m", "golf.train", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
 
 
 def train_steps(run_dir: Path) -> list[int]:
@@ -88,14 +89,18 @@ def train_steps(run_dir: Path) -> list[int]:
     return [r["step"] for r in rows if r.get("event") == "train"]
 
 
-def signal_at_step(proc: subprocess.Popen, run_dir: Path, step: int, sig: int) -> tuple[str, str]:
-    """Send ``sig`` once ``run_dir`` has recorded training step ``step``; the process's output."""
+def signal_at_step(proc: subprocess.Popen, run_dir: Path, step: int, sig: int, group: bool = False) -> tuple[str, str]:
+    """Send ``sig`` (to the whole process group with ``group``, as Ctrl-C in a terminal) once ``run_dir``
+    has recorded training step ``step``; the process's output."""
     try:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and proc.poll() is None and max(train_steps(run_dir), default=0) < step:
             time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(sig)
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         return proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -123,6 +128,20 @@ def test_ctrl_c_checkpoints_and_the_rerun_resumes(tmp_path):
     assert summary["status"] == "completed" and summary["steps"] == 60
     steps = train_steps(run_dir)  # nothing trained twice: the rerun went on from the checkpoint
     assert steps == sorted(set(steps)) and steps[-1] == 60 and stopped_at + 1 in steps
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_local_workers_checkpoints_every_rank(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*TINY, "train.iterations=60", "train.val_every=0", "eval.prequant=false", "nproc_per_node=2",
+            f"hydra.run.dir={run_dir}"]
+    out, err = signal_at_step(start(args, tmp_path), run_dir, 3, signal.SIGINT, group=True)
+    assert last_line(err) == f"golf: Preempted: stopped by SIGINT; the workers' checkpoint is in {run_dir}", err[-3000:]
+    assert "Traceback" not in err + out
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "preempted"
+    marker = json.loads((run_dir / "checkpoint" / "complete.json").read_text())
+    assert marker["world_size"] == 2 and marker["step"] >= 3
+    assert {p.name for p in (run_dir / "checkpoint").iterdir()} == {"complete.json", "rank0.pt", "rank1.pt"}
 
 
 @pytest.mark.slow

@@ -17,17 +17,29 @@ is discarded. A save goes
 A process killed at any point therefore leaves at least one complete folder, and loading takes the
 newest complete one of the three (by step), so no save ever deletes the only complete copy. Loading
 uses ``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects.
+The marker is written whole (a temporary file, then a rename), so a marker that exists but cannot be
+read, or lacks its ``step`` or ``world_size``, is damage, not an interrupted save: it is a
+:class:`CheckpointError` naming the file, never "no checkpoint" (which would restart the run at step 0
+and append to its records). :func:`check_resumable` also opens every rank's file as the archive
+``torch.save`` writes before a run touches anything, so a truncated or foreign file is refused first.
 
 ``complete.json`` also records the run's resolved config. A run that finds a checkpoint in its
 directory resumes only if its own config matches, except for the keys in :data:`MAY_CHANGE_ON_RESUME`
 (logging, evaluation, checkpoint cadence, the budget check): anything else would silently continue
-one training run under another's settings.
+one training run under another's settings. A key the checkpoint's config lacks (written by an older
+golf, before the key existed) is compared against the schema's default, the value the older code ran with.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 import shutil
+import types
+import typing
+import zipfile
+from enum import Enum
 from pathlib import Path
 
 import torch
@@ -42,7 +54,8 @@ MAY_CHANGE_ON_RESUME = ("run_dir", "run_name", "logger", "eval", "dry_run", "dat
 
 
 class CheckpointError(RuntimeError):
-    """A checkpoint this run cannot continue from (another world size, a component missing or unknown)."""
+    """A checkpoint this run cannot continue from (another world size, a component missing or unknown,
+    a damaged file)."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -66,12 +79,34 @@ def _discard(d: Path) -> None:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _step_of(d: Path) -> int | None:
-    """The step of a complete checkpoint folder, None when it is not complete (or unreadable)."""
+def _marker(d: Path) -> dict | None:
+    """The completion marker of a folder; None when the folder is not complete (no marker). A marker
+    that is there but damaged is a :class:`CheckpointError` naming it."""
+    path = d / MARKER
     try:
-        return int(json.loads((d / MARKER).read_text())["step"])
-    except (OSError, ValueError, KeyError, TypeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot be read ({err})") from None
+    try:
+        meta = json.loads(text)
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a checkpoint marker (JSON with step and world_size); "
+                              f"restore it, or remove {d} to resume from an older checkpoint or start over")
+    for key in ("step", "world_size"):
+        if not isinstance(meta.get(key), int) or meta[key] < (0 if key == "step" else 1):
+            raise CheckpointError(f"{path}: {key} is {meta.get(key)!r}, not a valid {key}; "
+                                  f"restore it, or remove {d} to resume from an older checkpoint or start over")
+    return meta
+
+
+def _step_of(d: Path) -> int | None:
+    """The step of a complete checkpoint folder, None when it is not complete."""
+    meta = _marker(d)
+    return None if meta is None else meta["step"]
 
 
 def _settle(run_dir: Path) -> None:
@@ -138,11 +173,53 @@ def resolved_config(cfg) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True, enum_to_str=True)
 
 
+_NO_DEFAULT = object()
+
+
+def _optional_of(tp):
+    """``X`` for ``X | None``, else ``tp``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def schema_default(key: str, schema: type | None = None):
+    """The schema's default of a dotted config key, in the form :func:`resolved_config` gives it
+    (``{}`` for a sub-config, enum names, plain lists); ``_NO_DEFAULT`` when the schema has no such key
+    or no default for it (below an optional sub-config that is off by default)."""
+    if schema is None:
+        from golf.config.schema import GolfConfig as schema
+    tp, value = schema, schema()
+    for part in key.split("."):
+        if dataclasses.is_dataclass(value):
+            hints = typing.get_type_hints(type(value))
+            if part not in hints:
+                return _NO_DEFAULT
+            tp, value = _optional_of(hints[part]), getattr(value, part)
+        elif isinstance(value, dict) and typing.get_origin(tp) is dict:
+            tp = _optional_of(typing.get_args(tp)[1])  # an entry the default lacks (a quant scheme): its type's default
+            value = value[part] if part in value else (tp() if dataclasses.is_dataclass(tp) else _NO_DEFAULT)
+        else:
+            return _NO_DEFAULT
+    if dataclasses.is_dataclass(value):
+        return {}
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, list):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(OmegaConf.create({"v": value}), enum_to_str=True)["v"]
+    return value
+
+
 def check_resume_config(run_dir: Path, config: dict) -> None:
     """Refuse to resume a checkpoint in ``run_dir`` that a different config wrote (cheap: reads one
-    small file; call it before any expensive work). No checkpoint, or one without a config: nothing to check."""
+    small file; call it before any expensive work). No checkpoint, or one without a config: nothing to check.
+    A key the checkpoint's config lacks counts with the schema's default; one only it has (a key removed
+    from the schema since) is not compared."""
     d = _complete(run_dir)
-    saved = json.loads((d / MARKER).read_text()).get("config") if d is not None else None
+    saved = _marker(d).get("config") if d is not None else None
     if saved is None:
         return
     ours, theirs = _flatten(config), _flatten(saved)
@@ -150,13 +227,47 @@ def check_resume_config(run_dir: Path, config: dict) -> None:
     def fixed(key: str) -> bool:
         return not any(key == k or key.startswith(k + ".") for k in MAY_CHANGE_ON_RESUME)
 
-    # keys only one side has (a field added to the schema since) are not compared
+    recorded = set(theirs)
+    for key in ours.keys() - recorded:
+        default = schema_default(key)
+        if default is not _NO_DEFAULT:
+            theirs[key] = default
     changed = sorted(k for k in ours.keys() & theirs.keys() if fixed(k) and ours[k] != theirs[k])
     if changed:
         key = changed[0]
+        written = (f"was written with {theirs[key]!r}" if key in recorded else
+                   f"was written by a golf without this key, i.e. with its default {theirs[key]!r}")
         others = f" (and {', '.join(changed[1:])})" if len(changed) > 1 else ""
-        raise ConfigError(key, ours.get(key), f"the checkpoint in {d} was written with {theirs.get(key)!r}{others}; "
+        raise ConfigError(key, ours.get(key), f"the checkpoint in {d} {written}{others}; "
                           "resume with the same config, or use another run directory")
+
+
+def check_resumable(run_dir: Path, world_size: int) -> None:
+    """Before a run touches ``run_dir``: its newest complete checkpoint (if any) was written by
+    ``world_size`` ranks and every rank's file opens as the archive ``torch.save`` writes (a truncated,
+    emptied or foreign file fails here, not after the run has started). Raises :class:`CheckpointError`
+    naming the file."""
+    d = _complete(Path(run_dir))
+    if d is None:
+        return
+    meta = _marker(d)
+    _check_world_size(d, meta, world_size)
+    for rank in range(world_size):
+        path = d / f"rank{rank}.pt"
+        try:
+            with zipfile.ZipFile(path) as archive:
+                archive.infolist()
+        except (OSError, zipfile.BadZipFile) as err:
+            raise CheckpointError(f"{path}: not a readable checkpoint file ({err}); restore it, or remove {d} "
+                                  "to resume from an older checkpoint or start over") from None
+
+
+def _check_world_size(d: Path, meta: dict, world_size: int) -> None:
+    if meta["world_size"] != world_size:
+        raise CheckpointError(
+            f"{d} was written by {meta['world_size']} ranks but this run has {world_size}; "
+            "resume with the same number of processes or remove the checkpoint"
+        )
 
 
 def load_checkpoint(run_dir: Path, dist: DistInfo) -> dict | None:
@@ -165,13 +276,14 @@ def load_checkpoint(run_dir: Path, dist: DistInfo) -> dict | None:
     d = _complete(run_dir)
     if d is None:
         return None
-    meta = json.loads((d / MARKER).read_text())
-    if meta["world_size"] != dist.world_size:
-        raise CheckpointError(
-            f"{d} was written by {meta['world_size']} ranks but this run has {dist.world_size}; "
-            "resume with the same number of processes or remove the checkpoint"
-        )
-    return torch.load(d / f"rank{dist.rank}.pt", map_location="cpu", weights_only=True)
+    _check_world_size(d, _marker(d), dist.world_size)
+    path = d / f"rank{dist.rank}.pt"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: cannot be loaded ({reason}); restore it, or remove {d} to resume from an "
+                              "older checkpoint or start over") from err
 
 
 def check_state_components(state: dict) -> None:

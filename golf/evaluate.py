@@ -5,8 +5,9 @@
 
 The run's ``config.yaml`` gives the architecture and the data; the artifact (``model.golf``) is loaded
 as plain data, dequantized into a freshly built model and scored exactly as at the end of training.
-The result is printed and written to ``<run>/eval/<time>_<eval>/result.json``. Works as a single
-process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
+The result is printed and written to ``<run>/eval/<time>_<eval>/result.json``, or to ``out=<dir>``
+(for a run on a read-only mount; the check before Hydra makes the directory points to it). Works as
+a single process or under ``torchrun`` (ranks split the windows; sums are all-reduced).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def autocast_factory(precision: str, device):
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+# conf/evaluate.yaml names the output directory ``out`` when it is set, else one inside the run
+OmegaConf.register_new_resolver("golf.either", lambda value, fallback: fallback if value is None else value,
+                                replace=True)
 
 
 def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None = None, split: str = "val",

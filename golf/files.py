@@ -1,4 +1,5 @@
-"""Files that appear whole or not at all, and the run directory's lock.
+"""Files that appear whole or not at all, the run directory's lock, and removing the directory (and
+the folders made for it) of a run refused before it started.
 
 :func:`write_atomic` writes into a temporary file next to the target and renames it over the target
 only once every byte is written, so a crash or a full disk never leaves a truncated artifact, shard or
@@ -66,10 +67,26 @@ def run_dir_lock(run_dir: str | os.PathLike):
         f.close()  # releases the lock
 
 
+_MADE_FOR: dict[Path, Path] = {}  # a directory about to be made -> the top-most folder made along with it
+
+
+def note_new_dir(path: str | os.PathLike) -> Path | None:
+    """Before ``path`` is created (with its parents): remember the top-most of them that does not exist
+    yet, so that :func:`discard_if_unused` also removes the folders made only for it (``runs/<date>/``
+    of a refused run). Returns that folder (None when ``path`` exists already)."""
+    path = Path(os.path.abspath(path))
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    if not missing:
+        return None
+    _MADE_FOR[path] = missing[-1]
+    return missing[-1]
+
+
 def discard_if_unused(run_dir: str | os.PathLike | None, own: tuple[str, ...] = (".hydra", LOCK_NAME)) -> bool:
     """Remove a run directory in which nothing but the entry's own bookkeeping was written (Hydra's
-    ``.hydra/`` and job log, the lock): a run refused before it started leaves no directory behind.
-    A directory holding anything else (an earlier run's records, a checkpoint) is left untouched."""
+    ``.hydra/`` and job log, the lock): a run refused before it started leaves no directory behind,
+    nor the folders made for it (:func:`note_new_dir`) once they are empty. A directory holding
+    anything else (an earlier run's records, a checkpoint) is left untouched."""
     if run_dir is None or not Path(run_dir).is_dir():
         return False
     run_dir = Path(run_dir)
@@ -77,4 +94,14 @@ def discard_if_unused(run_dir: str | os.PathLike | None, own: tuple[str, ...] = 
     if any(e.name not in own and not (e.is_file() and e.suffix == ".log") for e in entries):
         return False
     shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir = Path(os.path.abspath(run_dir))
+    top = _MADE_FOR.pop(run_dir, None)
+    if top is not None and top != run_dir:
+        for parent in run_dir.parents:
+            try:
+                parent.rmdir()  # only while empty: another run's folder stops it
+            except OSError:
+                break
+            if parent == top:
+                break
     return True

@@ -1,15 +1,18 @@
-"""Stop requests from the scheduler: checkpoint, then hand over to whoever requeues the job.
+"""Stop requests from the scheduler or the keyboard: checkpoint, then hand over to whoever requeues the job.
 
 Slurm warns a job before preemption or its time limit with a signal (``--signal=USR2@<s>``; ``scancel``
 and preemption send TERM). By default Slurm signals every process of the job step, so with local
 workers (``nproc_per_node > 1``) each worker receives it as well as the process that started them.
+Ctrl-C (INT) is a stop request like TERM: the run checkpoints at the next step boundary and can be
+resumed, instead of dying with a ``KeyboardInterrupt`` and losing its progress.
 
 * In a process that trains, :class:`StopSignal` records the request; the loop notices it at the next
   step boundary (ranks agree through an all-reduce), writes a checkpoint, calls
   :meth:`StopSignal.after_checkpoint` and raises :class:`Preempted`. ``after_checkpoint`` runs the
   handler that was installed before training: submitit's requeue handler when the run is a plain
-  submitit job, or the recording handler of an outer :class:`StopSignal` (golf's Slurm launcher holds
-  one around the whole Hydra job and hands over once the job has stopped).
+  submitit job; an outer :class:`StopSignal` (golf's launchers hold one around the whole Hydra job, or
+  the sweep) is told through :meth:`StopSignal.record`, so that it knows of the stop and acts once the
+  job has stopped. Python's own INT handler (``KeyboardInterrupt``) is never called on a handover.
 * In the process that started local workers, the request must wait until the workers have written
   their checkpoint: requeueing at once would make Slurm kill the step mid-write. The outer
   :class:`StopSignal` only records the signal; the workers stop, and then the holder calls
@@ -41,7 +44,7 @@ def stop_signal_of(err: BaseException | None) -> int | None:
 
 
 class StopSignal:
-    """Context manager: records SIGUSR2/SIGTERM instead of dying mid-step.
+    """Context manager: records SIGUSR2/SIGTERM/SIGINT instead of dying mid-step.
 
     ``immediate=True`` (the trainer's setup: data preparation, model build, warm-up): a stop cannot wait
     for a checkpoint there, so it ends the process at once. The signal is first handed to the previous
@@ -52,7 +55,7 @@ class StopSignal:
     the same signal to every process of a job step gives repeats within milliseconds, which are ignored).
     """
 
-    SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+    SIGNALS = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
     REPEAT_S = 2.0
 
     def __init__(self, immediate: bool = False):
@@ -97,7 +100,10 @@ class StopSignal:
         """
         previous = self._previous.get(self.signum) if self.signum is not None else None
         self.__exit__(None, None, None)
-        if callable(previous):
+        outer = getattr(previous, "__self__", None)
+        if isinstance(outer, StopSignal):  # an enclosing StopSignal learns of the stop; it acts later itself
+            outer.record(self.signum)
+        elif callable(previous) and previous is not signal.default_int_handler:
             try:
                 previous(self.signum, None)
             except SystemExit as exit_:

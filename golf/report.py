@@ -5,8 +5,10 @@
                           [--alpha 0.01] [--practice-alpha 0.25] [--seeds 1,2,3]
                           [--format table|markdown|csv] [--plots DIR] [--fail-on-failed]
 
-Runs are found below the given directories (:func:`golf.runs.find_runs`). Runs are grouped by the configuration keys that differ between
-them (seed, names, paths and logging excluded) or by ``--by``; a group is labelled by the values of the
+Runs are found below the given directories (:func:`golf.runs.find_runs`); a run whose files cannot
+be read is listed below the table as unreadable, with its path and the reason, and left out. Runs are grouped by the configuration keys that differ between
+them (seed, names, paths and logging excluded) or by ``--by`` (a key that no run's config has is
+refused, naming the nearest keys); a group is labelled by the values of the
 fewest keys that tell the groups apart (the keys are named above the table). For each group: distinct
 seeds and runs, mean ± std of val_bpb and val_loss, the quantization gap, the largest artifact, steps
 and step time, over the completed runs it reports (all of them, or those of ``--seeds``); failed runs
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import io
 import itertools
 import json
@@ -206,6 +209,24 @@ def render_warnings(table: dict[str, dict]) -> str:
     return "\n".join([f"warnings ({len(lines)}):", *lines]) if lines else ""
 
 
+def render_unreadable(unreadable: dict[Path, str]) -> str:
+    """One line per run that could not be read: its directory and why."""
+    lines = [f"  {path}: {why}" for path, why in sorted(unreadable.items())]
+    return "\n".join([f"unreadable runs, left out ({len(lines)}):", *lines]) if lines else ""
+
+
+def unknown_keys(by: list[str], runs: list[Run]) -> str | None:
+    """Why ``--by`` cannot group these runs (a key no run's config has, with the nearest ones), or None."""
+    keys = sorted({k for r in runs for k in r.config})
+    missing = [k for k in by if k not in keys]
+    if not missing:
+        return None
+    key = missing[0]
+    near = difflib.get_close_matches(key, keys, n=4, cutoff=0.6) or [k for k in keys if k.startswith(key + ".")][:4]
+    hint = f"; the nearest keys: {', '.join(near)}" if near else ""
+    return f"--by {key}: no run's config has this key{hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m golf.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories")
@@ -240,12 +261,20 @@ def main(argv: list[str] | None = None) -> int:
     from golf import ablation_report
 
     sweeps, ablation_failed = ablation_report.report(args.dirs, args.plots)
-    runs = [r for r in find_runs(args.dirs) if args.by or not any(r.path.is_relative_to(s) for s in sweeps)]
+    unreadable: dict[Path, str] = {}
+    runs = [r for r in find_runs(args.dirs, unreadable) if args.by or not any(r.path.is_relative_to(s) for s in sweeps)]
+    skipped = render_unreadable(unreadable)
     if sweeps and not runs:
-        return 1 if args.fail_on_failed and ablation_failed else 0
+        if skipped:
+            print(skipped)
+        return 1 if args.fail_on_failed and (ablation_failed or unreadable) else 0
     if not runs:
-        ap.error(f"no golf run (summary.json) or W&B offline run below {', '.join(map(str, args.dirs))}")
+        ap.error(f"no readable golf run (summary.json) or W&B offline run below {', '.join(map(str, args.dirs))}"
+                 + (f"\n{skipped}" if skipped else ""))
     by = args.by.split(",") if args.by else varying_keys(runs)
+    unknown = unknown_keys(by, runs)
+    if unknown:
+        ap.error(unknown)
     groups = group_runs(runs, by)
     label_keys = distinguishing_keys(groups, by)
     labels = group_labels(groups, label_keys)
@@ -280,13 +309,14 @@ def main(argv: list[str] | None = None) -> int:
               f"labelled by: {', '.join(label_keys) or '-'}")
     print(render(table, tests, args.format))
     if args.format != "csv":
-        for text in (render_failed(table), render_warnings(table)):
+        for text in (render_failed(table), skipped, render_warnings(table)):
             if text:
                 print(text)
         if tests:
             print(significance.render_tests([(table[k]["label"], tests[k]) for k, _ in _ordered(table) if k in tests],
                                             described, args.format))
-    report = {"grouped_by": by, "labelled_by": label_keys, "groups": table, "tests": tests, "margin_nats": args.margin}
+    report = {"grouped_by": by, "labelled_by": label_keys, "groups": table, "tests": tests, "margin_nats": args.margin,
+              "unreadable": {str(p): why for p, why in unreadable.items()}}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
     if args.plots:
@@ -306,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:  # no completed run, a seed twice, an occupied folder
             ap.error(f"--submission {args.submission!r}: {err}")
         print(f"wrote the record folder {out}")
-    failed_any = ablation_failed or any(row["failed"] for row in table.values())
+    failed_any = ablation_failed or bool(unreadable) or any(row["failed"] for row in table.values())
     return 1 if args.fail_on_failed and failed_any else 0
 
 

@@ -5,7 +5,10 @@ logged events.
 Runs are found below given directories: every golf run directory (it holds a ``summary.json``) and every
 W&B offline run directory (``offline-run-*/run-*.wandb``) that is not inside a golf run directory. A run
 directory inside another one (a ``golf_run-*`` folder written by a run's ``submission.py``, an evaluation's
-output) is not another run.
+output) is not another run. A run whose files cannot be read (an empty or truncated ``summary.json``, YAML
+that does not parse, bytes in ``metrics.jsonl`` that are not UTF-8, a damaged W&B file) is not a run of
+the report: :func:`find_runs` hands it back with its path and the reason, so that the report lists it and
+goes on with the others.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class Run:
         """The error line of a run that did not complete."""
         error = self.summary.get("error")
         if not error and (self.path / "error.txt").is_file():
-            lines = [line for line in (self.path / "error.txt").read_text().splitlines() if line.strip()]
+            text = (self.path / "error.txt").read_text(encoding="utf-8", errors="replace")
+            lines = [line for line in text.splitlines() if line.strip()]
             error = lines[-1] if lines else ""
         if not error:
             status = self.summary.get("status")
@@ -50,7 +54,7 @@ class Run:
             return [key.partition("/")[0] for row in self.history for key in row if "/" in key]
         metrics = self.path / "metrics.jsonl"
         out = []
-        for line in metrics.read_text().splitlines() if metrics.is_file() else []:
+        for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines() if metrics.is_file() else []:
             try:
                 out.append(json.loads(line).get("event", "?"))
             except ValueError:  # a line being written
@@ -72,7 +76,7 @@ class Run:
             return out
         metrics = self.path / "metrics.jsonl"
         if metrics.is_file():
-            for line in metrics.read_text().splitlines():
+            for line in metrics.read_text(encoding="utf-8", errors="replace").splitlines():
                 try:
                     row = json.loads(line)
                 except ValueError:  # a line being written
@@ -82,23 +86,53 @@ class Run:
 
 
 def _golf_run(path: Path) -> Run:
-    config_file = path / "config.yaml"
-    config = OmegaConf.to_container(OmegaConf.load(config_file)) if config_file.exists() else {}
+    """Read a golf run directory; ValueError naming the file and what is wrong with it."""
+    try:
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"summary.json: {_reason(err)}") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"summary.json: a JSON {type(summary).__name__}, not an object")
+    config: dict = {}
+    if (path / "config.yaml").exists():
+        try:
+            config = OmegaConf.to_container(OmegaConf.load(path / "config.yaml"))
+        except Exception as err:  # yaml's and OmegaConf's errors, unreadable bytes
+            raise ValueError(f"config.yaml: {_reason(err)}") from None
+        if not isinstance(config, dict):
+            raise ValueError("config.yaml: not a mapping of keys")
+    if (path / "metrics.jsonl").exists():
+        try:
+            (path / "metrics.jsonl").read_bytes().decode("utf-8")
+        except (OSError, ValueError) as err:
+            raise ValueError(f"metrics.jsonl: {_reason(err)}") from None
     revision = None
     if (path / "provenance.yaml").is_file():
-        prov = OmegaConf.to_container(OmegaConf.load(path / "provenance.yaml"))
-        if prov.get("git_rev"):
+        try:
+            prov = OmegaConf.to_container(OmegaConf.load(path / "provenance.yaml"))
+        except Exception:  # provenance is informative only: an unreadable one names no revision
+            prov = {}
+        if isinstance(prov, dict) and prov.get("git_rev"):
             revision = str(prov["git_rev"])[:12] + ("+dirty" if prov.get("git_dirty") else "")
-    return Run(path, json.loads((path / "summary.json").read_text()), flatten(config), revision=revision)
+    return Run(path, summary, flatten(config), revision=revision)
 
 
 def _wandb_run(path: Path) -> Run:
-    w = read_offline_run(path)
+    try:
+        w = read_offline_run(path)
+    except Exception as err:  # a damaged protobuf stream raises the decoder's own errors
+        raise ValueError(f"W&B run file: {_reason(err)}") from None
     return Run(path, w.summary, flatten(w.config), history=w.history)
 
 
-def find_runs(roots: list[Path]) -> list[Run]:
-    """golf run directories and W&B offline run directories below ``roots`` (nested ones skipped)."""
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def find_runs(roots: list[Path], unreadable: dict[Path, str] | None = None) -> list[Run]:
+    """golf run directories and W&B offline run directories below ``roots`` (nested ones skipped).
+    A run that cannot be read is left out; ``unreadable`` (when given) receives its path and the reason."""
     found: dict[Path, str] = {}
     for root in roots:
         root = Path(root)
@@ -112,5 +146,9 @@ def find_runs(roots: list[Path]) -> list[Run]:
     for path in sorted(found):
         if any(parent in golf_dirs for parent in path.parents):
             continue  # inside a golf run directory: its bundle run, its evaluation, its W&B mirror
-        runs.append(_golf_run(path) if found[path] == "golf" else _wandb_run(path))
+        try:
+            runs.append(_golf_run(path) if found[path] == "golf" else _wandb_run(path))
+        except ValueError as err:
+            if unreadable is not None:
+                unreadable[path] = str(err)
     return runs

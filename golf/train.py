@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import subprocess
 import sys
 import uuid
@@ -42,6 +43,7 @@ from golf.dist import in_worker_group, init_distributed, rank_env, scheduler_job
 from golf.entry import entry_errors
 from golf.files import discard_if_unused, run_dir_lock
 from golf.logging.progress import final_line
+from golf.preempt import Preempted, stop_signal_of
 
 log = logging.getLogger("golf")
 register_schemas()  # before Hydra composes conf/train.yaml (here, in a sweep's jobs, in a Slurm job)
@@ -151,10 +153,15 @@ def check_budget_estimate(cfg: GolfConfig) -> None:
 @record
 def _worker(cfg: GolfConfig, data: DataPaths, run_dir: str) -> dict:
     """One rank of a local worker group (started by :func:`_launch_workers`), handed the config the
-    entry validated and the data it prepared (for the group's world size, ``cfg.nproc_per_node``)."""
+    entry validated and the data it prepared (for the group's world size, ``cfg.nproc_per_node``). A
+    stop ends the worker without a traceback: the process that started it reports the stop."""
     rank, _, _ = rank_env()
     _log_to_files(Path(run_dir), rank)
-    return _train_here(cfg, Path(run_dir), data)
+    try:
+        return _train_here(cfg, Path(run_dir), data)
+    except Preempted as err:
+        log.info("rank %d: %s", rank, err)
+        raise SystemExit(1) from None
 
 
 def _log_to_files(run_dir: Path, rank: int) -> None:
@@ -190,15 +197,30 @@ def _launch_workers(cfg: GolfConfig, run_dir: Path, data: DataPaths) -> dict:
     try:
         results = elastic_launch(launch, _worker)(cfg, data, str(run_dir))
     except Exception as err:  # a worker died (any rank): make the run show as failed
+        if _summary(run_dir).get("status") == "preempted":
+            # a stop signal (Ctrl-C, scancel) reached the workers: they checkpointed and stopped
+            signum = stop_signal_of(err)
+            by = f"by {signal.Signals(signum).name}" if signum is not None else "by a stop signal"
+            stopped = Preempted(f"stopped {by}; the workers' checkpoint is in {run_dir}")
+            stopped.sigval = signum  # read back by golf.preempt.stop_signal_of (the Slurm launcher's requeue)
+            raise stopped from err
         _record_failure(run_dir, err)
         raise
     return results[0]
 
 
+def _summary(run_dir: Path) -> dict:
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    except (OSError, ValueError):  # no summary (a new run) or a half-written one (a crashed run)
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
 def _record_failure(run_dir: Path, err: BaseException) -> None:
     """Mark a run failed from outside its workers (rank 0 may have been killed before it could)."""
     summary_file = run_dir / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = _summary(run_dir)
     if summary.get("status") == "preempted":  # checkpointed on a stop signal: the requeued job resumes
         return
     if summary.get("status") != "failed":
@@ -208,20 +230,20 @@ def _record_failure(run_dir: Path, err: BaseException) -> None:
         f.write(f"worker group failed: {type(err).__name__}: {err}\n")
 
 
-def check_resume(cfg: GolfConfig, run_dir: Path) -> None:
-    """A checkpoint in ``run_dir`` must come from the same config (ConfigError otherwise). Without one,
-    ``run_dir`` must not hold a completed run: a new run there would start from step 0 and append its
-    records to the finished run's (with a checkpoint it resumes, and repeats only the finish)."""
-    from golf.checkpoint import check_resume_config, has_checkpoint, resolved_config
+def check_resume(cfg: GolfConfig, run_dir: Path, world_size: int | None = None) -> None:
+    """A checkpoint in ``run_dir`` must be readable (its marker and every rank's file), written by
+    ``world_size`` ranks (default ``cfg.nproc_per_node``) and come from the same config (CheckpointError / ConfigError otherwise, before
+    anything in the directory is touched). Without one, ``run_dir`` must not hold a completed run: a
+    new run there would start from step 0 and append its records to the finished run's (with a
+    checkpoint it resumes, and repeats only the finish)."""
+    from golf.checkpoint import check_resumable, check_resume_config, has_checkpoint, resolved_config
 
+    check_resumable(run_dir, world_size or cfg.nproc_per_node)
     check_resume_config(run_dir, resolved_config(cfg))
     if has_checkpoint(run_dir):
         return
-    try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
-    except (OSError, ValueError):  # no summary (a new run) or a half-written one (a crashed run): go on
-        return
-    if isinstance(summary, dict) and summary.get("status") == "completed":
+    summary = _summary(run_dir)
+    if summary.get("status") == "completed":
         score = summary.get("val_bpb")
         scored = f" (val_bpb {score:.6f})" if isinstance(score, (int, float)) else ""
         raise ConfigError("run_dir", str(run_dir), f"already holds a completed run{scored}; give another run_dir "
@@ -239,7 +261,7 @@ def run(cfg: GolfConfig, run_dir: Path, data: DataPaths | None = None) -> dict:
         return summary
     check_budget_estimate(cfg)
     with run_dir_lock(run_dir) if rank_env()[0] == 0 else contextlib.nullcontext():
-        check_resume(cfg, run_dir)  # before anything in the run directory is written
+        check_resume(cfg, run_dir, rank_env()[2] if in_worker_group() else cfg.nproc_per_node)  # before any write
         if data is None:
             data = prepare_data(cfg.data)
         write_run_header(cfg, run_dir)
@@ -249,7 +271,7 @@ def run(cfg: GolfConfig, run_dir: Path, data: DataPaths | None = None) -> dict:
             else:
                 summary = _train_here(cfg, run_dir, data)
         except BaseException as err:
-            status = "preempted" if type(err).__name__ == "Preempted" else "failed"
+            status = "preempted" if isinstance(err, Preempted) else "failed"
             _announce(final_line(run_dir, {"status": status, "error": f"{type(err).__name__}: {err}"[:300]}))
             raise
     _announce(final_line(run_dir, summary))

@@ -3,6 +3,10 @@
 ``load_config`` merges the composed config into the typed schema (unknown key, wrong type and missing
 value errors name the key), converts it to dataclasses, then :func:`validate` runs each group's checks,
 the cross-group ones, and resolves the policy tables on a meta model (:mod:`golf.config.policies`). All of this happens before any data is read or any job is queued.
+
+Without a training clock (``train.max_wallclock_s`` null, as at ``scale=cpu``) every fraction of the
+clock becomes the same fraction of ``train.iterations``: the LR schedule and the depth loop do so
+themselves; a QAT switch at ``start_fraction`` of the clock is rewritten here (:func:`qat_by_steps`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from golf.logging.config import validate_logger
 from golf.microbatch import check_micro_batch_tokens
 from golf.model.config import validate_arch
 from golf.optim.config import validate_optimizer
-from golf.quant.config import validate_quant
+from golf.optim.schedule import lr_multiplier
+from golf.quant.config import QATSchedule, needs_calibration, validate_quant
 
 
 def _schema_error(err: OmegaConfBaseException, composed) -> ConfigError:
@@ -122,12 +127,44 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
     if cfg.data.vocab_size != cfg.arch.vocab_size:
         raise ConfigError("arch.vocab_size", cfg.arch.vocab_size,
                           f"differs from data.vocab_size={cfg.data.vocab_size} (the tokenizer's vocabulary)")
-    qat = cfg.quant.qat
-    if qat is not None and qat.schedule.name == "wallclock_fraction" and not t.max_wallclock_s:
-        raise ConfigError("quant.qat.schedule", qat.schedule.name,
-                          "switches on at a fraction of train.max_wallclock_s, which is not set")
+    cal = cfg.quant.calibration
+    if cal is not None and needs_calibration(cfg.quant):  # checked here, not after training at the export
+        tokens, length = cal.batch_tokens or t.batch_tokens, cal.seq_len or t.seq_len
+        if tokens % (length * world_size):
+            raise ConfigError("quant.calibration.batch_tokens" if cal.batch_tokens else "train.batch_tokens", tokens,
+                              f"calibration batches must be a multiple of seq_len x world_size = {length} x "
+                              f"{world_size} = {length * world_size} tokens")
+    qat_by_steps(cfg)
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError("device", cfg.device, "must be auto, cpu or cuda")
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ConfigError("precision", cfg.precision, "must be auto, bf16 or fp32")
     check_policies(cfg)  # every parameter selected by the optimizer, quant and QAT tables (meta model)
+
+
+def qat_by_steps(cfg: GolfConfig) -> None:
+    """Without a training clock, QAT's ``wallclock_fraction`` switch becomes a switch at the same fraction
+    of ``train.iterations``: at the first step ``s`` with ``s / iterations >= start_fraction``.
+
+    The QAT controller reads the step only through the LR multiplier, which without a clock is a fixed
+    function of the step (:func:`golf.optim.schedule.lr_multiplier`); so the switch is written as
+    ``lr_below`` with the threshold ``lr_mul(s - 1)``, met first at step ``s`` (``always`` when ``s`` is 0).
+    That needs the multiplier to fall between steps ``s - 1`` and ``s`` and to stay below from there on
+    (inside the warmdown); otherwise the config is refused naming the step. Changes ``cfg`` in place."""
+    qat, t = cfg.quant.qat, cfg.train
+    if qat is None or qat.schedule is not QATSchedule.wallclock_fraction or t.max_wallclock_s:
+        return
+    # the first step whose fraction of the iterations reaches start_fraction (as the depth loop counts)
+    switch = next(step for step in range(t.iterations + 1) if step / t.iterations >= qat.start_fraction)
+    if switch == 0:
+        qat.schedule = QATSchedule.always
+        return
+    lr = [lr_multiplier(cfg.optimizer.schedule, step, 0.0, t.iterations, None) for step in range(switch - 1, t.iterations)]
+    threshold = lr[0]
+    if threshold <= 0.0 or any(value >= threshold for value in lr[1:]):
+        raise ConfigError("quant.qat.schedule", qat.schedule.name,
+                          f"without train.max_wallclock_s, start_fraction={qat.start_fraction:g} falls at step {switch} "
+                          f"of {t.iterations}, where the learning-rate multiplier does not fall (lr_mul {threshold:g}); "
+                          "QAT follows the step only through it: start inside the warmdown, use lr_below, or set "
+                          "train.max_wallclock_s")
+    qat.schedule, qat.lr_threshold = QATSchedule.lr_below, threshold

@@ -25,7 +25,9 @@ verified. ``out/.golf-download.json`` records verified files (size, mtime, ETag)
 without touching the network, and a file changed since (e.g. corrupted) is checked against the hub and
 fetched again if it differs.
 
-CLI: ``python -m golf.data.download --out data --train-shards 80 [--repo-id ...] [--endpoint URL]``.
+CLI: ``python -m golf.data.download --out data --train-shards 80 [--repo-id ...] [--endpoint URL] [--debug]``;
+a failure is one line (the host that could not be reached, or the file that failed its check), its
+traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -36,9 +38,12 @@ import json
 import logging
 import os
 import re
+import socket
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 
@@ -103,6 +108,7 @@ class _Fetcher:
             url = hf_hub_url(self.repo_id, remote, repo_type="dataset", revision=self.revision, endpoint=self.endpoint)
             meta = get_hf_file_metadata(url, token=self.token, endpoint=self.endpoint)
         except Exception as e:
+            self._raise_unreachable(e, url, remote)
             raise DownloadError(f"cannot get {remote} of {self.repo_id} ({type(e).__name__}: {e})") from e
         sha = meta.etag if meta.etag and _SHA256.fullmatch(meta.etag) else None
         if dest.is_file():
@@ -118,6 +124,7 @@ class _Fetcher:
                 local_dir=self.out / STAGING_DIR, endpoint=self.endpoint, token=self.token,
             ))
         except Exception as e:
+            self._raise_unreachable(e, url, remote)
             raise DownloadError(f"downloading {remote} of {self.repo_id} failed ({type(e).__name__}: {e})") from e
         problem = _problem(staged, meta.size, sha, check)
         if problem is not None:
@@ -129,6 +136,14 @@ class _Fetcher:
         self.fetched.append(dest)
         log.info("fetched %s (%d bytes)", dest, dest.stat().st_size)
         return dest
+
+    def _raise_unreachable(self, err: Exception, url: str, remote: str) -> None:
+        """A DownloadError naming the host when ``err`` is a failed connection (no network), with the way
+        to go on without one."""
+        if _unreachable(err):
+            raise DownloadError(f"cannot reach {urlparse(url).netloc} to get {remote} of {self.repo_id} "
+                                f"({type(err).__name__}: {err}); without a network, train on the built-in demo "
+                                "corpus: data=demo") from err
 
     def _recorded(self, rel: str, dest: Path) -> bool:
         rec = self.records.get(rel)
@@ -143,6 +158,16 @@ class _Fetcher:
         tmp = self.record_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.records, indent=1, sort_keys=True))
         os.replace(tmp, self.record_path)
+
+
+def _unreachable(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is a failed connection: no route, no name resolution, refused, timed out."""
+    while err is not None:
+        names = {c.__name__ for c in type(err).__mro__}
+        if isinstance(err, (ConnectionError, TimeoutError, socket.gaierror)) or names & {"NetworkError", "TimeoutException"}:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _sha256(path: Path) -> str:
@@ -294,12 +319,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--revision", default=None, help="branch, tag or commit (default: main)")
     parser.add_argument("--endpoint", default=None, help="hub URL (default: huggingface_hub's, i.e. HF_ENDPOINT)")
     parser.add_argument("--recheck", action="store_true", help="verify every local file against the hub")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = download_challenge_data(
-        args.out, train_shards=args.train_shards, variant=args.variant, repo_id=args.repo_id,
-        remote_root=args.remote_root, revision=args.revision, endpoint=args.endpoint, recheck=args.recheck,
-    )
+    try:
+        result = download_challenge_data(
+            args.out, train_shards=args.train_shards, variant=args.variant, repo_id=args.repo_id,
+            remote_root=args.remote_root, revision=args.revision, endpoint=args.endpoint, recheck=args.recheck,
+        )
+    except DownloadError as err:  # one line; the traceback with --debug
+        if args.debug:
+            raise
+        print(f"golf.data.download: DownloadError: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     sidecars = f", {len(result.val_bytes_files)} val byte sidecar" if result.val_bytes_files else ""
     print(f"shards: {result.dataset_dir} ({len(result.val_files)} val, {len(result.train_files)} train{sidecars})")
     print(f"tokenizer: {result.tokenizer_path}")

@@ -142,7 +142,7 @@ SHUFFLE_STRIDES = (2, 4)  # byte-shuffle strides the container records (2 = #149
 class GPTQConfig:
     """Full-Hessian GPTQ of one matrix (Frantar et al. 2022; #1394/#1493 settings, spec §5.2)."""
 
-    damp: float = 0.01       # H += damp · mean(diag H) · I before the inverse
+    damp: float = 0.01       # H += damp · mean(diag H) · I before the inverse; in (0, 1]
     block_size: int = 128    # columns per lazy-batch block
     act_order: bool = True   # quantize columns in order of descending diag(H)
 
@@ -276,8 +276,10 @@ def validate_scheme(scheme: SchemeConfig, prefix: str) -> None:
     if scheme.clip is ClipRule.sdclip and not scheme.clip_sigmas > 0:
         raise ConfigError(f"{prefix}.clip_sigmas", scheme.clip_sigmas, "must be > 0")
     if scheme.gptq is not None:
-        if not 0.0 <= scheme.gptq.damp <= 1.0:
-            raise ConfigError(f"{prefix}.gptq.damp", scheme.gptq.damp, "must be a fraction in [0, 1]")
+        if not 0.0 < scheme.gptq.damp <= 1.0:  # 0: a rank-deficient Hessian (few tokens, a dead input) cannot be inverted
+            raise ConfigError(f"{prefix}.gptq.damp", scheme.gptq.damp,
+                              "must be a fraction in (0, 1]: without damping, a Hessian from too few calibration "
+                              "tokens is singular (#1493: 0.01)")
         if scheme.gptq.block_size < 1:
             raise ConfigError(f"{prefix}.gptq.block_size", scheme.gptq.block_size, "must be positive")
     qmax = (1 << (scheme.bits - 1)) - 1

@@ -22,6 +22,11 @@ selects :class:`GolfBasicLauncher` (Hydra's basic launcher: sequential, in-proce
   composes the same config into the same run directory and the trainer resumes.
 * **after**: the launcher waits for every job, prints a line per point and the failed ones, and the
   sweep exits non-zero if any failed (:func:`conclude`).
+* **stopped** (``local``): a stop signal (TERM, USR2, Ctrl-C) while a point trains checkpoints it and
+  ends the sweep; anywhere else (between points, while a point prepares or exports) the sweep ends at
+  once. Either way the command prints the table so far (completed / failed / stopped / not started)
+  and one line saying how to resume, exit status 1. Rerunning the command into the same sweep
+  directory resumes: completed points are not run again, the stopped one continues from its checkpoint.
 
 Built on hydra-submitit-launcher 1.2.0 (``BaseSubmititLauncher``), whose ``__call__`` and
 ``checkpoint`` run unchanged inside the job.
@@ -33,6 +38,7 @@ import importlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -107,22 +113,60 @@ def _failure_text(err: BaseException) -> str:
 
 
 class GolfBasicLauncher(BasicLauncher):
-    """Hydra's basic launcher (points one after another in this process), checked and reported."""
+    """Hydra's basic launcher (points one after another in this process), checked and reported; a stop
+    signal ends the sweep resumably (see the module doc)."""
 
     checked: list[SweepPoint] = []  # points a sweeper has checked already (see checks.check_sweep)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None and self.hydra_context is not None
-        str(self.config.hydra.sweep.dir)  # resolves ${now:} once, for every point
+        sweep_dir = str(self.config.hydra.sweep.dir)  # resolves ${now:} once, for every point
         points = _checked_sweep(self.hydra_context, self.config, job_overrides, initial_job_idx, {}, self.checked)
-        outcomes = []
-        for point, ret in zip(points, super().launch(job_overrides, initial_job_idx)):
-            ok = ret.status is JobStatus.COMPLETED
-            if not ok:
-                record_failure(Path(point.run_dir), _failure_text(ret._return_value))
-            error = "" if ok else read_summary(point.run_dir).get("error", first_line(ret._return_value))
-            outcomes.append((ret, PointResult(point.label, point.run_dir, ok=ok, error=error)))
+        outcomes: list[tuple[JobReturn, PointResult]] = []
+        running: SweepPoint | None = None
+        try:
+            # a point's training takes a signal over (checkpoint, then Preempted); elsewhere it stops at once
+            with StopSignal(immediate=True) as stop:
+                for point in points:
+                    running = point
+                    outcomes.append(self._run(point))
+                    running = None
+                    if stop.requested:  # arrived after the point's training: it finished, stop before the next
+                        raise Preempted(f"stopped by {signal.Signals(stop.signum).name} after {point.label}")
+        except Preempted as err:
+            self._stopped(points, [result for _, result in outcomes], running, err, sweep_dir)
         return conclude(outcomes)
+
+    def _run(self, point: SweepPoint) -> tuple[JobReturn, PointResult]:
+        summary = read_summary(point.run_dir)
+        if summary.get("status") == "completed":  # a rerun of a stopped sweep: done before, not run again
+            log.info(f"golf: {point.label} completed before in {point.run_dir}; not run again")
+            ret = JobReturn(overrides=list(point.overrides), working_dir=point.run_dir, status=JobStatus.COMPLETED)
+            ret.return_value = summary.get("val_bpb")
+            return ret, PointResult(point.label, point.run_dir, ok=True)
+        (ret,) = super().launch([point.overrides], point.num)
+        ok = ret.status is JobStatus.COMPLETED
+        if not ok:
+            record_failure(Path(point.run_dir), _failure_text(ret._return_value))
+        error = "" if ok else read_summary(point.run_dir).get("error", first_line(ret._return_value))
+        return ret, PointResult(point.label, point.run_dir, ok=ok, error=error)
+
+    def _stopped(self, points: list[SweepPoint], done: list[PointResult], running: SweepPoint | None,
+                 err: Preempted, sweep_dir: str) -> None:
+        """The sweep was stopped: its table so far, one line on how to resume, exit status 1."""
+        results = list(done)
+        for point in points[len(done):]:
+            state = "stopped" if point is running else "not started"
+            results.append(PointResult(point.label, point.run_dir, ok=False, state=state,
+                                       error=first_line(str(err)) if point is running else ""))
+        table, failures = sweep_report(results)
+        log.info(table)
+        if failures is not None:
+            log.error(failures)
+        given = any(str(o).startswith("hydra.sweep.dir=") for o in self.config.hydra.overrides.hydra)
+        again = "rerun the same command" if given else f"rerun the command with hydra.sweep.dir={sweep_dir}"
+        print(f"golf: Preempted: the sweep was stopped ({first_line(str(err))}); to resume, {again}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 SLURM_COMMANDS = ("sbatch", "srun")
@@ -163,7 +207,10 @@ class GolfSlurmLauncher(BaseSubmititLauncher):
         with StopSignal() as stop:  # records the scheduler's signal until the job has stopped
             try:
                 ret = super().__call__(sweep_overrides, job_dir_key, job_num, job_id, singleton_state)
-            except Preempted:  # training ran in this process and has checkpointed
+            except Preempted as err:  # training (here, or in local workers that saw the signal) has checkpointed
+                signum = stop.signum or stop_signal_of(err)
+                if signum is not None:
+                    stop.record(signum)
                 stop.after_checkpoint()
                 raise
             signum = stop.signum or stop_signal_of(ret._return_value)

@@ -10,6 +10,8 @@ COMPLETED with exit code 0 (launch.md §3.2, hydra issue 1928). golf's launcher 
 * in the launcher (:func:`sweep_report`): waits for every job, prints one line per sweep point
   (status, val_bpb, artifact bytes, run directory) and the list of failed points; the sweep then
   exits non-zero through :class:`SweepFailed` while the other points have finished normally.
+  A sweep stopped by a signal (the local launcher) lists its points as completed, failed, stopped
+  (checkpointed where training had begun) or not started.
 """
 
 
@@ -33,6 +35,7 @@ class PointResult:
     ok: bool
     error: str = ""  # last line of the job's traceback
     log: str = ""  # the job's stderr log
+    state: str = ""  # "" = completed / failed by ``ok``; or "stopped", "not started" (a stopped sweep)
 
 
 def record_failure(run_dir: Path, error_text: str) -> None:
@@ -76,6 +79,10 @@ def error_line(err: BaseException) -> str:
 
 def _describe(result: PointResult) -> str:
     summary = read_summary(result.run_dir)
+    if result.state:
+        note = f"  {result.error}" if result.error else ""
+        where = f"  {result.run_dir}" if result.state != "not started" else ""
+        return f"  {result.label:<40} {result.state:<10}{note}{where}"
     if result.ok:
         bpb = summary.get("val_bpb")
         size = summary.get("artifact_bytes")
@@ -88,9 +95,12 @@ def _describe(result: PointResult) -> str:
 
 
 def sweep_report(results: list[PointResult]) -> tuple[str, str | None]:
-    """(the per-point table, the failure list or None when every point completed)."""
-    failed = [r for r in results if not r.ok]
-    head = f"golf sweep: {len(results)} points, {len(results) - len(failed)} completed, {len(failed)} failed"
+    """(the per-point table, the failure list or None when no point failed)."""
+    failed = [r for r in results if not r.ok and not r.state]
+    ok = sum(r.ok for r in results)
+    others = {state: sum(r.state == state for r in results) for state in ("stopped", "not started")}
+    head = f"golf sweep: {len(results)} points, {ok} completed, {len(failed)} failed" + "".join(
+        f", {n} {state}" for state, n in others.items() if n)
     table = "\n".join([head, *(_describe(r) for r in results)])
     if not failed:
         return table, None

@@ -1,5 +1,6 @@
 """Shared pieces of the fault tests: the demo corpus copied into the official on-disk layout (so a
-test can break one file of it), and the golf entry points run as real subprocesses."""
+test can break one file of it), and the golf entry points run as real subprocesses (also with a
+directory made read-only)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,33 @@ def file_data(root: Path) -> list[str]:
 
 
 def golf_cmd(*args: str, module: str = "golf.train", cwd: Path | None = None, timeout: float = 300,
-             env: dict | None = None) -> subprocess.CompletedProcess:
-    """``python -m <module> args`` in ``cwd``, as a user runs it."""
+             env: dict | None = None, read_only_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m <module> args`` in ``cwd``, as a user runs it (with ``read_only_dir`` read-only)."""
     full_env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    command = [sys.executable, "-m", module, *args]
+    if read_only_dir is not None:
+        command = read_only(read_only_dir, command)
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def read_only(directory: Path, command: list[str]) -> list[str]:
+    """``command`` run with ``directory`` read-only: a read-only bind mount of it in a private mount
+    namespace of its own (as root, whom file modes do not stop), else the directory's write bits
+    cleared. Skips the test where neither is possible."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+        return command
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind '{directory}' '{directory}' && "
+                            f"mount -o remount,ro,bind '{directory}' && ! touch '{directory}/.probe'"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        import pytest
+
+        pytest.skip(f"cannot make a read-only mount here: {probe.stderr.strip()[:200]}")
+    mount = f"mount --bind '{directory}' '{directory}' && mount -o remount,ro,bind '{directory}' && exec \"$@\""
+    return ["unshare", "-m", "sh", "-c", mount, "sh", *command]

@@ -1,4 +1,4 @@
-"""Row 9 and the crafted header: artifacts that would exhaust memory or escape ArtifactError."""
+"""Row 12 and the crafted header: artifacts that would exhaust memory or escape ArtifactError."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Row 4: crashes inside checkpoint saves. Each case builds on disk the exact state that a process
+"""Row 10: crashes inside checkpoint saves. Each case builds on disk the exact state that a process
 killed at that point leaves (the folders a save goes through), then checks that loading finds the
 newest complete checkpoint and that the next save never deletes the only complete copy."""
 

@@ -1,4 +1,4 @@
-"""Rows 3 and 11 of the fault review, and the value of an unknown key: each bad configuration gives
+"""Row 1: bad values, and the value of an unknown key: each bad configuration gives
 one ConfigError naming the key and the value, before anything runs."""
 
 from __future__ import annotations

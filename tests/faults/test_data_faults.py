@@ -1,4 +1,4 @@
-"""Rows 1 and 7: shards that would hang or kill a run mid-training are refused before training,
+"""Row 4: shards that would hang or kill a run mid-training are refused before training,
 with a ShardError naming the file."""
 
 from __future__ import annotations

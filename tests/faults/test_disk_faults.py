@@ -1,4 +1,4 @@
-"""Row 12: a full disk during export. The artifact is written atomically (temporary file, then
+"""Row 11: a full disk during export. The artifact is written atomically (temporary file, then
 rename): no truncated model.golf is left, and the run ends `failed` with the OSError."""
 
 from __future__ import annotations

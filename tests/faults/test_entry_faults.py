@@ -1,5 +1,6 @@
-"""Row 13: expected failures end an entry point with one line and a non-zero status, the traceback
-kept in error.txt; a config error leaves no run directory behind."""
+"""The contract above the faults table, and rows 1, 4, 6 and 12 from the command line: expected
+failures end an entry point with one line and a non-zero status, the traceback kept in error.txt; a
+config error leaves no run directory behind."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_golf_train_config_error_leaves_no_run_dir(tmp_path):
 
 @pytest.mark.slow
 def test_golf_train_empty_shard_is_one_line(tmp_path):
-    """Row 1 from the command line: ShardError naming the file, before training; traceback in error.txt."""
+    """Row 4 from the command line: ShardError naming the file, before training; traceback in error.txt."""
     data = file_data(tmp_path / "data")
     empty = tmp_path / "data" / "shards" / "fineweb_train_000000.bin"
     empty.write_bytes(empty.read_bytes()[:1024])

@@ -1,5 +1,6 @@
-"""Rows 2, 6 and 8 in a real tiny run: divergence with logging off, a single run far over budget,
-two runs into one directory (at once, and one after a completed one)."""
+"""Rows 5, 6, 3, 13 and 14 in a real tiny run: divergence with logging off, a score that is not
+finite, a single run far over budget, two runs into one directory (at once, and one after a
+completed one)."""
 
 from __future__ import annotations
 

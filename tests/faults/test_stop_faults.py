@@ -1,4 +1,4 @@
-"""Row 1's second half: a stop signal always ends a run that cannot checkpoint. Before the loop
+"""Rows 7 and 8: a stop signal always ends a run that cannot checkpoint. Before the loop
 (data preparation, model build, warm-up) a stop acts at once; inside the loop it is honoured at the
 next step boundary, and a repeated signal ends a step that never does."""
 

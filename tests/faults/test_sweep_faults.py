@@ -1,4 +1,4 @@
-"""Row 10: a plain ``-m`` sweep (no hydra/launcher chosen) validates every point before any runs."""
+"""Row 2: a plain ``-m`` sweep (no hydra/launcher chosen) validates every point before any runs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Row 5: W&B online without a network. The real wandb client, pointed at a closed port on this
+"""Row 15: W&B online without a network. The real wandb client, pointed at a closed port on this
 machine with a syntactically valid key, must give up within the init timeout; the run goes on with
 its run directory as the record and one warning line."""
 

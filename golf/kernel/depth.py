@@ -64,7 +64,11 @@ def depth_steps(cfg: ArchConfig) -> tuple[list[list[tuple]], int]:
     """The step lists of the model's topologies (one; plain and looped with a depth loop) and the
     number of U-Net skip rows."""
     d = cfg.depth
+    r = cfg.depth.encoder_recurrence
     L = cfg.num_layers
+    P = 1 if r is None else r.passes
+    # the step (relative to the encoder's end) whose output backout reads: the last encoder application
+    # or the first decoder one
     tap = None if cfg.backout is None else -1 if cfg.backout.source == "encoder_output" else 0
     if d.loop is not None:
         lp = layer_ids(d.loop.layers, L)
@@ -74,18 +78,17 @@ def depth_steps(cfg: ArchConfig) -> tuple[list[list[tuple]], int]:
     else:
         E = encoder_layers(cfg)
         S = min(E, L - E) if cfg.skips is not None else 0
-        r = d.encoder_recurrence
-        P = 1 if r is None else r.passes
         steps = _unet(range(L) if r is None else [*range(E)] * P + [*range(E, L)], E * P, S, tap)
         if r is not None:  # skips and taps from the last pass; a norm before each later pass
             for k in range(E, E * P, E):
                 steps[k] = (*steps[k][:4], True, None, True)
         if d.recycle is not None:
-            replays = layer_ids(d.recycle.layers, L) * d.recycle.repeats
             at = len(steps) - (L - E)
-            steps[at:at] = [(i, None, False, False, False, j, False) for j, i in enumerate(replays)]
+            steps[at:at] = [(i, None, False, False, False, j, False)
+                            for j, i in enumerate(layer_ids(d.recycle.layers, L) * d.recycle.repeats)]
         topologies = [steps]
     return topologies, S
+
 
 def build_switch(model: nn.Module, cfg: ArchConfig):
     """The training loop's controller of ``model``'s topology (``model``: the bare GPT); without a depth

@@ -167,42 +167,42 @@ class ValueEmbedding(nn.Module):
 
 def build_inputs(m: nn.Module, cfg: ArchConfig) -> None:
     """Register the input parts of ``cfg`` on the GPT ``m`` (in this order: their init draws)."""
-    i = cfg.input
     d = cfg.model_dim
-    b = i.bigram
+    b = cfg.input.bigram
+    t = cfg.input.trigram
+    s = cfg.input.smear
     if b is not None:
         m.bigram = HashEmbed(b.buckets, b.dim, d, b.table_std, b.proj_init == "zero",
                              0 if b.scale_init is None else cfg.num_layers if b.form == "xor_per_layer" else 1,
                              b.scale_init)
-    if i.trigram is not None:
-        m.trigram = HashEmbed(i.trigram.buckets, i.trigram.dim, d, 0.0, True, 1, i.trigram.scale_init)
-    s = i.smear
+    if t is not None:
+        m.trigram = HashEmbed(t.buckets, t.dim, d, 0.0, True, 1, t.scale_init)
     if s is not None:
         m.smear = (PassThroughSmear(d) if s.variant == "pass_through" else HalfBlendSmear(d)
                    if s.variant == "half_blend" else ScalarGateSmear(s.gate_dims))
-    if i.pre_enrich is not None:
-        m.pre_enrich = PreEnrich(d, i.pre_enrich.hidden)
+    if cfg.input.pre_enrich is not None:
+        m.pre_enrich = PreEnrich(d, cfg.input.pre_enrich.hidden)
     if cfg.attention.value_embed is not None:
         m.ve_shared = ValueEmbedding(cfg)
 
 
 def input_stream(m: nn.Module, cfg: ArchConfig, ids: Tensor) -> Tensor:
     """x0 of ``ids`` [B, T]: the embedding and its input terms, transforms and norm."""
-    i = cfg.input
-    b = i.bigram
-    s = i.smear
+    b = cfg.input.bigram
+    t = cfg.input.trigram
+    s = cfg.input.smear
     x = m.tok_emb(ids)
     if cfg.embedding_dtype == "bfloat16" and not torch.is_autocast_enabled(ids.device.type):
         x = x.float()  # a bf16 embedding starts an fp32 stream outside autocast
     if b is not None and b.form != "xor_per_layer":
         h = m.bigram(bigram_buckets(ids, b))
         x = x + (h if b.scale_init is None else h * m.bigram.scale.to(h.dtype))
-    if i.trigram is not None:
-        h = m.trigram(trigram_xor_buckets(ids, i.trigram.buckets))
+    if t is not None:
+        h = m.trigram(trigram_xor_buckets(ids, t.buckets))
         x = x + h * m.trigram.scale.to(h.dtype)
     if s is not None and s.variant != "half_blend":
         x = m.smear(x)
-    if i.pre_enrich is not None:
+    if cfg.input.pre_enrich is not None:
         x = m.pre_enrich(x)
     x = F.rms_norm(x, (x.size(-1),))
     if s is not None and s.variant == "half_blend":

@@ -24,7 +24,7 @@ from torch import nn
 
 from golf.config.errors import ConfigError
 from golf.eval.config import LORA_TARGETS, TTTConfig
-from golf.model.layers import parse_layers
+from golf.model.config import parse_layers
 
 LORA_SEED = 1493
 

@@ -1,9 +1,13 @@
-"""The model: the official baseline GPT and every architecture technique of the five seeds.
+"""The model in the lab: the ``arch`` config, its validation, parameter roles, and building a GPT.
 
-``build_model(cfg: ArchConfig) -> GPT``; ``model(input_ids [B, T]) -> logits [B, T, V]`` (float32,
-soft-capped; the caller computes the loss); ``count_parameters(model) -> {"total": n, <top-level>: n}``.
-Config: :class:`golf.model.config.ArchConfig` (the ``arch`` group, presets in ``conf/arch/``),
-checked by :func:`golf.model.config.validate_arch`.
+The GPT itself (every architecture technique of the seeds and #1493) is kernel code,
+:mod:`golf.kernel.model` with :mod:`golf.kernel.attention`, :mod:`golf.kernel.inputs` and
+:mod:`golf.kernel.depth`. ``build_model(cfg: ArchConfig) -> GPT`` validates the config
+(:func:`golf.model.config.validate_arch`), builds it with :func:`golf.kernel.model.build_gpt` and labels
+every parameter's role (``model.param_roles``, :mod:`golf.model.roles`); ``model(input_ids [B, T]) ->
+logits [B, T, V]`` (float32, soft-capped), ``model(input_ids, targets)`` -> the mean cross-entropy;
+``count_parameters(model) -> {"total": n, <top-level>: n}``. Config: :class:`golf.model.config.ArchConfig`
+(the ``arch`` group, presets in ``conf/arch/``).
 
 PARAMS - parameter names by technique. Each is labelled with its role when the model is built
 (``model.param_roles``, :mod:`golf.model.roles`); optimizer, quantization and QAT tables select by role:

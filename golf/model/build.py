@@ -1,16 +1,17 @@
-"""Building a model from its config, and counting its parameters."""
+"""Building a model from its config (validated, built by the kernel, roles labelled), and counting its
+parameters."""
 
 from __future__ import annotations
 
 import re
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from golf.kernel.arch import encoder_layers
+from golf.kernel.model import GPT, build_gpt
 from golf.model.config import ArchConfig, validate_arch
-from golf.model.gpt import GPT
-from golf.model.init import initialize
+from golf.model.roles import label_parameters
 
 
 def as_arch_config(cfg: ArchConfig | DictConfig | dict) -> ArchConfig:
@@ -21,15 +22,16 @@ def as_arch_config(cfg: ArchConfig | DictConfig | dict) -> ArchConfig:
 
 
 def build_model(cfg: ArchConfig | DictConfig | dict) -> GPT:
-    """Validate ``cfg``, build the GPT (float32 parameters) and initialise it.
+    """Validate ``cfg``, build the GPT (:func:`golf.kernel.model.build_gpt`: float32 parameters,
+    initialised, ``tok_emb`` in ``arch.embedding_dtype``) and label every parameter's role
+    (``model.param_roles``, :mod:`golf.model.roles`).
 
     Works under ``with torch.device("meta"):`` (for counting); the init is then skipped.
     """
     cfg = as_arch_config(cfg)
     validate_arch(cfg)
-    model = GPT(cfg)
-    initialize(model, cfg)
-    model.tok_emb.to(getattr(torch, cfg.embedding_dtype))  # initialised in fp32, then cast (as #1493)
+    model = build_gpt(cfg)
+    model.param_roles = label_parameters(model, encoder_layers(cfg))
     return model
 
 

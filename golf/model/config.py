@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from golf.config.errors import ConfigError
+from golf.kernel.arch import encoder_layers, head_dim, layer_ids, mlp_hidden, rope_dims
 from golf.model.config_parts import (
     AttentionConfig,
     AttnGateConfig,
@@ -47,7 +48,6 @@ from golf.model.config_parts import (
     XSAConfig,
     XSAValue,
 )
-from golf.model.layers import parse_layers
 
 __all__ = [
     "ArchConfig",
@@ -88,6 +88,7 @@ __all__ = [
     "encoder_layers",
     "head_dim",
     "mlp_hidden",
+    "parse_layers",
     "rope_dims",
     "validate_arch",
 ]
@@ -123,31 +124,39 @@ class ArchConfig:
     init: InitConfig = field(default_factory=InitConfig)
 
 
-def head_dim(cfg: ArchConfig) -> int:
-    return cfg.model_dim // cfg.num_heads
-
-
-def rope_dims(cfg: ArchConfig) -> int:
-    dims = cfg.attention.rope.dims
-    return head_dim(cfg) if dims is None else dims
-
-
-def encoder_layers(cfg: ArchConfig) -> int:
-    e = cfg.depth.encoder_layers
-    return cfg.num_layers // 2 if e is None else e
-
-
 def _whole(x: float) -> bool:
     return abs(x - round(x)) < 1e-9
 
 
-def mlp_hidden(cfg: ArchConfig) -> int:
-    """The MLP hidden size (validated to be a whole number by :func:`validate_arch`)."""
-    m = cfg.mlp
-    if m.hidden is not None:
-        return m.hidden
-    width = m.mult * cfg.model_dim
-    return round(2 * width / 3) if m.activation is MLPActivation.swiglu else round(width)
+def _int(text: str, key: str, spec: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ConfigError(key, spec, f"'{text}' is not a layer index") from None
+
+
+def parse_layers(spec: str, num_layers: int, key: str) -> tuple[int, ...]:
+    """The layer indices selector ``spec`` names in a ``num_layers``-layer model (:func:`golf.kernel.arch.
+    layer_ids`), after checking it: a malformed selector or a layer outside ``[0, L)`` is a
+    :class:`ConfigError` naming ``key``."""
+    text = str(spec).strip().lower()
+    if ":" in text:
+        kind, _, arg = text.partition(":")
+        n = _int(arg, key, spec)
+        if kind in ("last", "first") and not 0 <= n <= num_layers:
+            raise ConfigError(key, spec, f"asks for {n} layers of a {num_layers}-layer model")
+        if kind == "from" and not 0 <= n < num_layers:
+            raise ConfigError(key, spec, f"layer {n} does not exist (layers are 0..{num_layers - 1})")
+        if kind not in ("last", "first", "from"):
+            raise ConfigError(key, spec, "unknown selector; use all, none, last:N, first:N, from:I or '3,4'")
+    elif text not in ("all", "", "none"):
+        layers = tuple(_int(part, key, spec) for part in text.split(","))
+        for i in layers:
+            if not 0 <= i < num_layers:
+                raise ConfigError(key, spec, f"layer {i} does not exist (layers are 0..{num_layers - 1})")
+        if len(set(layers)) != len(layers):
+            raise ConfigError(key, spec, "names a layer twice")
+    return layer_ids(spec, num_layers)
 
 
 def _positive(cfg, prefix: str, *keys: str) -> None:

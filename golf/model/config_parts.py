@@ -2,7 +2,7 @@
 
 Every technique is a sub-config that is ``None`` when off; variants are enums whose member names are
 the YAML values. Layer selectors are strings: ``all``, ``none``, ``last:N``, ``first:N``, ``from:I`` or
-explicit indices ``"3,4"`` (:mod:`golf.model.layers`).
+explicit indices ``"3,4"`` (:mod:`golf.kernel.arch`).
 """
 
 from __future__ import annotations

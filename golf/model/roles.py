@@ -13,11 +13,12 @@ Every parameter gets a :class:`Role` when the GPT is built:
 * ``family`` – the technique that owns it (``core`` for the baseline's parts, ``bigram``, ``smear``, ...);
 * ``ndim`` / ``numel`` – its shape, for size-based policies.
 
-Each module that owns parameters declares them in a ``PARAM_ROLES`` mapping (local parameter name →
-:class:`Label`); a hosted part (parameters living on the GPT) declares ``HOST_ROLES`` the same way.
-Block parameters take ``layer``/``place`` from their block and ``part`` from the branch they sit in.
-:func:`label_parameters` fails on a parameter no module labels, so a new technique cannot slip past
-the policies (optimizer groups, quantization, QAT) that select parameters by role
+Each kernel module that owns parameters declares them in a ``PARAM_ROLES`` class attribute (local
+parameter name -> ``(kind, family[, place])``, plain tuples: the kernel carries no lab types), read here
+as :class:`Label`; the GPT declares the parameters it holds directly (U-Net skips, backout) and those of
+its hash embeddings. Block parameters take ``layer``/``place`` from their block and ``part`` from the
+branch they sit in. :func:`label_parameters` fails on a parameter no module labels, so a new technique
+cannot slip past the policies (optimizer groups, quantization, QAT) that select parameters by role
 (:mod:`golf.rules`).
 """
 
@@ -64,17 +65,19 @@ class Role:
                 f"ndim={self.ndim} numel={self.numel}")
 
 
-def label_parameters(model: nn.Module, encoder_layers: int, host_roles: Mapping[str, Label]) -> dict[str, Role]:
+def label_parameters(model: nn.Module, encoder_layers: int,
+                     host_roles: Mapping[str, Label] | None = None) -> dict[str, Role]:
     """The :class:`Role` of every parameter of ``model`` (a GPT), in ``named_parameters`` order.
 
-    ``host_roles`` labels the parameters hosted directly on the model; ``encoder_layers`` splits the
-    blocks into encoder and decoder. Raises ``ValueError`` naming a parameter that nothing labels.
+    ``host_roles`` labels parameters by their full name (ahead of the modules' ``PARAM_ROLES``);
+    ``encoder_layers`` splits the blocks into encoder and decoder. Raises ``ValueError`` naming a
+    parameter that nothing labels.
     """
     modules = dict(model.named_modules())
     roles: dict[str, Role] = {}
     for name, p in model.named_parameters():
         parts = name.split(".")
-        label = host_roles.get(name)
+        label = (host_roles or {}).get(name)
         for cut in range(len(parts) - 1, -1, -1):  # deepest owner first: "a.b.weight" asks a.b, then a, then root
             if label is not None:
                 break
@@ -82,6 +85,8 @@ def label_parameters(model: nn.Module, encoder_layers: int, host_roles: Mapping[
             label = declared.get(".".join(parts[cut:]))
         if label is None:
             raise ValueError(f"parameter {name!r} has no role: its module declares none in PARAM_ROLES")
+        if isinstance(label, tuple):
+            label = Label(*label)
         layer, part, place = None, "none", label.place
         if parts[0] == "blocks":
             layer = int(parts[1])

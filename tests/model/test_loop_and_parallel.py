@@ -10,12 +10,20 @@ import torch
 import torch.nn.functional as F
 
 from golf.config.errors import ConfigError
+from golf.kernel.attention import rotary
+from golf.kernel.depth import build_switch, depth_steps
 from golf.model import build_model
-from golf.model.config import LoopConfig, MLPActivation, ParallelResidualConfig, validate_arch
-from golf.model.loop import LOOPED, PLAIN, LoopSwitch, NoSwitch, build_switch, loop_topologies
-from golf.model.parallel_residual import ParallelBlock
+from golf.model.config import (
+    AttentionConfig,
+    LoopConfig,
+    MLPActivation,
+    ParallelResidualConfig,
+    RopeConfig,
+    validate_arch,
+)
 from tests.model.lib import NARROW, Recorder, assert_causal, blocks_recorder, build, preset, randomize, tiny
 
+PLAIN, LOOPED = 0, 1  # the model's topologies
 ENCODER_LOOPED = [0, 1, 2, 3, 4, 5, 3, 4]
 DECODER_LOOPED = [5, 3, 4, 5, 6, 7, 8, 9, 10]
 
@@ -26,13 +34,13 @@ def narrow_cfg():
 
 
 def test_topologies_match_the_spec(narrow_cfg):
-    (plain, looped), num_skips = loop_topologies(narrow_cfg, (3, 4, 5), with_skips=True)
+    (plain, looped), num_skips = depth_steps(narrow_cfg)
     assert num_skips == 8  # min(|enc|, |dec|) of the looped lists
-    assert list(looped.encoder) == ENCODER_LOOPED and list(looped.decoder) == DECODER_LOOPED
-    assert list(plain.encoder) == [0, 1, 2, 3, 4] and list(plain.decoder) == [5, 6, 7, 8, 9, 10]
+    assert [s[0] for s in looped] == ENCODER_LOOPED + DECODER_LOOPED and [s[0] for s in plain] == list(range(11))
     # decoder slot j merges skip row j (spec §3.7 table): rows 0..4 before the switch, 0..7 after
-    assert plain.merges == (0, 1, 2, 3, 4, None)
-    assert looped.merges == (0, 1, 2, 3, 4, 5, 6, 7, None)
+    assert [s[1] for s in plain[5:]] == [0, 1, 2, 3, 4, None]
+    assert [s[1] for s in looped[8:]] == [0, 1, 2, 3, 4, 5, 6, 7, None]
+    assert [s[2] for s in plain[:5]] == [True] * 5 and [s[2] for s in looped[:8]] == [True] * 8  # every encoder output
 
 
 def test_block_order_before_and_after_the_switch(narrow_cfg):
@@ -46,7 +54,7 @@ def test_block_order_before_and_after_the_switch(narrow_cfg):
             model(ids)
         rec.close()
         assert [int(n) for n in rec.names()] == order
-        assert list(model.layer_order) == order
+        assert list(model.layer_orders()[model.topology]) == order
 
 
 @pytest.mark.parametrize("topology,pairs", [
@@ -56,23 +64,26 @@ def test_block_order_before_and_after_the_switch(narrow_cfg):
 ])
 def test_skip_rows_receive_the_spec_encoder_outputs(narrow_cfg, topology, pairs):
     """Spec §3.7: looped slot 1 (block 3, 3rd pass) gets block 3's 2nd pass, slot 4 (block 6) gets block
-    3's 1st pass, ...; plain slot 1 (block 6) gets block 3. Checked on the tensors actually merged."""
+    3's 1st pass, ...; plain slot 1 (block 6) gets block 3. Checked on the tensors actually merged: with
+    the gates shut (sigma = 0) decoder slot j's input is skip_weights[j] * its skip, row j = j + 2."""
     model = randomize(build(narrow_cfg), std=0.1)
+    with torch.no_grad():
+        model.skip_gates.fill_(-1e4)
+        model.skip_weights.copy_(torch.arange(2.0, 10.0)[:, None].expand(8, 64))
     model.set_topology(topology)
-    merged = []
-    merge = model._skips.merge
-    model._skips.merge = lambda host, x, skip, i: merged.append((i, skip)) or merge(host, x, skip, i)
     rec = blocks_recorder(model)
     with torch.no_grad():
         model(torch.randint(0, 64, (1, 6)))
     rec.close()
-    enc_outputs = [out for _, _, out in rec.calls[:len(model.layer_order) // 2]]
-    assert [i for i, _ in merged] == [j for j, _ in pairs]
-    for (_i, skip), (_, source) in zip(merged, pairs):
-        assert torch.equal(skip, enc_outputs[source])
+    order = model.layer_orders()[topology]
+    half = len(order) // 2
+    outputs = [out for _, _, out in rec.calls]
+    for j, source in pairs:
+        assert torch.equal(rec.calls[half + j][1][0], (j + 2.0) * outputs[source])
+    assert len(pairs) == len(order) - half - 1  # the last decoder slot gets no skip
+    assert torch.equal(rec.calls[-1][1][0], outputs[-2])
     # the rows mean different blocks after the switch: block 6's skip row moves from 1 to 4
-    dec = model.layer_order[len(model.layer_order) // 2:]
-    assert dec.index(6) == (1 if topology == PLAIN else 4)
+    assert order[half:].index(6) == (1 if topology == PLAIN else 4)
 
 
 @pytest.mark.parametrize("topology", [PLAIN, LOOPED])
@@ -162,12 +173,12 @@ def test_switch_state_resumes():
     switch.update(3, 99.0, 100.0, 10)
     state = switch.state_dict()
     other, _ = _loop_model()
-    resumed = LoopSwitch(other, cfg.depth.loop)
+    resumed = build_switch(other, cfg)
     resumed.begin()
     resumed.load_state_dict(state)
     assert resumed.switch_step == 3 and other.topology == LOOPED
     fresh, _ = _loop_model()
-    before = LoopSwitch(fresh, cfg.depth.loop)
+    before = build_switch(fresh, cfg)
     before.load_state_dict({"switch_step": None})
     assert fresh.topology == PLAIN
 
@@ -176,9 +187,12 @@ def test_no_loop_means_a_no_op_switch():
     cfg = tiny()
     model = build(cfg)
     switch = build_switch(model, cfg)
-    assert type(switch) is NoSwitch and list(switch.warmup_phases()) == ["static"]
+    assert list(switch.warmup_phases()) == ["static"]
+    switch.begin()
     assert not switch.update(0, 1e9, 1.0, 1) and switch.switch_step is None
-    assert model.layer_orders() == [(0, 1, 2, 3)]
+    switch.finish()
+    switch.load_state_dict(switch.state_dict())
+    assert model.topology == 0 and model.layer_orders() == [(0, 1, 2, 3)]
 
 
 @pytest.mark.parametrize("change,key", [
@@ -213,7 +227,7 @@ def test_parallel_block_output_by_hand():
                               mlp=dataclasses.replace(cfg.mlp, activation=MLPActivation.leaky_relu2))
     model = randomize(build_model(cfg), std=0.3)
     block = model.blocks[1]
-    assert isinstance(block, ParallelBlock) and not isinstance(model.blocks[0], ParallelBlock)
+    assert block.parallel and not model.blocks[0].parallel
     torch.manual_seed(1)
     x, x0 = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
     with torch.no_grad():
@@ -249,12 +263,12 @@ def test_parallel_block_without_ln_scale():
 def test_parallel_residuals_change_no_parameter_count(narrow_cfg):
     off = dataclasses.replace(narrow_cfg, residual=dataclasses.replace(narrow_cfg.residual, parallel=None))
     assert sum(p.numel() for p in build(off).parameters()) == sum(p.numel() for p in build(narrow_cfg).parameters())
-    assert [type(b).__name__ for b in build(narrow_cfg).blocks] == ["Block"] * 7 + ["ParallelBlock"] * 4
+    assert [b.parallel for b in build(narrow_cfg).blocks] == [False] * 7 + [True] * 4
 
 
 def test_pr1493_plan_attention_and_mlp(narrow_cfg):
     model = build(narrow_cfg)
-    assert all(hasattr(b.attn, "xsa") and b.attn.xsa.use_raw for b in model.blocks)  # XSA on all 11, raw value
+    assert all(b.attn.xsa for b in model.blocks) and narrow_cfg.attention.xsa.value == "raw"  # XSA on all 11, raw
     assert all(torch.all(b.attn.q_gain == 5.25) for b in model.blocks)
     assert narrow_cfg.mlp.activation.value == "leaky_relu2" and narrow_cfg.mlp.negative_slope == 0.5
     full = preset("pr1493")
@@ -299,13 +313,15 @@ def test_bf16_embedding_parameter_and_stream(narrow_cfg):
 
 
 def test_bf16_rope_frequencies_by_hand():
-    from golf.model.rope import Rotary
+    def rope(**kw):
+        cfg = tiny(attention=AttentionConfig(rope=RopeConfig(dims=16, **kw)))
+        return lambda x: rotary(x, cfg)
 
     x = torch.zeros(1, 2049, 1, 16)
     x[..., 0] = 1.0  # the first pair (dims 0, 8) rotates with the fastest frequency 10000^0 = 1 (exact)
     x[..., 7] = 1.0  # the eighth pair (7, 15) with 10000^(-14/16), which bf16 rounds
-    out = Rotary(16, 10000.0, freq_dtype="bfloat16")(x)
-    out32 = Rotary(16, 10000.0)(x)
+    out = rope(freq_dtype="bfloat16")(x)
+    out32 = rope()(x)
     w = torch.tensor(10000.0 ** (-14 / 16)).bfloat16().float().item()
     p = 2048
     assert out[0, p, 0, 7].item() == pytest.approx(torch.cos(torch.tensor(p * w)).item(), abs=1e-5)

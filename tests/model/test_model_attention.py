@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from golf.model.attention import CausalSelfAttention
-from golf.model.attn_gate import InputGate, StaticGate
+from golf.kernel.attention import CausalSelfAttention, exclusive_self_attention, rope_base, rotary
 from golf.model.config import (
     AttentionConfig,
     AttnGateConfig,
@@ -20,18 +20,20 @@ from golf.model.config import (
     XSAConfig,
     XSAValue,
 )
-from golf.model.plan import resolve_plan
-from golf.model.rope import Rotary, rope_base
-from golf.model.value_residual import FIRST_VALUE, ValueResidual
-from golf.model.xsa import exclusive_self_attention
 from tests.model.lib import blocks_recorder, build, randomize, tiny
+
+
+def rope(dims: int, base: float = 10000.0, **kw):
+    """The rotation of a model whose RoPE config has these settings."""
+    cfg = tiny(attention=AttentionConfig(rope=RopeConfig(dims=dims, base=base, **kw)))
+    return lambda x: rotary(x, cfg)
 
 # ----------------------------------------------------------------------------- RoPE
 
 
 def test_rope_half_split_by_hand():
     # head dim 4, base 10000: inv_freq = [1, 10000^(-1/2)] = [1, 0.01]; pairs (0, 2) and (1, 3)
-    rot = Rotary(dims=4, base=10000.0)
+    rot = rope(dims=4)
     x = torch.zeros(1, 3, 1, 4)
     x[0, :, 0] = torch.tensor([1.0, 2.0, 3.0, 4.0])
     out = rot(x)[0, :, 0]
@@ -45,11 +47,11 @@ def test_rope_half_split_by_hand():
 
 
 def test_partial_rope_rotates_only_the_first_dims_with_frequencies_over_them():
-    rot = Rotary(dims=4, base=10000.0)
+    rot = rope(dims=4)
     x = torch.randn(2, 5, 3, 8)
     out = rot(x)
     assert torch.equal(out[..., 4:], x[..., 4:])
-    assert torch.allclose(out[..., :4], Rotary(dims=4, base=10000.0)(x[..., :4].contiguous()))
+    assert torch.allclose(out[..., :4], rot(x[..., :4].contiguous()))
 
 
 def test_ntk_scaled_base():
@@ -58,19 +60,19 @@ def test_ntk_scaled_base():
     assert abs(rope_base(10000.0, 16, 2048, 1024) - 22081) < 1
     assert abs(rope_base(10000.0, 64, 2048, 1024) - 20452) < 1  # full-dim variant of spec §2.5
     assert rope_base(10000.0, 16, 1024, 1024) == 10000.0
-    assert rope_base(10000.0, 16, 2048, None) == 10000.0
     x = torch.randn(1, 2048, 1, 16)
-    scaled = Rotary(16, 10000.0, ntk_reference_len=1024)(x)
-    assert torch.allclose(scaled, Rotary(16, rope_base(10000.0, 16, 2048, 1024))(x))
+    scaled = rope(16, ntk_reference_len=1024)(x)
+    assert torch.allclose(scaled, rope(16, rope_base(10000.0, 16, 2048, 1024))(x))
+    assert torch.equal(rope(16, ntk_reference_len=2048)(x), rope(16)(x))  # not past the reference length
 
 
 # ----------------------------------------------------------------------------- the baseline attention
 
 
-def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor) -> torch.Tensor:
+def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor, H: int, Hkv: int) -> torch.Tensor:
     """Explicit loops: per-head RMSNorm, half-split RoPE, q_gain, causal softmax(q k / sqrt(D)), GQA groups."""
-    B, T, _ = x.shape
-    H, Hkv, D = attn.num_heads, attn.num_kv_heads, attn.head_dim
+    B, T, d = x.shape
+    D = d // H
     q = (x @ attn.c_q.weight.T).view(B, T, H, D)
     k = (x @ attn.c_k.weight.T).view(B, T, Hkv, D)
     v = (x @ attn.c_v.weight.T).view(B, T, Hkv, D)
@@ -99,11 +101,11 @@ def _reference_attention(attn: CausalSelfAttention, x: torch.Tensor) -> torch.Te
 
 def test_attention_matches_the_explicit_computation():
     cfg = tiny()
-    attn = randomize(CausalSelfAttention(cfg, resolve_plan(cfg).layers[0]))
+    attn = randomize(CausalSelfAttention(cfg, 0))
     with torch.no_grad():
         attn.q_gain.copy_(torch.tensor([1.5, 0.5, 2.0, 1.0]))
     x = torch.randn(2, 6, 16)
-    assert torch.allclose(attn(x, {}), _reference_attention(attn, x), atol=1e-5)
+    assert torch.allclose(attn(x, {}), _reference_attention(attn, x, 4, 2), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- XSA
@@ -130,7 +132,7 @@ def test_xsa_uses_each_heads_kv_group():
 
 
 def _attn(cfg, layer=1):
-    return CausalSelfAttention(cfg, resolve_plan(cfg).layers[layer])
+    return CausalSelfAttention(cfg, layer)
 
 
 @pytest.mark.parametrize("value", [XSAValue.raw, XSAValue.blended])
@@ -143,7 +145,7 @@ def test_xsa_value_source(value):
     seen = {}
     attn.proj.register_forward_pre_hook(lambda m, args: seen.update(y=args[0]))
     x, v_first = torch.randn(1, 4, 16), torch.randn(1, 4, 2, 4)
-    attn(x, {FIRST_VALUE: v_first})
+    attn(x, {"v_first": v_first})
     v_raw = (x @ attn.c_v.weight.T).view(1, 4, 2, 4)
     lam = attn.vr_lambda
     removed = v_raw if value is XSAValue.raw else lam[0] * v_first + lam[1] * v_raw
@@ -155,24 +157,42 @@ def test_xsa_value_source(value):
 # ----------------------------------------------------------------------------- gates
 
 
+def _head_outputs(attn, x):
+    """The per-head attention output [B, T, H, D] that reaches ``proj`` (after XSA and the gate)."""
+    seen = {}
+    handle = attn.proj.register_forward_pre_hook(lambda m, args: seen.update(y=args[0]))
+    attn(x, {})
+    handle.remove()
+    return seen["y"].view(*x.shape[:2], 4, 4)
+
+
 def test_input_gate_by_hand():
-    gate = InputGate(model_dim=2, num_heads=2, bias_init=4.0)
-    y = torch.ones(1, 1, 2, 3)
-    x = torch.tensor([[[1.0, -1.0]]])
-    assert torch.allclose(gate(y, x, None, None), torch.full((1, 1, 2, 3), 1 / (1 + math.exp(-4))))
+    """sigma(W x + b) per (position, head) times that head's output, x the attention input."""
+    gated = randomize(_attn(tiny(attention=AttentionConfig(gate=AttnGateConfig(kind=GateKind.input)))))
+    plain = _attn(tiny())
+    plain.load_state_dict(gated.state_dict(), strict=False)
+    x = torch.randn(2, 5, 16)
+    logits = x @ gated.attn_gate.weight.T + gated.attn_gate.bias  # [B, T, H]
+    expected = _head_outputs(plain, x) * torch.sigmoid(logits)[..., None]
+    assert torch.allclose(_head_outputs(gated, x), expected, atol=1e-6)
     with torch.no_grad():
-        gate.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))  # logits 1 + 4, -2 + 4
-    out = gate(y, x, None, None)
-    assert torch.allclose(out[0, 0, :, 0], torch.sigmoid(torch.tensor([5.0, 2.0])))
+        gated.attn_gate.weight.zero_()
+        gated.attn_gate.bias.copy_(torch.tensor([0.0, 4.0, -1.0, 2.0]))
+    open_ = torch.tensor([0.5, 1 / (1 + math.exp(-4)), 1 / (1 + math.exp(1)), 1 / (1 + math.exp(-2))])
+    assert torch.allclose(_head_outputs(gated, x), _head_outputs(plain, x) * open_[:, None], atol=1e-6)
 
 
 def test_static_gate_by_hand():
-    gate = StaticGate(num_heads=2, bias_init=4.0)
+    gated = randomize(_attn(tiny(attention=AttentionConfig(gate=AttnGateConfig(kind=GateKind.static)))))
+    assert not hasattr(gated.attn_gate, "weight")
+    plain = _attn(tiny())
+    plain.load_state_dict(gated.state_dict(), strict=False)
     with torch.no_grad():
-        gate.bias.copy_(torch.tensor([0.0, 4.0]))
-    out = gate(torch.full((2, 3, 2, 4), 2.0), None, None, None)
-    assert torch.allclose(out[:, :, 0], torch.ones(2, 3, 4))
-    assert torch.allclose(out[:, :, 1], torch.full((2, 3, 4), 2 / (1 + math.exp(-4))))
+        gated.attn_gate.bias.copy_(torch.tensor([0.0, 4.0, 0.0, 4.0]))
+    x = torch.randn(2, 3, 16)
+    out, ref = _head_outputs(gated, x), _head_outputs(plain, x)
+    assert torch.allclose(out[:, :, 0], ref[:, :, 0] / 2)
+    assert torch.allclose(out[:, :, 1], ref[:, :, 1] * (1 / (1 + math.exp(-4))))
 
 
 @pytest.mark.parametrize("kind", [GateKind.input, GateKind.static])
@@ -190,19 +210,38 @@ def test_gate_is_a_near_open_multiplier_at_init(kind):
 # ----------------------------------------------------------------------------- value residual
 
 
-def test_value_residual_half_blend_and_identity():
-    host = torch.nn.Module()
-    v0, v = torch.randn(1, 3, 2, 4), torch.randn(1, 3, 2, 4)
+def _sdpa_inputs(attn, x, ctx, monkeypatch):
+    """The (q, k, v) the attention hands to SDPA, each back in [B, T, heads, D]."""
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda q, k, v, **kw: seen.append((q, k, v)) or sdpa(q, k, v, **kw))
+    attn(x, ctx)
+    monkeypatch.undo()
+    return [t.transpose(1, 2) for t in seen[0]]
+
+
+@pytest.mark.parametrize("init,lam", [(ValueResidualInit.half, (0.5, 0.5)), (ValueResidualInit.identity, (0.0, 1.0))])
+def test_value_residual_blend(init, lam, monkeypatch):
+    """The first attention of a pass publishes its value; a layer owning vr_lambda attends with
+    l0 * v_first + l1 * v (half: [0.5, 0.5]; identity: [0, 1], the own value unchanged)."""
+    cfg = tiny(attention=AttentionConfig(value_residual=ValueResidualConfig(init=init, layers="all")))
+    attn = randomize(_attn(cfg, layer=0))
+    assert torch.equal(_attn(cfg, layer=0).vr_lambda, torch.tensor(lam))
+    with torch.no_grad():
+        attn.vr_lambda.copy_(torch.tensor(lam))
+    x, v0 = torch.randn(1, 3, 16), torch.randn(1, 3, 2, 4)
     ctx = {}
-    first = ValueResidual(ValueResidualConfig(init=ValueResidualInit.half), owns_lambda=True)
-    first.attach(host)
-    assert torch.equal(first(host, v0, ctx), v0) and ctx[FIRST_VALUE] is v0  # the source layer publishes
-    assert torch.allclose(first(host, v, ctx), 0.5 * v0 + 0.5 * v)
-    ident_host = torch.nn.Module()
-    ident = ValueResidual(ValueResidualConfig(init=ValueResidualInit.identity), owns_lambda=True)
-    ident.attach(ident_host)
-    assert torch.equal(ident_host.vr_lambda, torch.tensor([0.0, 1.0]))
-    assert torch.equal(ident(ident_host, v, ctx), v)  # alpha = 1, beta = 0
+    own = _sdpa_inputs(attn, x, ctx, monkeypatch)[2]
+    assert torch.allclose(own, (x @ attn.c_v.weight.T).view(1, 3, 2, 4), atol=1e-6)
+    assert torch.equal(ctx["v_first"], own)  # the source layer publishes its value
+    blended = _sdpa_inputs(attn, x, {"v_first": v0}, monkeypatch)[2]
+    assert torch.allclose(blended, lam[0] * v0 + lam[1] * own, atol=1e-6)
+    if init is ValueResidualInit.identity:
+        assert torch.equal(blended, own)  # alpha = 1, beta = 0
+    no_lambda = randomize(_attn(tiny(attention=AttentionConfig(value_residual=ValueResidualConfig(layers="from:1"))), 0))
+    assert not hasattr(no_lambda, "vr_lambda")
+    assert torch.equal(_sdpa_inputs(no_lambda, x, {"v_first": v0}, monkeypatch)[2],
+                       _sdpa_inputs(no_lambda, x, {}, monkeypatch)[2])  # without a lambda: its own value
 
 
 def test_value_residual_in_the_model_uses_layer_zero_value():
@@ -213,7 +252,7 @@ def test_value_residual_in_the_model_uses_layer_zero_value():
     for b in model.blocks:
         b.attn.c_v.register_forward_hook(lambda m, a, out: seen.append(out))
     blended = []
-    model.blocks[2].attn.register_forward_hook(lambda m, a, out: blended.append(a[1][FIRST_VALUE]))
+    model.blocks[2].attn.register_forward_hook(lambda m, a, out: blended.append(a[1]["v_first"]))
     model(torch.randint(0, 32, (1, 6)))
     assert torch.equal(blended[0], seen[0].view(1, 6, 2, 4))
 
@@ -245,7 +284,15 @@ def test_value_embedding_init():
     assert torch.equal(ve.layer_scales, torch.ones(2)) and ve.layers == (2, 3)
 
 
-def test_rope_dims_come_from_config():
-    cfg = tiny(attention=AttentionConfig(rope=RopeConfig(dims=2, ntk_reference_len=8)))
-    rot = _attn(cfg).rotary
-    assert (rot.dims, rot.ntk_reference_len) == (2, 8)
+def test_rope_dims_come_from_config(monkeypatch):
+    """Partial NTK RoPE of dims 4 in heads of 8: keys rotate with the scaled base, dims 4..7 pass through."""
+    cfg = tiny(model_dim=32, attention=AttentionConfig(rope=RopeConfig(dims=4, ntk_reference_len=8)))
+    attn = randomize(_attn(cfg))
+    x = torch.randn(1, 16, 32)
+    keys = []
+    attn.c_k.register_forward_hook(lambda m, a, out: keys.append(out))
+    k = _sdpa_inputs(attn, x, {}, monkeypatch)[1]
+    raw = F.rms_norm(keys[0].view(1, 16, 2, 8), (8,))
+    expected = rope(4, rope_base(10000.0, 4, 16, 8))(raw)
+    assert torch.allclose(k, expected, atol=1e-5)
+    assert torch.equal(k[..., 4:], raw[..., 4:]) and not torch.allclose(k, rope(4)(raw), atol=1e-3)

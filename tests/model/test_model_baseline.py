@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -133,7 +132,20 @@ def test_fullgraph_trace():
     assert torch.allclose(compiled(ids), model(ids))
 
 
-@pytest.mark.parametrize("path", ["golf/model/gpt.py", "golf/model/block.py"])
-def test_skeleton_never_names_a_technique(path):
-    text = (Path(__file__).resolve().parents[2] / path).read_text()
-    assert not re.search(r"xsa|smear|bigram|qat|\bema\b", text, re.IGNORECASE)
+# a name each technique's code cannot do without (parameters, helpers, per-layer flags)
+TECHNIQUE_NAMES = r"xsa|exclusive_self|smear|bigram|trigram|pre_enrich|ve_shared|vr_lambda|v_first|attn_gate|" \
+                  r"skip_gates|cat_attn|parallel|recycle|backout|set_topology|orthogonal|overtone|rope_base|bfloat16"
+
+
+@pytest.mark.parametrize("experiment,present", [
+    ("baseline", set()),
+    ("pr1493", {"xsa", "exclusive_self", "parallel", "skip_gates", "set_topology", "orthogonal", "bfloat16"}),
+])
+def test_the_specialised_model_names_only_the_recipes_techniques(experiment, present):
+    """The kernel folded against a recipe (golf.specialise) keeps the code of its techniques and no other."""
+    from golf.config.validate import load_config
+    from golf.specialise import specialise
+    from tests.helpers import compose_config
+
+    source = specialise(load_config(compose_config([f"experiment={experiment}"])), {"build_gpt", "build_switch"})
+    assert {m.lower() for m in re.findall(TECHNIQUE_NAMES, source, re.IGNORECASE)} == present

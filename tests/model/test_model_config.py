@@ -23,8 +23,8 @@ from golf.model.config import (
     RopeConfig,
     ValueEmbedConfig,
     XSAConfig,
+    parse_layers,
 )
-from golf.model.layers import parse_layers
 
 
 @pytest.mark.parametrize("spec,expected", [

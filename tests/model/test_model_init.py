@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from golf.kernel.model import orthogonal_targets, overtone_
 from golf.model import build_model
 from golf.model.config import (
     AttentionConfig,
@@ -18,7 +19,6 @@ from golf.model.config import (
     OrthoRule,
     ValueEmbedConfig,
 )
-from golf.model.init import orthogonal_targets, overtone_
 from tests.model.lib import build, preset, tiny
 
 
@@ -26,7 +26,7 @@ def _targets(name: str) -> set[str]:
     cfg = preset(name)
     with torch.device("meta"):
         model = build_model(cfg)
-    return {n for n, _ in orthogonal_targets(model, cfg.init.orthogonal)}
+    return {n for n, _ in orthogonal_targets(model, cfg)}
 
 
 def _strip(names: set[str]) -> set[str]:
@@ -68,7 +68,7 @@ def test_init_applies_the_rule_and_keeps_outputs_zero(rule):
                input=InputConfig(bigram=BigramConfig(buckets=1024, dim=96)),
                init=InitConfig(orthogonal=rule))
     model = build(cfg)
-    selected = {n for n, _ in orthogonal_targets(model, rule)}
+    selected = {n for n, _ in orthogonal_targets(model, cfg)}
     assert selected
     for name, p in model.named_parameters():
         if name.endswith("proj.weight") and not name.startswith("bigram"):

@@ -7,6 +7,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from golf.kernel.inputs import (
+    HalfBlendSmear,
+    PassThroughSmear,
+    ScalarGateSmear,
+    bigram_mult_buckets,
+    bigram_xor_buckets,
+    trigram_xor_buckets,
+)
 from golf.model.config import (
     BigramConfig,
     BigramForm,
@@ -17,8 +25,6 @@ from golf.model.config import (
     SmearVariant,
     TrigramConfig,
 )
-from golf.model.hash_embed import bigram_mult_buckets, bigram_xor_buckets, trigram_xor_buckets
-from golf.model.smear_gate import HalfBlendSmear, PassThroughSmear, ScalarGateSmear
 from tests.model.lib import blocks_recorder, build, randomize, tiny
 
 IDS = torch.tensor([[5, 7, 3]])

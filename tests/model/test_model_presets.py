@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from golf.kernel.arch import rope_dims
 from golf.model import build_model, count_parameters
 from tests.model.lib import NARROW, PRESETS, assert_causal, build, preset, randomize
 
@@ -36,39 +37,48 @@ def _meta(name):
         return build_model(preset(name))
 
 
+def _head_ops(attn) -> tuple[str, ...]:
+    """The head ops a layer's attention applies to its output, in order."""
+    return tuple(n for n, on in (("xsa", getattr(attn, "xsa", False)), ("attn_gate", hasattr(attn, "attn_gate"))) if on)
+
+
+def _layers(m) -> list[int]:
+    return [s[0] for s in m.steps[m.topology]]
+
+
 def test_unet11_plan():
     m = _meta("unet11")
-    assert [b.attn._head_ops for b in m.blocks] == [("attn_gate",)] * 7 + [("xsa", "attn_gate")] * 4
+    assert [_head_ops(b.attn) for b in m.blocks] == [("attn_gate",)] * 7 + [("xsa", "attn_gate")] * 4
     assert [hasattr(b.attn, "vr_lambda") for b in m.blocks] == [False] + [True] * 10
     assert tuple(m.skip_gates.shape) == (5, 512) and tuple(m.bigram.scale.shape) == (11,)
-    assert m.blocks[0].attn.rotary.dims == 16 and m.blocks[4].ln_scale == 1 / 5 ** 0.5
-    assert [s.layer for s in m._schedules[m.topology]] == list(range(11))
+    assert rope_dims(preset("unet11")) == 16 and m.blocks[4].ln_scale == 1 / 5 ** 0.5
+    assert _layers(m) == list(range(11))
 
 
 def test_pr344_plan():
     m = _meta("pr344")
-    assert all(b.attn._head_ops == ("xsa", "attn_gate") for b in m.blocks)
-    assert all(b.attn.rotary.ntk_reference_len is None for b in m.blocks)
+    assert all(_head_ops(b.attn) == ("xsa", "attn_gate") for b in m.blocks)
+    assert preset("pr344").attention.rope.ntk_reference_len is None
     assert tuple(m.blocks[0].mlp.fc.weight.shape) == (1792, 512)
 
 
 def test_pr1573_plan():
     m = _meta("pr1573")
-    steps = m._schedules[m.topology]
-    assert [s.layer for s in steps] == [0, 1, 2, 3, 4, 5, 3, 4, 6, 7, 8, 9, 10, 11]
-    assert [s.pre for s in steps if s.pre] == ["recycle_mods.0", "recycle_mods.1"]
+    steps = m.steps[m.topology]
+    assert _layers(m) == [0, 1, 2, 3, 4, 5, 3, 4, 6, 7, 8, 9, 10, 11]
+    assert [s[5] for s in steps if s[5] is not None] == [0, 1] and len(m.recycle_mods) == 2  # their modulations
     assert m.ve_shared.layers == (10, 11)
-    assert [b.attn._head_ops for b in m.blocks] == [("attn_gate",)] * 8 + [("xsa", "attn_gate")] * 4
-    assert m.blocks[0].attn.rotary.ntk_reference_len == 1024
+    assert [_head_ops(b.attn) for b in m.blocks] == [("attn_gate",)] * 8 + [("xsa", "attn_gate")] * 4
+    assert preset("pr1573").attention.rope.ntk_reference_len == 1024
 
 
 def test_pr187_plan():
     m = _meta("pr187")
-    steps = m._schedules[m.topology]
-    assert [s.layer for s in steps] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
-    assert [s.renorm for s in steps].count(True) == 1 and steps[5].renorm
-    assert [s.push_skip for s in steps] == [False] * 5 + [True] * 5 + [False] * 5
-    assert [b.attn._head_ops for b in m.blocks] == [()] * 6 + [("xsa",)] * 4
+    steps = m.steps[m.topology]
+    assert _layers(m) == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    assert [s[4] for s in steps].count(True) == 1 and steps[5][4]  # renorm before the second pass
+    assert [s[2] for s in steps] == [False] * 5 + [True] * 5 + [False] * 5  # skips pushed by the last pass
+    assert [_head_ops(b.attn) for b in m.blocks] == [()] * 6 + [("xsa",)] * 4
 
 
 def test_pr295_init():

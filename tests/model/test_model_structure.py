@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golf.model.block import Block
+from golf.kernel.model import MLP, Block
 from golf.model.config import (
     AttentionConfig,
     BackoutConfig,
@@ -25,8 +25,6 @@ from golf.model.config import (
     SkipKind,
     ValueEmbedConfig,
 )
-from golf.model.mlp import build_mlp
-from golf.model.plan import resolve_plan
 from tests.model.lib import blocks_recorder, build, randomize, tiny
 
 
@@ -83,7 +81,7 @@ def test_no_skips_is_absent():
 
 def _block(cfg, layer=0, seed=0):
     torch.manual_seed(seed)
-    return randomize(Block(cfg, resolve_plan(cfg).layers[layer]), seed=seed)
+    return randomize(Block(cfg, layer), seed=seed)
 
 
 def test_block_update_by_hand():
@@ -100,7 +98,7 @@ def test_block_update_by_hand():
 def test_catalytic_is_a_second_per_dim_gain():
     cfg = tiny(residual=ResidualConfig(catalytic=CatalyticConfig()))
     block = _block(cfg)
-    assert torch.equal(Block(cfg, resolve_plan(cfg).layers[0]).cat_attn, torch.ones(16))
+    assert torch.equal(Block(cfg, 0).cat_attn, torch.ones(16))
     plain = _block(tiny())
     plain.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith("cat_")})
     with torch.no_grad():
@@ -198,7 +196,7 @@ def test_recycled_core_order_modulation_and_skips():
                           F.gelu(torch.tensor(0.5)).item()]),
 ])
 def test_mlp_activations(activation, expected):
-    mlp = build_mlp(tiny(model_dim=3, num_heads=1, num_kv_heads=1, mlp=MLPConfig(activation=activation, mult=1.0)))
+    mlp = MLP(tiny(model_dim=3, num_heads=1, num_kv_heads=1, mlp=MLPConfig(activation=activation, mult=1.0)))
     with torch.no_grad():
         mlp.fc.weight.copy_(torch.eye(3))
         mlp.proj.weight.copy_(torch.eye(3))
@@ -207,14 +205,14 @@ def test_mlp_activations(activation, expected):
 
 def test_swiglu_and_hidden_sizes():
     full = dict(model_dim=512, num_heads=8, num_kv_heads=4)
-    swiglu = build_mlp(tiny(**full, mlp=MLPConfig(activation=MLPActivation.swiglu, mult=3.0)))
+    swiglu = MLP(tiny(**full, mlp=MLPConfig(activation=MLPActivation.swiglu, mult=3.0)))
     assert tuple(swiglu.gate.weight.shape) == (1024, 512) and tuple(swiglu.proj.weight.shape) == (512, 1024)
     assert sum(p.numel() for p in swiglu.parameters()) == 2 * 512 * 1536  # parameter-matched to a 3x MLP
-    leaky = build_mlp(tiny(**full, mlp=MLPConfig(activation=MLPActivation.leaky_relu2, mult=3.5)))
+    leaky = MLP(tiny(**full, mlp=MLPConfig(activation=MLPActivation.leaky_relu2, mult=3.5)))
     assert tuple(leaky.fc.weight.shape) == (1792, 512)
-    explicit = build_mlp(tiny(**full, mlp=MLPConfig(activation=MLPActivation.swiglu, hidden=1000)))
+    explicit = MLP(tiny(**full, mlp=MLPConfig(activation=MLPActivation.swiglu, hidden=1000)))
     assert tuple(explicit.fc.weight.shape) == (1000, 512)
-    mlp = build_mlp(tiny(model_dim=2, num_heads=1, num_kv_heads=1, mlp=MLPConfig(activation=MLPActivation.swiglu, mult=1.5)))
+    mlp = MLP(tiny(model_dim=2, num_heads=1, num_kv_heads=1, mlp=MLPConfig(activation=MLPActivation.swiglu, mult=1.5)))
     with torch.no_grad():  # h = 2 * 1.5 * 2 / 3 = 2
         mlp.gate.weight.copy_(torch.eye(2))
         mlp.fc.weight.copy_(torch.tensor([[2.0, 0.0], [0.0, 3.0]]))

@@ -12,9 +12,9 @@ from golf.checkpoint import CheckpointError
 from golf.config.validate import load_config
 from golf.data import prepare_data
 from golf.data.shuffled import build_train_loader
+from golf.kernel.depth import build_switch
 from golf.microbatch import StepBatches
 from golf.model import build_model
-from golf.model.loop import build_switch
 from golf.optim import build_optimizer
 from golf.optim.schedule import lr_multiplier
 from golf.quant.qat import apply_qat

@@ -33,13 +33,13 @@ from golf.dist import DistInfo, all_reduce_, scheduler_job_id
 from golf.eval import build_evaluator
 from golf.finish import finish_run
 from golf.flags import StepFlags
+from golf.kernel.optim import lr_multiplier
 from golf.logging import RunRecorder
 from golf.logging.progress import Progress, format_seconds, quiet
 from golf.microbatch import StepBatches, resolve_micro_rows
 from golf.model import build_model, count_parameters
 from golf.model.loop import build_switch
 from golf.optim import build_optimizer
-from golf.optim.schedule import lr_multiplier
 from golf.preempt import Preempted, StopSignal
 from golf.quant.calibrate import check_calibration
 from golf.quant.qat import apply_qat

@@ -2,11 +2,11 @@
 
 In the training forward of each target Linear, ``w_eff = w + gate · stopgrad(Q(w) − w)``: the value of
 the quantized weight, the gradient of w (spec §2.20; #187 and #295 from step 0, the 03-21/03-22
-lineage, #344 and #1573 "late QAT"). Q is the export's per-row int-k quantizer for the schemes QAT
+lineage, #344 and #1573 "late QAT"). Q is the export's per-row int-k quantization for the schemes QAT
 takes (clip rowmax, percentile or SDClip; scale ``max(c/qmax, floor)``; codes rounded on the grid and
-clamped to the range), its codes times the fp32 scale as #187 and #295 trained (spec §6;
-``fake_quant_scale=fp16`` multiplies by the fp16 scale the artifact stores). Eval forwards see the raw
-weights, as in the records.
+clamped to the range; the same codes bit for bit, tests/quant/test_qat.py), its codes times the fp32
+scale as #187 and #295 trained (spec §6; ``fake_quant_scale=fp16`` multiplies by the fp16 scale the
+artifact stores). Eval forwards see the raw weights, as in the records.
 
 The switch is a tensor: each wrapped module holds a non-persistent 0-dim buffer ``qat_gate`` filled in
 place (0 → 1), which a compiled graph reads as an input, so late QAT takes effect without recompiling

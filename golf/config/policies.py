@@ -23,6 +23,6 @@ def check_policies(cfg) -> None:
         model = build_model(cfg.arch)
         groups_table(model, cfg.optimizer)
         route_state_dict(model.state_dict(), cfg.quant, model.param_roles)
-        qat_table(model, cfg.quant.qat)
+        qat_table(model, cfg.quant)
         if cfg.quant.prune is not None:
             prune_targets(cfg.quant.prune, model.param_roles)

@@ -154,7 +154,7 @@ def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
     return o
 
 
-def build_optimizer(model, cfg: OptimizerConfig, groups, /, world_size=1, rank=0):
+def build_optimizer(model, cfg: OptimizerConfig, groups, world_size=1, rank=0, /):
     """Muon and AdamW over ``model``'s parameters as ``groups`` (name -> [group, lr_mul, wd_mul]) says.
 
     ``model`` is the bare module (not a DDP or compiled wrapper). Returns the set: ``step(step, lr_mul)``,

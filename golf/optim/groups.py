@@ -87,7 +87,7 @@ def build_optimizer(model: nn.Module, cfg: OptimizerConfig, world_size: int = 1,
     """
     named = dict(model.named_parameters())
     routes = assign_groups(named, model.param_roles, cfg.rules)
-    opt = build_optimizer_set(model, cfg, _table(routes), world_size=world_size, rank=rank)
+    opt = build_optimizer_set(model, cfg, _table(routes), world_size, rank)
     opt.routes = routes
     opt.group_table = partial(group_table, routes, {name: p.numel() for name, p in named.items()})
     return opt

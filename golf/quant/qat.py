@@ -14,7 +14,7 @@ from torch import nn
 from golf.config.errors import ConfigError
 from golf.kernel.qat import QAT_GATE as GATE
 from golf.kernel.qat import QatOff, qat_on
-from golf.quant.config import ClipRule, QATConfig
+from golf.quant.config import ClipRule, QATConfig, QuantConfig
 from golf.rules import first_match
 
 __all__ = ["GATE", "apply_qat", "qat_table"]
@@ -22,11 +22,14 @@ __all__ = ["GATE", "apply_qat", "qat_table"]
 QUANTILE_MAX_NUMEL = 1 << 24  # torch.quantile refuses larger inputs
 
 
-def qat_table(model: nn.Module, cfg: QATConfig | None, prefix: str = "quant.qat") -> dict[str, str]:
-    """Weight name -> QAT scheme name for every Linear weight ``cfg.rules`` selects (empty when QAT is
-    off). Raises :class:`ConfigError` for a rule that does not parse or a weight a scheme cannot take."""
-    if cfg is None:
-        return {}
+def qat_table(model: nn.Module, cfg: QuantConfig, prefix: str = "quant") -> dict[str, str]:
+    """Weight name -> QAT scheme name (a key of ``cfg.qat.schemes``) for every Linear weight that
+    ``cfg.qat.rules`` selects, in the model's order; empty when QAT is off. Raises :class:`ConfigError`
+    for a rule that does not parse or a weight its scheme cannot take."""
+    return {} if cfg.qat is None else _targets(model, cfg.qat, f"{prefix}.qat")
+
+
+def _targets(model: nn.Module, cfg: QATConfig, prefix: str) -> dict[str, str]:
     linears = {}
     for mod_name, module in model.named_modules():
         if isinstance(module, nn.Linear) and not hasattr(module, "_qat_base") \
@@ -50,4 +53,4 @@ def apply_qat(model: nn.Module, cfg: QATConfig | None, prefix: str = "quant.qat"
     """Wrap the Linear weights ``cfg`` selects (:func:`qat_table`) and return the kernel's controller
     (``update``, ``remove``, ``active``, ``modules``, ``state_dict``); a no-op controller when ``cfg`` is
     None. Call before ``torch.compile`` and before building the optimizers."""
-    return QatOff() if cfg is None else qat_on(model, cfg, qat_table(model, cfg, prefix))
+    return QatOff() if cfg is None else qat_on(model, cfg, _targets(model, cfg, prefix))

@@ -105,7 +105,7 @@ def test_specialised_family_runs_as_the_kernel(experiment, tmp_path):
 
     torch.manual_seed(0)
     model = build_model(cfg.arch)
-    tables = {"groups": groups_table(model, cfg.optimizer), "qat": qat_table(model, cfg.quant.qat)}
+    tables = {"groups": groups_table(model, cfg.optimizer), "qat": qat_table(model, cfg.quant)}
     tokens = torch.randint(0, 1024, (2, 33), generator=torch.Generator().manual_seed(0))
     args = (tables, tokens, CLOCK, 20, 10.0)
     want = lab["family_run"](copy.deepcopy(model), cfg, *args)

@@ -261,7 +261,7 @@ def test_kernel_entry_takes_the_quant_config_and_the_targets_table():
     off = kernel_apply_qat(_net(), QuantConfig(qat=None), {})
     assert not off.active and not off.update(0, 1.0, 0.0, None) and off.state_dict() == {}
     net, cfg = _net(), _cfg()
-    table = qat_table(net, cfg)
+    table = qat_table(net, QuantConfig(qat=cfg))
     assert table == {f"blocks.{i}.{m}.weight": s for i in range(2)
                      for m, s in (("attn.c_q", "int6"), ("mlp.fc", "int3"), ("mlp.proj", "int3"))}
     qat = kernel_apply_qat(net, QuantConfig(qat=cfg), table)
@@ -279,6 +279,8 @@ def test_percentile_targets_above_the_quantile_limit_are_refused():
     pct = SchemeConfig(bits=6, clip=ClipRule.percentile, clip_quantile=0.999)
     cfg = QATConfig(schemes={"pct": pct, "max": INT6}, rules=[RuleConfig("*", "pct")])
     with pytest.raises(ConfigError) as err:
-        qat_table(net, cfg)
+        qat_table(net, QuantConfig(qat=cfg))
     assert err.value.key == "quant.qat.rules[0].scheme"
-    assert qat_table(net, QATConfig(schemes={"max": INT6}, rules=[RuleConfig("*", "max")])) == {"big.weight": "max"}
+    rowmax = QATConfig(schemes={"max": INT6}, rules=[RuleConfig("*", "max")])
+    assert qat_table(net, QuantConfig(qat=rowmax)) == {"big.weight": "max"}
+    assert qat_table(net, QuantConfig(qat=None)) == {}

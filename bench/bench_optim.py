@@ -23,10 +23,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from golf.config.store import register_schemas
+from golf.kernel.optim import newton_schulz
 from golf.model import as_arch_config, build_model
 from golf.optim import build_optimizer
 from golf.optim.config import OptimizerConfig
-from golf.optim.muon import newton_schulz
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -100,12 +100,14 @@ def main() -> None:
     opt = build_optimizer(model, cfg)
     muon_params = [p for g in opt.muon.param_groups for p in g["params"]]
     momentum, coeffs = cfg.muon.momentum, cfg.muon.ns_coefficients
+    auto = torch.bfloat16 if device.type == "cuda" else torch.float32  # muon.ns_dtype=auto
+    dtype = auto if cfg.muon.ns_dtype == "auto" else getattr(torch, cfg.muon.ns_dtype)
     loop = LoopMuon([torch.nn.Parameter(p.detach().clone()) for p in muon_params], 1.0, momentum,
-                    cfg.muon.ns_steps, coeffs, opt.muon.ns_dtype)
+                    cfg.muon.ns_steps, coeffs, dtype)
     for q, p in zip(loop.params, muon_params):
         q.grad = p.grad.clone()
 
-    opt.muon.set_momentum(momentum)
+    opt.muon.mu = momentum
     for g in opt.muon.param_groups:
         g["lr"], g["weight_decay"] = 1.0, 0.0
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 
 from golf.model import build_model
-from golf.optim.groups import assign_groups
+from golf.optim.groups import groups_table
 from golf.quant.prune import prune_targets
-from golf.quant.qat import apply_qat
+from golf.quant.qat import qat_table
 from golf.quant.routing import route_state_dict
 
 
@@ -21,8 +21,8 @@ def check_policies(cfg) -> None:
     """Resolve every rule table of ``cfg`` (a :class:`GolfConfig`) on a meta model; ConfigError if one fails."""
     with torch.device("meta"):
         model = build_model(cfg.arch)
-        assign_groups(dict(model.named_parameters()), model.param_roles, cfg.optimizer.rules)
+        groups_table(model, cfg.optimizer)
         route_state_dict(model.state_dict(), cfg.quant, model.param_roles)
-        apply_qat(model, cfg.quant.qat)
+        qat_table(model, cfg.quant)
         if cfg.quant.prune is not None:
             prune_targets(cfg.quant.prune, model.param_roles)

@@ -1,17 +1,18 @@
-"""Optimizers and the learning-rate schedule: Muon + AdamW groups routed by parameter-name rules."""
+"""Optimizer settings and routing: the role rules that send each parameter to Muon or an AdamW group.
 
-from golf.optim.builder import OptimizerSet, build_optimizer
+The optimizer set, Muon and the lr schedule run in the kernel (:mod:`golf.kernel.optim`); the lab
+validates their settings and resolves the routing table they take.
+"""
+
 from golf.optim.config import OptimizerConfig, validate_optimizer
-from golf.optim.groups import Route, assign_groups, group_table
-from golf.optim.schedule import lr_multiplier
+from golf.optim.groups import Route, assign_groups, build_optimizer, group_table, groups_table
 
 __all__ = [
     "OptimizerConfig",
-    "OptimizerSet",
     "Route",
     "assign_groups",
     "build_optimizer",
     "group_table",
-    "lr_multiplier",
+    "groups_table",
     "validate_optimizer",
 ]

@@ -5,18 +5,23 @@ wd_mul}``; a parameter takes the first rule whose role expression selects it, an
 rule selects is an error naming it and its roles. Seeds differ here, e.g. the bigram projection goes to
 Muon in #295/#344 and to the scalar AdamW group in #1573, and #507 doubles the lr of the decoder's
 parameters for both Muon and scalar Adam (``place=decoder``, whatever the depth; spec §2.2, §2.17).
+
+The routes resolve into the plain table the kernel's optimizer set takes (:func:`groups_table`,
+:func:`golf.kernel.optim.build_optimizer`); :func:`build_optimizer` does both for the lab's callers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from golf.config.errors import ConfigError
+from golf.kernel.optim import build_optimizer as build_optimizer_set
 from golf.model.roles import Role
-from golf.optim.config import MUON_GROUP, ParamRule
+from golf.optim.config import MUON_GROUP, OptimizerConfig, ParamRule
 from golf.rules import first_match
 
 
@@ -61,3 +66,28 @@ def group_table(routes: Sequence[Route], numels: dict[str, int]) -> list[tuple[s
         names.append(r.name)
         table[r.label] = (names, total + numels[r.name])
     return [(label, names, total) for label, (names, total) in table.items()]
+
+
+def groups_table(model: nn.Module, cfg: OptimizerConfig) -> dict[str, list]:
+    """Parameter name -> ``[group, lr_mul, wd_mul]`` for every parameter of ``model`` (in its order): the
+    table :func:`golf.kernel.optim.build_optimizer` takes. Raises :class:`ConfigError`."""
+    return _table(assign_groups(dict(model.named_parameters()), model.param_roles, cfg.rules))
+
+
+def _table(routes: Sequence[Route]) -> dict[str, list]:
+    return {r.name: [r.group, r.lr_mul, r.wd_mul] for r in routes}
+
+
+def build_optimizer(model: nn.Module, cfg: OptimizerConfig, world_size: int = 1, rank: int = 0):
+    """Route ``model``'s parameters by ``cfg.rules`` over their roles and build the kernel's optimizer
+    set over them; the set also carries ``routes`` and ``group_table()`` (for the dry run).
+
+    ``model`` is the bare module (not the DDP or compiled wrapper), so parameter names match the rules.
+    Raises :class:`golf.config.errors.ConfigError` when the rules and the model's parameters disagree.
+    """
+    named = dict(model.named_parameters())
+    routes = assign_groups(named, model.param_roles, cfg.rules)
+    opt = build_optimizer_set(model, cfg, _table(routes), world_size, rank)
+    opt.routes = routes
+    opt.group_table = partial(group_table, routes, {name: p.numel() for name, p in named.items()})
+    return opt

@@ -7,6 +7,7 @@ from torch import nn
 
 from golf.model.roles import Label, label_parameters
 from golf.optim.config import AdamGroupConfig, MuonConfig, OptimizerConfig, ParamRule
+from tests.optim.quintic import COEFFS
 
 
 class _Attn(nn.Module):
@@ -83,3 +84,10 @@ def decoder_cfg() -> OptimizerConfig:
             ParamRule(select="family=unet", group="frozen"),
         ],
     )
+
+
+def bf16_muon(momentum=0.9, before=True, row_normalize=False, weight_decay=0.0) -> MuonConfig:
+    """Muon settings with a constant momentum and the records' bf16 iteration (also on CPU)."""
+    return MuonConfig(momentum=momentum, momentum_warmup=None, ns_steps=5, ns_coefficients=list(COEFFS),
+                      ns_dtype="bfloat16", weight_decay=weight_decay,
+                      weight_decay_timing="before" if before else "after", row_normalize=row_normalize)

@@ -7,18 +7,19 @@ import pytest
 import torch
 
 from golf.config.errors import ConfigError
+from golf.kernel.optim import build_muon, lr_multiplier
+from golf.kernel.optim import muon_row_normalize as row_normalize
 from golf.optim.config import OptimizerConfig, ScheduleConfig, validate_optimizer
-from golf.optim.muon import Muon, row_normalize
-from golf.optim.schedule import lr_multiplier
-from tests.optim.quintic import COEFFS, quintic5_bf16
+from tests.optim.quintic import quintic5_bf16
+from tests.optim.standin import bf16_muon
 
 # rows of norm 3, 4, 0, 0: MuonEq-R makes the first two unit rows, so both singular values become 1
 G = torch.tensor([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0], [0.0, 0.0]])
 
 
 def muon(p, *, row_normalize_on: bool, momentum=0.9, lr=0.1):
-    return Muon([dict(params=[p], lr=lr, base_lr=lr, weight_decay=0.0)], momentum=momentum, ns_steps=5,
-                ns_coefficients=COEFFS, weight_decay_before=True, row_normalize=row_normalize_on)
+    return build_muon([dict(params=[p], lr=lr, base_lr=lr, weight_decay=0.0)],
+                      bf16_muon(momentum, row_normalize=row_normalize_on))
 
 
 def test_row_normalize_by_hand():
@@ -59,7 +60,7 @@ def test_muoneq_r_normalizes_the_nesterov_update_not_the_gradient():
     p.grad = G.clone()
     opt.step()
     after_one = p.detach().clone()
-    opt.set_momentum(0.5)
+    opt.mu = 0.5
     p.grad = H.clone()
     opt.step()
     u = H + 0.5 * (0.5 * G + H)

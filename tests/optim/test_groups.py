@@ -7,9 +7,9 @@ import torch
 
 from golf.config.errors import ConfigError
 from golf.optim.config import OptimizerConfig, ParamRule
-from golf.optim.groups import assign_groups, group_table
+from golf.optim.groups import assign_groups, group_table, groups_table
 from tests.helpers import roles_by_name
-from tests.optim.standin import StandIn
+from tests.optim.standin import StandIn, decoder_cfg
 
 BASELINE_RULES = OptimizerConfig().rules
 
@@ -74,3 +74,15 @@ def test_vectors_cannot_go_to_muon():
         assign_groups(params, roles_by_name(params), [ParamRule(select="*", group="muon")])
     assert err.value.key == "optimizer.rules[0].group"
     assert "attn_scale" in err.value.reason
+
+
+def test_groups_table_is_the_plain_table_the_kernel_takes():
+    """name -> [group, lr_mul, wd_mul] for every parameter, in the model's order (#507-style rules)."""
+    model = StandIn(layers=4)
+    table = groups_table(model, decoder_cfg())
+    assert list(table) == [n for n, _ in model.named_parameters()]
+    assert table["tok_emb.weight"] == ["tok", 1.0, 1.0]
+    assert table["blocks.0.attn.c_q.weight"] == ["muon", 1.0, 1.0]
+    assert table["blocks.3.mlp.fc.weight"] == ["muon", 2.0, 1.0]
+    assert table["blocks.2.attn_scale"] == ["scalar", 2.0, 1.0]
+    assert table["skip_weights"] == ["frozen", 1.0, 1.0]

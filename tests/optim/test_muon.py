@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from golf.kernel.optim import build_muon, muon_momentum, newton_schulz
 from golf.optim.config import MomentumWarmupConfig, MuonConfig
-from golf.optim.muon import Muon, newton_schulz
-from golf.optim.schedule import muon_momentum
 from tests.optim.quintic import COEFFS, quintic5_bf16
+from tests.optim.standin import bf16_muon
 
 # singular values 3 and 4 on the axes: orthogonalised to diag(q(0.6), q(0.8)) whatever the positive scale
 G = torch.tensor([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0], [0.0, 0.0]])
@@ -21,9 +21,9 @@ def ortho_of_g(scale: float) -> torch.Tensor:
     return out
 
 
-def make_muon(param: torch.nn.Parameter, *, lr=0.1, wd=0.0, before=True, momentum=0.9) -> Muon:
-    return Muon([dict(params=[param], lr=lr, base_lr=lr, weight_decay=wd)], momentum=momentum, ns_steps=5,
-                ns_coefficients=COEFFS, weight_decay_before=before)
+def make_muon(param: torch.nn.Parameter, *, lr=0.1, wd=0.0, before=True, momentum=0.9):
+    return build_muon([dict(params=[param], lr=lr, base_lr=lr, weight_decay=wd)],
+                      bf16_muon(momentum, before, weight_decay=wd))
 
 
 def test_first_step_by_hand():
@@ -43,7 +43,7 @@ def test_momentum_buffer_and_nesterov_over_two_steps():
     p.grad = G.clone()
     opt.step()
     after_one = p.detach().clone()
-    opt.set_momentum(0.5)
+    opt.mu = 0.5
     g2 = 2.0 * G
     p.grad = g2.clone()
     opt.step()
@@ -74,8 +74,7 @@ def test_wide_matrix_has_no_shape_scale_and_banks_are_per_slice():
     bank = torch.nn.Parameter(torch.zeros(3, 8, 16))
     singles = [torch.nn.Parameter(torch.zeros(8, 16)) for _ in range(3)]
     opt_bank = make_muon(bank, lr=1.0)
-    opt_single = Muon([dict(params=singles, lr=1.0, base_lr=1.0, weight_decay=0.0)], momentum=0.9, ns_steps=5,
-                      ns_coefficients=COEFFS, weight_decay_before=True)
+    opt_single = build_muon([dict(params=singles, lr=1.0, base_lr=1.0, weight_decay=0.0)], bf16_muon())
     bank.grad = grads.clone()
     for s, g in zip(singles, grads):
         s.grad = g.clone()
@@ -85,11 +84,6 @@ def test_wide_matrix_has_no_shape_scale_and_banks_are_per_slice():
         torch.testing.assert_close(bank.detach()[i], s.detach())
         # rows < cols: scale 1, update = -lr * NS(1.9 g)
         torch.testing.assert_close(s.detach(), -newton_schulz(1.9 * grads[i], 5, COEFFS).float())
-
-
-def test_rejects_vectors():
-    with pytest.raises(ValueError, match="matrices"):
-        make_muon(torch.nn.Parameter(torch.zeros(4)))
 
 
 def test_momentum_warmup_is_linear_then_constant():

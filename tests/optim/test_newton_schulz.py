@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from golf.optim.muon import newton_schulz
+from golf.kernel.optim import newton_schulz
 from tests.optim.quintic import COEFFS, quintic5, quintic5_bf16
 
 # bf16 iterates: measured deviation from the exact scalar map is <= 0.016 on these shapes

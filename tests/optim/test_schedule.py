@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from golf.kernel.optim import lr_multiplier
 from golf.optim.config import ScheduleConfig
-from golf.optim.schedule import lr_multiplier
 
 WALL = ScheduleConfig(kind="wallclock", warmdown_iters=1200)
 ITERS = ScheduleConfig(kind="iterations", warmdown_iters=1200)

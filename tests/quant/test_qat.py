@@ -8,17 +8,21 @@ import torch._dynamo.testing
 from torch import nn
 
 from golf.config.errors import ConfigError
+from golf.kernel.qat import apply_qat as kernel_apply_qat
+from golf.kernel.qat import qat_fake_quant
 from golf.quant.config import (
+    ClipOrder,
     ClipRule,
     QATConfig,
     QATSchedule,
+    QuantConfig,
     RangeConvention,
     RuleConfig,
     ScaleFloor,
     ScalePrecision,
     SchemeConfig,
 )
-from golf.quant.qat import GATE, apply_qat
+from golf.quant.qat import GATE, apply_qat, qat_table
 from golf.quant.quantizer import fake_quantize
 from tests.helpers import roles_by_name
 
@@ -144,8 +148,7 @@ def test_schedules():
     assert float(net.blocks[0].mlp.fc._buffers[GATE]) == 0.0
     assert wall.update(2, elapsed_s=510.0, lr_mul=1.0, max_wallclock_s=600) and wall.active
     assert float(net.blocks[0].mlp.fc._buffers[GATE]) == 1.0
-    with pytest.raises(ValueError, match="max_wallclock_s"):
-        apply_qat(_net(), _cfg(QATSchedule.wallclock_fraction)).update(1, 1.0, 1.0, None)
+    # (a wallclock_fraction schedule without a cap is refused by validation: tests/config/test_compose.py)
 
 
 def test_state_dict_round_trip():
@@ -217,3 +220,67 @@ def test_fake_quantized_weight_is_codes_times_the_fp32_scale_by_default():
         apply_qat(net, _cfg(rules=(("*", "int6"),), fake_quant_scale=scale))
         assert net.blocks[0].attn.c_q.qat_scale is scale
         assert torch.equal(net.blocks[0].attn.c_q.weight, codes * s)
+
+
+def _weights(dtype=torch.float32, cols=40):
+    w = torch.randn(24, cols, generator=torch.Generator().manual_seed(5)) * 0.05
+    w[3] = 0.0  # an all-zero row: clip 0, the scale at its floor
+    w[5, 0] = 1.0  # an outlier the percentile clip cuts
+    return w.to(dtype)
+
+
+QAT_SCHEMES = {
+    "int3_rowmax_full": INT3,
+    "int6_rowmax": INT6,
+    "int8_percentile": SchemeConfig(bits=8, clip=ClipRule.percentile, clip_quantile=0.99),
+    "int8_percentile_1": SchemeConfig(bits=8, clip=ClipRule.percentile, clip_quantile=1.0),
+    "int6_sdclip": SchemeConfig(bits=6, clip=ClipRule.sdclip, clip_sigmas=2.5, scale_floor=ScaleFloor.tiny),
+    "int5_fp16_rounding_tiny": SchemeConfig(bits=5, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny,
+                                            rounding_scale=ScalePrecision.fp16, range=RangeConvention.full),
+    "int8_grid4": SchemeConfig(bits=8, clip=ClipRule.rowmax, grid_step=4),
+    "int5_round_then_clamp": SchemeConfig(bits=5, clip=ClipRule.percentile, clip_quantile=0.9,
+                                          clip_order=ClipOrder.round_then_clamp, rounding_scale=ScalePrecision.fp16),
+}
+
+
+@pytest.mark.parametrize("scale", list(ScalePrecision))
+@pytest.mark.parametrize("name", list(QAT_SCHEMES))
+def test_kernel_fake_quantizer_is_the_export_quantizer(name, scale):
+    """QAT's fake quantization is bit for bit the export quantizer's codes times the chosen scale, for every
+    scheme QAT accepts (clip rowmax / percentile / sdclip, both floors, ranges, grids, rounding scales)."""
+    scheme = QAT_SCHEMES[name]
+    for w in (_weights(), _weights(torch.bfloat16), _weights(cols=1)):
+        got = qat_fake_quant(w, scheme, scale)
+        assert got.dtype == w.dtype
+        assert torch.equal(got, fake_quantize(w, scheme, scale)), (name, scale, w.dtype, w.shape)
+
+
+def test_kernel_entry_takes_the_quant_config_and_the_targets_table():
+    """The run kernel's apply_qat: off (quant.qat null) is a controller that does nothing; on, it wraps
+    exactly the table's weights with the table's schemes."""
+    off = kernel_apply_qat(_net(), QuantConfig(qat=None), {})
+    assert not off.active and not off.update(0, 1.0, 0.0, None) and off.state_dict() == {}
+    net, cfg = _net(), _cfg()
+    table = qat_table(net, QuantConfig(qat=cfg))
+    assert table == {f"blocks.{i}.{m}.weight": s for i in range(2)
+                     for m, s in (("attn.c_q", "int6"), ("mlp.fc", "int3"), ("mlp.proj", "int3"))}
+    qat = kernel_apply_qat(net, QuantConfig(qat=cfg), table)
+    assert qat.active and set(qat.modules) == {n.removesuffix(".weight") for n in table}
+    assert net.blocks[1].mlp.proj.qat_scheme is cfg.schemes["int3"]
+
+
+def test_percentile_targets_above_the_quantile_limit_are_refused():
+    """torch.quantile takes at most 2^24 elements: a percentile QAT scheme on a larger Linear is refused
+    when the targets are resolved (at validation, on the meta device), naming the rule."""
+    with torch.device("meta"):
+        net = nn.Module()
+        net.big = nn.Linear(4097, 4097, bias=False)  # 16,785,409 > 2^24 elements
+    net.param_roles = roles_by_name(dict(net.named_parameters()), kinds={"big.weight": "matrix"})
+    pct = SchemeConfig(bits=6, clip=ClipRule.percentile, clip_quantile=0.999)
+    cfg = QATConfig(schemes={"pct": pct, "max": INT6}, rules=[RuleConfig("*", "pct")])
+    with pytest.raises(ConfigError) as err:
+        qat_table(net, QuantConfig(qat=cfg))
+    assert err.value.key == "quant.qat.rules[0].scheme"
+    rowmax = QATConfig(schemes={"max": INT6}, rules=[RuleConfig("*", "max")])
+    assert qat_table(net, QuantConfig(qat=rowmax)) == {"big.weight": "max"}
+    assert qat_table(net, QuantConfig(qat=None)) == {}

@@ -12,11 +12,11 @@ from golf.checkpoint import CheckpointError
 from golf.config.validate import load_config
 from golf.data import prepare_data
 from golf.data.shuffled import build_train_loader
-from golf.kernel.depth import build_switch
+from golf.kernel.optim import lr_multiplier
 from golf.microbatch import StepBatches
 from golf.model import build_model
+from golf.model.loop import build_switch
 from golf.optim import build_optimizer
-from golf.optim.schedule import lr_multiplier
 from golf.quant.qat import apply_qat
 from golf.train_state import COMPONENTS, TrainState
 from tests.helpers import TINY, compose_config

@@ -24,8 +24,8 @@ from golf.config.errors import ConfigError
 from golf.data.shards import ShardError
 from golf.files import RunDirBusy, discard_if_unused
 from golf.preempt import Preempted
-from golf.quant.container import ArtifactError
 from golf.quant.report import BudgetExceededError
+from golf.quant.validate_artifact import ArtifactError
 
 REFUSED = (ConfigError, RunDirBusy)
 EXPECTED = (CheckpointError, ShardError, ArtifactError, FloatingPointError, BudgetExceededError, Preempted, OSError)

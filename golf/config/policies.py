@@ -12,9 +12,8 @@ import torch
 
 from golf.model import build_model
 from golf.optim.groups import assign_groups
-from golf.quant.prune import prune_targets
 from golf.quant.qat import apply_qat
-from golf.quant.routing import route_state_dict
+from golf.quant.routing import prune_targets, route_state_dict
 
 
 def check_policies(cfg) -> None:

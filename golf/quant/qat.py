@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from golf.kernel.quantize import fake_quantize
 from golf.quant.config import QATConfig, QATSchedule, ScalePrecision, as_scheme
-from golf.quant.quantizer import fake_quantize
 from golf.rules import first_match
 
 GATE = "qat_gate"

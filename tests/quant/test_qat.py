@@ -8,6 +8,7 @@ import torch._dynamo.testing
 from torch import nn
 
 from golf.config.errors import ConfigError
+from golf.kernel.quantize import fake_quantize
 from golf.quant.config import (
     ClipRule,
     QATConfig,
@@ -19,7 +20,6 @@ from golf.quant.config import (
     SchemeConfig,
 )
 from golf.quant.qat import GATE, apply_qat
-from golf.quant.quantizer import fake_quantize
 from tests.helpers import roles_by_name
 
 INT3 = SchemeConfig(bits=3, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny, range=RangeConvention.full)

@@ -44,28 +44,28 @@ from golf.kernel.quantize import QuantizedTensor, dequantize, prune_tensor, quan
 if TYPE_CHECKING:
     from golf.quant.config import QuantConfig
 
-def pack_codes(q, lo: int, bits: int) -> bytes:
-    """Int codes (values in [lo, lo + 2^bits − 1]) as a k-bit stream."""
-    u = (q.reshape(-1).astype(np.int16) - lo).astype(np.uint8)
-    return np.packbits(np.unpackbits(u[:, None], axis=1, bitorder="little")[:, :bits].reshape(-1),
+def pack_codes(c, lo: int, k: int) -> bytes:
+    """Int codes ``c`` (numpy, values in [lo, lo + 2^k − 1]) as a k-bit stream."""
+    u = (c.reshape(-1).astype(np.int16) - lo).astype(np.uint8)
+    return np.packbits(np.unpackbits(u[:, None], axis=1, bitorder="little")[:, :k].reshape(-1),
                        bitorder="little").tobytes()
 
 
-def unpack_codes(buf: bytes, lo: int, bits: int, n: int):
+def unpack_codes(b: bytes, lo: int, k: int, n: int):
     """``n`` int8 codes from a k-bit stream."""
-    p = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), count=n * bits, bitorder="little").reshape(n, bits)
-    u = np.packbits(np.pad(p, ((0, 0), (0, 8 - bits))), axis=1, bitorder="little").reshape(-1)  # [n]
+    p = np.unpackbits(np.frombuffer(b, dtype=np.uint8), count=n * k, bitorder="little").reshape(n, k)
+    u = np.packbits(np.pad(p, ((0, 0), (0, 8 - k))), axis=1, bitorder="little").reshape(-1)  # [n]
     return (u.astype(np.int16) + lo).astype(np.int8)
 
 
-def byte_shuffle(data: bytes, n: int) -> bytes:
-    a = np.frombuffer(data, dtype=np.uint8)
+def byte_shuffle(b: bytes, n: int) -> bytes:
+    a = np.frombuffer(b, dtype=np.uint8)
     return b"BSHF" + bytes([n]) + b"".join(a[k::n].tobytes() for k in range(n))
 
 
-def byte_unshuffle(data: bytes) -> bytes:
-    n = data[4]
-    a = np.frombuffer(data, dtype=np.uint8, offset=5)
+def byte_unshuffle(b: bytes) -> bytes:
+    n = b[4]
+    a = np.frombuffer(b, dtype=np.uint8, offset=5)
     out = np.empty_like(a)
     i = 0
     for k in range(n):
@@ -76,65 +76,58 @@ def byte_unshuffle(data: bytes) -> bytes:
 
 
 def _abytes(t) -> bytes:
-    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+    """The raw bytes of a CPU tensor."""
+    return t.reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
-def _adtype(d) -> str:
-    return str(d).removeprefix("torch.")
-
-
-def quantize_state_dict(state, q: QuantConfig, schemes, hessians=None, prune=()):
-    """name → (scheme name, original dtype, stored data: QuantizedTensor or tensor), from CPU copies (the
-    input is not modified). ``prune``: the names magnitude-pruned first (the lab's table); ``hessians``:
-    name → H of every tensor to quantize with GPTQ."""
-    sd = {n: t.detach().cpu() for n, t in state.items()}
-    if q.prune is not None:
-        sd = {n: prune_tensor(t, q.prune.fraction) if n in prune else t for n, t in sd.items()}
-    hs = hessians or {}
+def quantize_state_dict(sd, q: QuantConfig, schemes, hs=None, prune=()):
+    """name → (scheme name, original dtype, stored data: QuantizedTensor or tensor) of the state dict
+    ``sd``, from CPU copies (the input is not modified). ``schemes``: the lab's table; ``prune``: the names
+    magnitude-pruned first (the lab's table); ``hs``: name → Hessian of every tensor to quantize with GPTQ."""
     out = {}
     for n, t in sd.items():
-        sn = schemes[n]
-        s = None if sn == "raw" else q.schemes[sn]
+        t = t.detach().cpu()
+        if q.prune is not None and n in prune:
+            t = prune_tensor(t, q.prune.fraction)
+        s = q.schemes.get(schemes[n])  # None: raw (not a float tensor)
         if s is None:
             d = t
         elif s.kind == "int":
-            d = gptq_quantize(t, hs[n], s) if q.calibration is not None and n in hs else quantize(t, s)
+            d = gptq_quantize(t, hs[n], s) if q.calibration is not None and n in (hs or ()) else quantize(t, s)
         else:
             d = t.to(torch.float16 if s.kind == "fp16" else torch.float32)
-        out[n] = sn, t.dtype, d
+        out[n] = schemes[n], t.dtype, d
     return out
 
 
-def serialize(stored, q: QuantConfig) -> bytes:
-    """Header + payload of stored tensors (the body, before compression)."""
+def serialize(st, q: QuantConfig) -> bytes:
+    """Header + payload of stored tensors ``st`` (the body, before compression)."""
     bits = q.packing == "bits"
-    entries, parts = [], []  # parts: (section, entry, key, bytes)
-    for n, (sn, dt, d) in stored.items():
-        e = {"name": n, "dtype": _adtype(dt), "scheme": sn}
+    entries, sections = [], ([], [], [])  # codes, scales, kept tensors: (entry, key, bytes)
+    for n, (sn, dt, d) in st.items():
+        e = {"name": n, "dtype": str(dt)[6:], "scheme": sn}
         if isinstance(d, QuantizedTensor):
             e.update(shape=list(d.q.shape), enc="int", bits=d.bits, lo=d.lo, hi=d.hi, packed=bits and d.bits < 8,
-                     scale_dtype=_adtype(d.scale.dtype), scale_shape=list(d.scale.shape))
-            parts += [(0, e, "codes", pack_codes(d.q.numpy(), d.lo, d.bits) if bits and d.bits < 8 else _abytes(d.q)),
-                      (1, e, "scale", _abytes(d.scale))]
+                     scale_dtype=str(d.scale.dtype)[6:], scale_shape=list(d.scale.shape))
+            sections[0].append((e, "codes", pack_codes(d.q.numpy(), d.lo, d.bits) if bits and d.bits < 8 else _abytes(d.q)))
+            sections[1].append((e, "scale", _abytes(d.scale)))
         else:
-            e.update(shape=list(d.shape), enc="tensor", store_dtype=_adtype(d.dtype))
-            parts.append((2, e, "data", _abytes(d)))
+            e.update(shape=list(d.shape), enc="tensor", store_dtype=str(d.dtype)[6:])
+            sections[2].append((e, "data", _abytes(d)))
         entries.append(e)
-    off, payload = 0, []
-    for i in range(3):
-        for j, e, k, b in parts:
-            if j == i:
-                e[k] = [off, len(b)]
-                off += len(b)
-                payload.append(b)
-    head = json.dumps({"format": "golf-quant", "version": 1, "byteorder": "little", "payload_bytes": off,
+    parts = sections[0] + sections[1] + sections[2]
+    o = 0
+    for e, k, b in parts:
+        e[k] = [o, len(b)]
+        o += len(b)
+    head = json.dumps({"format": "golf-quant", "version": 1, "byteorder": "little", "payload_bytes": o,
                        "tensors": entries}, separators=(",", ":")).encode()
-    return struct.pack("<I", len(head)) + head + b"".join(payload)
+    return struct.pack("<I", len(head)) + head + b"".join(b for _, _, b in parts)
 
 
-def frame_body(body: bytes, q: QuantConfig) -> bytes:
-    """The artifact of a body: (byte-shuffled,) compressed and framed."""
-    z = body if q.byte_shuffle is None else byte_shuffle(body, q.byte_shuffle)
+def frame_body(b: bytes, q: QuantConfig) -> bytes:
+    """The artifact of a body ``b``: (byte-shuffled,) compressed and framed."""
+    z = b if q.byte_shuffle is None else byte_shuffle(b, q.byte_shuffle)
     if q.compressor == "zlib":
         c, z = 0, zlib.compress(z, q.level)
     elif q.compressor == "zstd":
@@ -146,37 +139,32 @@ def frame_body(body: bytes, q: QuantConfig) -> bytes:
     if q.byte_shuffle is not None:
         c |= 0x80
     # magic, version, compressor id, compressed length, body length, sha256 (54 bytes)
-    return struct.pack("<4sBBQQ32s", b"GQNT", 1, c, len(z), len(body), hashlib.sha256(body).digest()) + z
+    return struct.pack("<4sBBQQ32s", b"GQNT", 1, c, len(z), len(b), hashlib.sha256(b).digest()) + z
 
 
-def export_state_dict(state, q: QuantConfig, schemes, hessians=None, prune=()):
+def export_state_dict(sd, q: QuantConfig, schemes, hs=None, prune=()):
     """(artifact bytes, stored tensors) of a state dict: see :func:`quantize_state_dict`."""
-    stored = quantize_state_dict(state, q, schemes, hessians, prune)
-    return frame_body(serialize(stored, q), q), stored
+    st = quantize_state_dict(sd, q, schemes, hs, prune)
+    return frame_body(serialize(st, q), q), st
 
 
-def _afrom(p: bytes, rng, dtype: str, shape):
-    return torch.frombuffer(bytearray(p[rng[0]:rng[0] + rng[1]]), dtype=torch.uint8).view(
-        getattr(torch, dtype)).reshape(shape).clone()
-
-
-def decode_body(body: bytes, q: QuantConfig):
-    """Dequantized tensors (original names, shapes, dtypes) of a body; bit-packed codes are read when
+def decode_body(b: bytes, q: QuantConfig):
+    """Dequantized tensors (original names, shapes, dtypes) of a body ``b``; bit-packed codes are read when
     ``q.packing`` is ``bits``."""
-    (k,) = struct.unpack_from("<I", body)
-    p = body[4 + k:]
+    (k,) = struct.unpack_from("<I", b)
+    p = b[4 + k:]
     out = {}
-    for e in json.loads(body[4:4 + k])["tensors"]:
-        dt, sh = getattr(torch, e["dtype"]), e["shape"]
+    for e in json.loads(b[4:4 + k])["tensors"]:
+        def get(r, dt, sh=e["shape"]):  # the bytes at [offset, length] r as a tensor
+            return torch.from_numpy(np.frombuffer(bytearray(p[r[0]:sum(r)]), dtype=np.uint8)).view(getattr(torch, dt)).reshape(sh)
+
         if e["enc"] == "int":
-            a, n = e["codes"]
-            c = unpack_codes(p[a:a + n], e["lo"], e["bits"], math.prod(sh)) if q.packing == "bits" and e["packed"] else \
-                np.frombuffer(p[a:a + n], dtype=np.int8)
-            qt = QuantizedTensor(torch.from_numpy(c.copy()).reshape(sh),
-                                 _afrom(p, e["scale"], e["scale_dtype"], e["scale_shape"]), e["bits"], e["lo"], e["hi"])
-            out[e["name"]] = dequantize(qt, dt)
+            c = get(e["codes"], "int8") if not (q.packing == "bits" and e["packed"]) else torch.from_numpy(unpack_codes(
+                p[e["codes"][0]:sum(e["codes"])], e["lo"], e["bits"], math.prod(e["shape"]))).reshape(e["shape"])
+            t = dequantize(QuantizedTensor(c, get(e["scale"], e["scale_dtype"], e["scale_shape"]), 0, 0, 0))
         else:
-            out[e["name"]] = _afrom(p, e["data"], e["store_dtype"], sh).to(dt)
+            t = get(e["data"], e["store_dtype"])
+        out[e["name"]] = t.to(getattr(torch, e["dtype"]))
     return out
 
 

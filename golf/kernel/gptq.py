@@ -40,9 +40,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from golf.kernel.dist import all_reduce_
-from golf.kernel.quantize import QuantizedTensor, code_range, quantize_rows, round_codes, scaled_for_rounding
+from golf.kernel.quantize import QuantizedTensor, code_range, quantize_rows, round_codes
 
 if TYPE_CHECKING:
+    from golf.config.schema import TrainConfig
     from golf.quant.config import CalibrationConfig, QuantConfig, SchemeConfig
 
 
@@ -52,8 +53,7 @@ def gptq_quantize(w, h, s: SchemeConfig):
     w = w.detach().to(device=h.device, dtype=torch.float32).clone()
     h = h.detach().to(dtype=torch.float32).clone()
     cols = w.shape[1]
-    clip, _, a, sc = quantize_rows(w, s)  # [rows], from the unpermuted weights
-    d = a if s.rounding_scale == "fp32" else sc.float()
+    clip, _, _, sc, d = quantize_rows(w, s)  # [rows], from the unpermuted weights
     live = d > 0  # an all-zero row (fp16 scale 0) gets codes 0
     div = torch.where(live, d, torch.ones_like(d))[None]  # [1, rows]
     deq = sc.float()[None]
@@ -75,7 +75,7 @@ def gptq_quantize(w, h, s: SchemeConfig):
         ub = u[i:j2, i:j2]
         for j in range(j2 - i):
             col = b[j:j + 1]  # [1, rows]
-            r = round_codes(scaled_for_rounding(col, c, div, s), s)
+            r = round_codes(col, c, div, s)
             q[i + j:i + j + 1] = r
             err = (col - r * deq) / ub[j, j]
             b[j:] -= ub[j, j:, None] * err  # [block-j, 1] * [1, rows]
@@ -147,17 +147,18 @@ def generated_batches(model, n, seqs, seq_len, c: CalibrationConfig, rank=0, aut
         yield ids
 
 
-def calibrate(model, q: QuantConfig, dist, schemes, loader=None, batch_tokens=0, seq_len=0, autocast=None, tick=None):
+def calibrate(model, q: QuantConfig, t: TrainConfig, dist, schemes, loader=None, autocast=None, tick=None):
     """Hessians (name → H [cols, cols], fp32) of every weight ``schemes`` (the lab's name → scheme table)
-    routes to a GPTQ scheme; None without calibration or on ranks whose H is not used. ``loader()`` makes
-    a fresh training loader; ``batch_tokens``/``seq_len`` are the training values, used where
+    routes to a GPTQ scheme; None when there is none (no calibration runs) or on ranks whose H is not used.
+    ``loader()`` makes a fresh training loader; the training batch and sequence length apply where
     ``quant.calibration`` leaves them unset."""
     c = q.calibration
-    if c is not None and (c.reduce == "all_reduce" or dist.is_main):
-        n = c.batch_tokens or batch_tokens
-        length = c.seq_len or seq_len
-        sites = hessian_sites(model, [k for k, v in schemes.items() if v != "raw" and q.schemes[v].kind == "int"
-                                      and q.schemes[v].gptq is not None])
+    names = c is not None and [k for k, v in schemes.items() if v != "raw" and q.schemes[v].kind == "int"
+                               and q.schemes[v].gptq is not None]
+    if names and (c.reduce == "all_reduce" or dist.is_main):
+        n = c.batch_tokens or t.batch_tokens
+        length = c.seq_len or t.seq_len
+        sites = hessian_sites(model, names)
         if c.source == "train":
             ld = loader()
             batches = (ld.next_batch(n, length, 1)[0] for _ in range(c.batches))

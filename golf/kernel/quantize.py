@@ -47,17 +47,14 @@ def code_range(s: SchemeConfig) -> tuple[int, int]:
     return (-m - 1 if s.range == "full" else -m), m
 
 
-def quantile(x, q: float, dim=None):
-    """``torch.quantile`` (linear interpolation), also for inputs above its 2^24-element limit."""
-    if x.numel() <= 1 << 24:
-        return torch.quantile(x, q, dim=dim)
-    d = -1 if dim is None else dim
-    o = (x.flatten() if dim is None else x).sort(dim=d).values
-    n = o.shape[d]
-    p = q * (n - 1)
-    i = int(p)
-    return torch.lerp(o.narrow(d, i, 1).squeeze(d), o.narrow(d, min(i + 1, n - 1), 1).squeeze(d),
-                      torch.tensor(p - i, dtype=x.dtype))
+def quantile(x, q: float, rows=False):
+    """The q-quantile of ``x`` (or of each of its rows) with linear interpolation, computed as
+    ``torch.quantile`` does (rank q·(n−1) in x's dtype), also above its 2^24-element limit."""
+    o = (x if rows else x.reshape(1, -1)).sort().values  # [rows, n]
+    r = torch.tensor(q, dtype=x.dtype) * (o.shape[1] - 1)
+    i = int(r)
+    v = o[:, i].lerp(o[:, int(r.ceil())], r - i)
+    return v if rows else v[0]
 
 
 def prune_tensor(t, fraction: float):
@@ -65,70 +62,51 @@ def prune_tensor(t, fraction: float):
     if fraction <= 0.0 or t.numel() == 0:
         return t.clone()
     a = t.detach().float().abs()
-    return torch.where(a < quantile(a.flatten(), fraction), torch.zeros_like(t), t)
+    return torch.where(a < quantile(a, fraction), torch.zeros_like(t), t)
 
 
-def _qstd(t, k: float, dim=None):
-    """SDClip: k · std (unbiased); 0 for fewer than two values."""
-    if (t.numel() if dim is None else t.shape[dim]) < 2:
-        return torch.zeros(() if dim is None else t.shape[0], dtype=t.dtype)
-    return k * (t.std() if dim is None else t.std(dim=dim))
+def _qstd(t, k: float):
+    """SDClip: k · std of each row (unbiased); 0 for rows of fewer than two values."""
+    return k * t.std(dim=1) if t.shape[1] > 1 else torch.zeros(t.shape[0])
 
 
-def round_codes(x, s: SchemeConfig):
-    """Round scaled values to codes on the scheme's grid and clamp to its range (float result)."""
-    q = torch.round(x)
+def round_codes(w, c, d, s: SchemeConfig):
+    """The codes (float) of ``w`` for the clip ``c`` and divisor ``d`` (both broadcast against ``w``):
+    round(clip(w, ±c)/d) (clip_then_round; ``round(w/d)`` for round_then_clamp, #1573), rounded to the
+    scheme's grid, clamped to its range."""
+    if s.clip_order == "clip_then_round":
+        w = torch.maximum(torch.minimum(w, c), -c)
+    q = (w / d).round()
     if s.grid_step > 1:
-        q = torch.round(q / s.grid_step) * s.grid_step
+        q = (q / s.grid_step).round() * s.grid_step
     return q.clamp(*code_range(s))
 
 
-def _qpick(a, h, precision: str):
-    """The fp32 scale ``a`` or its fp16 rounding ``h`` (widened), per ``precision``."""
-    return a if precision == "fp32" else h.float()
-
-
-def scaled_for_rounding(w, clip, divisor, s: SchemeConfig):
-    """``clip(W, ±c)/s`` (clip_then_round) or ``W/s`` (round_then_clamp, #1573), ready for
-    :func:`round_codes`; ``clip`` and ``divisor`` broadcast against ``w``."""
-    if s.clip_order == "clip_then_round":
-        w = torch.maximum(torch.minimum(w, clip), -clip)
-    return w / divisor
-
-
-def _qrows(t, clip, s: SchemeConfig):
-    """(clips, codes, fp32 scales, fp16 scales) of a matrix for the given per-row clips; an all-zero
-    row (a zero divisor) gets codes 0."""
+def _qrows(t, c, s: SchemeConfig, f=False):
+    """(clips, codes, fp32 scales, fp16 scales, divisors) of a matrix for the per-row clips ``c``; an
+    all-zero row (a zero divisor) gets codes 0. ``f``: the per-tensor rule (one row; the fp32 scale
+    ``c/qmax`` divides, no floor, 1 for c = 0; since qmax = 2^j − 1, the fp32 quotient equals the
+    baseline's fp64 one rounded to fp32)."""
     m = (1 << s.bits - 1) - 1
-    a = (clip / m).clamp_min(1.0 / m if s.scale_floor == "qmax" else 1e-12)
-    h = a.to(torch.float16)
-    d = _qpick(a, h, s.rounding_scale)
-    safe = torch.where(d > 0, d, torch.ones_like(d))
-    return clip, round_codes(scaled_for_rounding(t, clip[:, None], safe[:, None], s), s) * (d > 0)[:, None], a, h
+    a = torch.where(c > 0, c / m, 1.0) if f else (c / m).clamp_min(1.0 / m if s.scale_floor == "qmax" else 1e-12)
+    h = a.half()
+    d = a if f or s.rounding_scale == "fp32" else h.float()
+    return c, round_codes(t, c[:, None], torch.where(d > 0, d, 1)[:, None], s) * (d > 0)[:, None], a, h, d
 
 
-def _qcands(s: SchemeConfig) -> list[float]:
-    if s.clip == "search":
-        return [float(c) for c in s.candidates]
-    return [1.0 if s.clip == "rowmax" else float(s.clip_quantile)]
-
-
-def quantize_rows(t, s: SchemeConfig):
-    """(clips, codes, fp32 scales, fp16 scales) per row of the fp32 matrix ``t`` under the scheme's clip
-    rule; for clip=search the lowest-MSE candidate (per matrix, or per row), its MSE that of ``q·s`` with
-    the scale it was rounded with (#344: fp32, the 03-22 lineage and #1573: fp16). Ties keep the earlier
-    candidate."""
+def quantize_rows(t, s: SchemeConfig, f=False):
+    """(clips, codes, fp32 scales, fp16 scales, divisors) per row of the fp32 matrix ``t`` under the
+    scheme's clip rule (``f``: see :func:`_qrows`); for clip=search the lowest-MSE candidate (per matrix,
+    or per row), its MSE that of ``q·s`` with the scale it was rounded with (#344: fp32, the 03-22 lineage
+    and #1573: fp16). Ties keep the earlier candidate."""
     if s.clip == "sdclip":
-        return _qrows(t, _qstd(t, s.clip_sigmas, 1), s)
-    absw = t.abs()
-    cands = _qcands(s)
+        return _qrows(t, _qstd(t, s.clip_sigmas), s, f)
     best = None
-    for c in cands:
-        r = _qrows(t, torch.zeros(t.shape[0], dtype=t.dtype) if t.shape[1] == 0 else
-                   absw.amax(dim=1) if c >= 1.0 else quantile(absw, c, dim=1), s)
-        if len(cands) == 1:
+    for c in s.candidates if s.clip == "search" else [1.0 if s.clip == "rowmax" else s.clip_quantile]:
+        r = _qrows(t, t.abs().amax(1) if c >= 1 else quantile(t.abs(), c, True), s, f)
+        if s.clip != "search":
             return r
-        e = (t - r[1] * _qpick(r[2], r[3], s.rounding_scale)[:, None]).square().mean(dim=1)  # [rows]
+        e = (t - r[1] * r[4][:, None]).square().mean(1)  # [rows]
         if best is None:
             best, be = r, e
         elif s.search_granularity == "row":
@@ -140,49 +118,23 @@ def quantize_rows(t, s: SchemeConfig):
     return best
 
 
-def _qflat(t, s: SchemeConfig):
-    """Per-tensor codes with one fp32 scale (baseline rule for tensors that are not matrices)."""
-    m = (1 << s.bits - 1) - 1
-    f = t.flatten()
-    best = None
-    for c in _qcands(s):
-        if f.numel() == 0:
-            c = 0.0
-        elif s.clip == "sdclip":
-            c = float(_qstd(f, s.clip_sigmas))
-        else:
-            c = float(f.abs().max()) if c >= 1.0 else float(quantile(f.abs(), c))
-        sc = c / m if c > 0 else 1.0
-        q = round_codes((f.clamp(-c, c) if s.clip_order == "clip_then_round" else f) / sc, s)
-        e = float((f - q * sc).square().mean()) if f.numel() else 0.0
-        if best is None or e < best[2]:
-            best = q, sc, e
-    return best[0].view(t.shape), torch.tensor(best[1], dtype=torch.float32)
-
-
 def quantize(t, s: SchemeConfig):
-    """Quantize a float tensor with an int scheme (per row if 2-D, else per tensor)."""
+    """Quantize a float tensor with an int scheme: per row if 2-D, else per tensor (one fp32 scale)."""
     t = t.detach().float()
-    if t.ndim == 2:
-        r = quantize_rows(t, s)
-        q, sc = r[1], r[3]
-    else:
-        q, sc = _qflat(t, s)
-    return QuantizedTensor(q.to(torch.int8).contiguous(), sc.contiguous(), s.bits, *code_range(s))
+    f = t.ndim != 2
+    _, q, a, h, _ = quantize_rows(t.reshape(1, -1) if f else t, s, f)
+    return QuantizedTensor(q.view(t.shape).to(torch.int8), a[0] if f else h, s.bits, *code_range(s))
 
 
-def dequantize(qt, dtype=torch.float32):
-    """``q · s`` in fp32 (per-row fp16 scales widened), cast to ``dtype``."""
-    q = qt.q.float()
-    if qt.scale.ndim == 1:
-        return (q * qt.scale.float()[:, None]).to(dtype)
-    return (q * float(qt.scale)).to(dtype)
+def dequantize(qt, dt=torch.float32):
+    """``q · s`` in fp32 (per-row fp16 scales widened), cast to ``dt``."""
+    return (qt.q.float() * (qt.scale.float()[:, None] if qt.scale.ndim else qt.scale)).to(dt)
 
 
-def fake_quantize(w, s: SchemeConfig, scale: str = "fp32"):
+def fake_quantize(w, s: SchemeConfig, p: str = "fp32"):
     """The codes of a matrix times its per-row scale, in w's dtype, as pure tensor ops (QAT's forward).
 
-    ``scale=fp32`` multiplies by the unrounded scale, as #187 and #295 trained (spec §6); ``fp16`` by the
+    ``p=fp32`` multiplies by the unrounded scale, as #187 and #295 trained (spec §6); ``fp16`` by the
     stored scale, which makes the result equal ``dequantize(quantize(w))``."""
     r = quantize_rows(w.float(), s)
-    return (r[1] * _qpick(r[2], r[3], scale)[:, None]).to(w.dtype)
+    return (r[1] * (r[2] if p == "fp32" else r[3].float())[:, None]).to(w.dtype)

@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 from torch import Tensor, nn
 
@@ -90,7 +91,8 @@ def calibrate(model: nn.Module, cfg: QuantConfig, dist: DistInfo, *, train_loade
             seen[:] = count, tokens
             bar.update(count, tokens=tokens)
 
-        hessians = collect(model, cfg, dist, table, train_loader, batch_tokens, seq_len, autocast, tick)
+        train = SimpleNamespace(batch_tokens=batch_tokens, seq_len=seq_len)  # what TrainConfig gives the kernel
+        hessians = collect(model, cfg, train, dist, table, train_loader, autocast, tick)
     if hessians is None:
         return None
     total = seen[0] * (dist.world_size if cal.reduce is HessianReduce.all_reduce else 1)

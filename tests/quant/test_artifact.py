@@ -80,6 +80,16 @@ def test_the_kernel_loads_what_it_wrote_with_the_recipe_codec(preset, state_dict
         kernel_load(bytes(bad), cfg)
 
 
+def test_empty_tensors_round_trip():
+    """A tensor with no elements (a 1-layer model's skip weights, an empty buffer) is stored and loaded."""
+    sd = {"w": torch.zeros(0, 4), "b": torch.randn(3), "ids": torch.zeros(0, dtype=torch.int64)}
+    blob, report = export_state_dict(sd, QuantConfig(), roles_by_name(sd, kinds={"w": "matrix", "b": "matrix"}))
+    loaded = load_artifact(blob)
+    assert {k: (v.shape, v.dtype) for k, v in loaded.items()} == {k: (v.shape, v.dtype) for k, v in sd.items()}
+    assert torch.equal(loaded["b"], sd["b"].half().float())
+    assert [r.scheme for r in report.tensors] == ["fp16", "fp16", "raw"]
+
+
 def test_presets_route_as_their_seeds_did(state_dict):
     schemes = {p: {r.name: r.scheme for r in export_state_dict(state_dict, load_preset(p), roles_by_name(state_dict))[1].tensors}
                for p in ("int5mix", "pr295", "pr1573")}

@@ -97,6 +97,26 @@ def test_calibrate_from_generated_sequences_needs_no_data(caplog):
     assert all(torch.isfinite(h).all() and torch.allclose(h, h.T) for h in cal.hessians.values())
 
 
+def test_no_gptq_scheme_means_no_calibration_pass():
+    """With quant.calibration set but no scheme using GPTQ, the kernel runs nothing and returns None."""
+    from golf.kernel.gptq import calibrate as kernel_calibrate
+    from golf.quant.routing import schemes_table
+
+    cfg, model = _tiny(["quant.schemes.int6_gptq.gptq=null", "quant.schemes.int8_emb_gptq.gptq=null"])
+    one = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    never = lambda: pytest.fail("the training stream was opened")  # noqa: E731
+    assert kernel_calibrate(model, cfg.quant, cfg.train, one, schemes_table(model, cfg.quant), never) is None
+    cfg, model = _tiny()
+    assert set(kernel_calibrate(model, cfg.quant, cfg.train, one, schemes_table(model, cfg.quant), lambda: loader(cfg),
+                                 tick=None)) == set(gptq_tensor_names(model, cfg.quant))
+
+
+def loader(cfg):
+    from golf.data import DistributedTokenLoader, prepare_data
+
+    return DistributedTokenLoader(prepare_data(cfg.data).train_pattern, 0, 1, cfg.arch.vocab_size)
+
+
 @pytest.mark.parametrize(("overrides", "key"), [
     (["quant.calibration.source=val"], "quant.calibration.source"),
     (["quant.calibration.source=validation"], "quant.calibration.source"),

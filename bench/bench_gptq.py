@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
+from golf.kernel.gptq import gptq_quantize
 from golf.quant.config import QuantConfig
-from golf.quant.gptq import gptq_quantize
 
 PRESET = Path(__file__).resolve().parents[1] / "conf" / "quant" / "pr1493.yaml"
 D, KV, F, V, L = 512, 256, 2048, 8192, 11

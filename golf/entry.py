@@ -29,9 +29,9 @@ from golf.config.errors import ConfigError
 from golf.data.shards import ShardError
 from golf.files import RunDirBusy, discard_if_unused
 from golf.preempt import Preempted
-from golf.quant.container import ArtifactError
-from golf.quant.gptq import GPTQError
+from golf.quant.export import GPTQError
 from golf.quant.report import BudgetExceededError
+from golf.quant.validate_artifact import ArtifactError
 
 REFUSED = (ConfigError, RunDirBusy, CheckpointError)
 EXPECTED = (ShardError, ArtifactError, FloatingPointError, BudgetExceededError, GPTQError, Preempted, OSError)

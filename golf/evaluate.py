@@ -31,7 +31,7 @@ from golf.entry import entry_errors
 from golf.eval import EvalConfig, build_evaluator, validate_eval
 from golf.logging import RunRecorder
 from golf.model import build_model
-from golf.quant import load_artifact
+from golf.quant.export import read_artifact
 from golf.trainer import ARTIFACT_NAME
 
 
@@ -78,13 +78,14 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
 
     dist = init_distributed(device)
     try:
+        model = build_model(cfg.arch)
+        # checked before any data is read: an artifact of another shape, or a bomb, is one ArtifactError line
+        load_into(model, read_artifact(artifact, expect=model.state_dict()))
         paths = prepare_data(cfg.data)
         seq_len = eval_cfg.seq_len or cfg.train.seq_len
         pattern = paths.val_pattern if split == "val" else paths.train_pattern
         tokens = load_validation_tokens(pattern, seq_len, cfg.arch.vocab_size)
         luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dist.device)
-        model = build_model(cfg.arch)
-        load_into(model, load_artifact(artifact.read_bytes()))
         model = model.to(dist.device).eval()
         use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
         evaluator = build_evaluator(eval_cfg, tokens=tokens, luts=luts, seq_len=seq_len, dist=dist,

@@ -12,9 +12,8 @@ import torch
 
 from golf.model import build_model
 from golf.optim.groups import groups_table
-from golf.quant.prune import prune_targets
 from golf.quant.qat import qat_table
-from golf.quant.routing import route_state_dict
+from golf.quant.routing import prune_targets, route_state_dict
 
 
 def check_policies(cfg) -> None:

@@ -12,7 +12,7 @@ wins (see :mod:`golf.quant.routing`). ``conf/quant/base/common.yaml`` holds what
 (the fp32 control tensors of ``base_rules``, the passthrough size, container, compressor, budget).
 QAT has its own scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights
 during training.
-A scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.quant.gptq`) and makes
+A scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.kernel.gptq`) and makes
 the export need calibration (``calibration``, :mod:`golf.quant.calibrate`).
 """
 

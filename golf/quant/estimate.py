@@ -35,12 +35,11 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from golf.kernel.artifact import frame_body, quantize_state_dict, serialize
+from golf.kernel.quantize import prune_tensor
 from golf.model.roles import Role
 from golf.quant.config import QuantConfig
-from golf.quant.container import FRAME_BYTES, encode_body, serialize
-from golf.quant.export import store_tensor
-from golf.quant.prune import prune_targets, prune_tensor
-from golf.quant.routing import route_state_dict
+from golf.quant.routing import prune_targets, route_state_dict
 
 SAMPLE_MIN_NUMEL = 1 << 16  # matrices above this many elements (and ≥ 4× the sample rows) are sampled
 MIN_SAMPLE_ROWS = 8
@@ -94,6 +93,11 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
            if t.ndim == 2 and t.numel() > cfg.passthrough_max_numel and (r := _rms(t)) is not None]
     typical = float(torch.tensor(rms).median()) if rms else None
     pruned = prune_targets(cfg.prune, roles) if cfg.prune is not None else set()
+
+    def store(name: str, values: Tensor) -> tuple:
+        """What the kernel stores for ``values`` (round to nearest where the export would run GPTQ)."""
+        return quantize_state_dict({name: values}, cfg, {name: routes[name].scheme_name})[name]
+
     gen = torch.Generator().manual_seed(seed)
     small, samples = {}, {}  # samples: name → (stored sample of ``rows`` rows, of ``2·rows`` rows)
     full = sampled = 0       # elements of the sampled matrices: in total, and in their first samples
@@ -108,23 +112,23 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
         if name in pruned and t.is_floating_point():
             values = prune_tensor(values, cfg.prune.fraction)
         if big:
-            samples[name] = (store_tensor(values[:rows], routes[name]), store_tensor(values, routes[name]))
+            samples[name] = (store(name, values[:rows]), store(name, values))
             full += t.numel()
             sampled += values[:rows].numel()
         else:
-            small[name] = store_tensor(values, routes[name])
+            small[name] = store(name, values)
     # Samples of one scheme and shape sit together, so the short samples form long homogeneous runs
     # as the full matrices do in the real artifact (block-based coders such as zstd care).
     order = sorted(samples, key=lambda n: (routes[n].scheme_name, tuple(specs[n].shape)))
 
-    def compressed(which: int) -> int:
+    def framed(which: int) -> int:
         stored = small | {name: samples[name][which] for name in order}
-        return len(encode_body(serialize(stored, cfg.packing), cfg.compressor, cfg.level, cfg.byte_shuffle))
+        return len(frame_body(serialize(stored, cfg), cfg))
 
-    one = compressed(0)
+    one = framed(0)
     if not samples:
-        return FRAME_BYTES + one
+        return one
     # The second artifact adds as many sampled elements again: their cost is the marginal cost once
     # the compressor has adapted, extrapolated to the rows not sampled.
-    more = compressed(1) - one
-    return int(round(FRAME_BYTES + one + more * (full - sampled) / sampled))
+    more = framed(1) - one
+    return int(round(one + more * (full - sampled) / sampled))

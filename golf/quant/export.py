@@ -1,100 +1,86 @@
-"""The post-training chain on state dicts (DESIGN principle 6), each stage a pure function:
+"""The lab's side of the post-training chain (DESIGN principle 6): validate the quant config, route every
+tensor by its parameter's role into the kernel's plain tables, check the calibration Hessians, run the
+kernel's stages with progress, and report what they made.
 
     export:  prune → route → quantize (store) → serialize (pack) → (byte shuffle) → compress/frame → bytes
-    load:    unframe/decompress → (unshuffle) → parse (unpack) → dequantize → state dict
+    load:    unframe/decompress (strict) → (unshuffle) → check the header → decode/dequantize → state dict
 
-Schemes with ``gptq`` settings quantize with full-Hessian GPTQ (:mod:`golf.quant.gptq`) and need the
-Hessian of each such tensor (``hessians``, name → H, from :mod:`golf.quant.calibrate`).
-
-``export_state_dict`` returns the artifact's model bytes and a :class:`QuantReport`; ``load_artifact``
-needs nothing but the bytes (the container is self-describing) and returns tensors with the original
-names, shapes and dtypes. The reported val_bpb must come from the loaded state dict, never the live
-model. Baseline reference: ``quantize_state_dict_int8`` / ``dequantize_state_dict_int8`` (spec §1.8).
+The stages themselves are :mod:`golf.kernel.artifact` (and :mod:`golf.kernel.quantize`,
+:mod:`golf.kernel.gptq`): one source of truth for golf's runs and the generated submission. Schemes
+with ``gptq`` settings need the Hessian of each such tensor (``hessians``, name → H, from
+:mod:`golf.quant.calibrate`). ``load_artifact`` needs nothing but the bytes (the container is
+self-describing) and returns tensors with the original names, shapes and dtypes; given the model's
+tensors it also bounds the body by that model's size and refuses an artifact of another shape. The
+reported val_bpb must come from the loaded state dict, never the live model.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from golf.kernel.artifact import decode_body, frame_body, quantize_state_dict, serialize
 from golf.model.roles import Role
-from golf.quant.config import Packing, QuantConfig, SchemeKind, validate_quant
-from golf.quant.container import StoredTensor, frame, parse, serialize, unframe
-from golf.quant.gptq import gptq_quantize
-from golf.quant.packing import packed_nbytes
-from golf.quant.prune import prune_state_dict
-from golf.quant.quantizer import QuantizedTensor, dequantize, quantize
-from golf.quant.report import QuantReport, TensorReport, code_entropy_bits
-from golf.quant.routing import Route, route_state_dict
+from golf.quant.config import Packing, QuantConfig, validate_quant
+from golf.quant.report import QuantReport, tensor_report
+from golf.quant.routing import Route, prune_table, route_state_dict, uses_gptq
+from golf.quant.validate_artifact import (
+    FRAME_BYTES,
+    ArtifactError,
+    body_bound,
+    body_limit,
+    check_body,
+    check_fits,
+    unframe,
+)
+
+EXPORT_STAGES = ("quantize", "pack", "compress")
 
 
-def uses_gptq(route: Route) -> bool:
-    return route.scheme is not None and route.scheme.kind is SchemeKind.int and route.scheme.gptq is not None
+class GPTQError(ValueError):
+    """GPTQ cannot run on a matrix: its Hessian does not fit it, or stays singular after damping."""
 
 
-def store_tensor(t: Tensor, route: Route, hessian: Tensor | None = None) -> StoredTensor:
-    """Apply one route: int codes + scales (GPTQ when a Hessian is given), an fp16/fp32 copy, or raw."""
-    if route.scheme is None:
-        data = t
-    elif route.scheme.kind is SchemeKind.int and hessian is not None and t.ndim == 2:
-        data = gptq_quantize(t, hessian, route.scheme)
-    elif route.scheme.kind is SchemeKind.int:
-        data = quantize(t, route.scheme)
-    else:
-        data = t.to(torch.float16 if route.scheme.kind is SchemeKind.fp16 else torch.float32)
-    return StoredTensor(route.scheme_name, t.dtype, data.contiguous() if isinstance(data, Tensor) else data)
-
-
-def quantize_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
-                        hessians: dict[str, Tensor] | None = None) -> tuple[dict[str, StoredTensor], dict[str, Route]]:
-    """Prune (if configured), route by the parameters' ``roles`` and quantize every tensor (CPU copies; the
-    input is not modified).
-
-    Every tensor routed to a GPTQ scheme needs its Hessian in ``hessians``; a missing one is an error
-    raised before any tensor is quantized."""
-    sd = {name: t.detach().cpu() for name, t in state_dict.items()}
-    if cfg.prune is not None:
-        sd = prune_state_dict(sd, cfg.prune, roles)
-    routes = route_state_dict(sd, cfg, roles)
+def gptq_hessians(state_dict: Mapping[str, Tensor], routes: Mapping[str, Route],
+                  hessians: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+    """The Hessians of the tensors routed to GPTQ (others are ignored); a missing one, or one that is
+    not [cols, cols] for its matrix, is an error raised before any tensor is quantized."""
     hessians = hessians or {}
     missing = [n for n, r in routes.items() if uses_gptq(r) and n not in hessians]
     if missing:
         raise ValueError(f"no calibration Hessian for {missing} (routed to GPTQ schemes): the export needs "
                          "quant.calibration and a model whose layers feed these weights")
-    stored = {name: store_tensor(t, routes[name], hessians.get(name) if uses_gptq(routes[name]) else None)
-              for name, t in sd.items()}
-    return stored, routes
+    out = {}
+    for name, route in routes.items():
+        t = state_dict[name]
+        if uses_gptq(route) and t.ndim == 2:
+            h = hessians[name]
+            if tuple(h.shape) != (t.shape[1], t.shape[1]):
+                raise GPTQError(f"{name}: weight {list(t.shape)} and Hessian {list(h.shape)} do not fit "
+                                "(GPTQ needs a matrix and a [cols, cols] Hessian)")
+            out[name] = h
+    return out
 
 
-def restore_tensor(st: StoredTensor) -> Tensor:
-    """Dequantize one stored tensor back to its original dtype."""
-    if isinstance(st.data, QuantizedTensor):
-        return dequantize(st.data, st.dtype)
-    return st.data.to(st.dtype)
-
-
-def dequantize_state_dict(stored: dict[str, StoredTensor]) -> dict[str, Tensor]:
-    return {name: restore_tensor(st) for name, st in stored.items()}
-
-
-def _row(name: str, t: Tensor, st: StoredTensor, route: Route, packing: Packing) -> TensorReport:
-    before = t.numel() * t.element_size()
-    if isinstance(st.data, QuantizedTensor):
-        qt = st.data
-        packed = packing is Packing.bits and qt.bits < 8
-        code_bytes = packed_nbytes(qt.q.numel(), qt.bits) if packed else qt.q.numel()
-        after = code_bytes + qt.scale.numel() * qt.scale.element_size()
-        return TensorReport(name, st.scheme, route.reason, list(t.shape), qt.bits, before, after, code_bytes,
-                            code_entropy_bits(qt.q))
-    data = st.data
-    return TensorReport(name, st.scheme, route.reason, list(t.shape), data.element_size() * 8, before,
-                        data.numel() * data.element_size(), 0, None)
-
-
-EXPORT_STAGES = ("quantize", "pack", "compress")
+def _singular(hessians: Mapping[str, Tensor], routes: Mapping[str, Route]) -> GPTQError:
+    """The error naming the first Hessian whose damped form has no Cholesky factor (GPTQ step 1-2)."""
+    for name, h in hessians.items():
+        h = h.detach().to(dtype=torch.float32).clone()
+        if not bool(torch.isfinite(h).all()):
+            return GPTQError(f"{name}: its calibration Hessian holds NaN or inf values (the calibration forward "
+                             "was not finite)")
+        dead = torch.diagonal(h) == 0
+        h[dead, dead] = 1.0
+        torch.diagonal(h).add_(routes[name].scheme.gptq.damp * torch.diagonal(h).mean())
+        info = int(torch.linalg.cholesky_ex(h)[1])
+        if info:
+            return GPTQError(f"{name}: the damped Hessian is not positive definite (leading minor {info}); "
+                             f"raise quant.schemes.{routes[name].scheme_name}.gptq.damp")
+    return GPTQError("a damped Hessian is not positive definite; raise gptq.damp")
 
 
 def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
@@ -107,20 +93,47 @@ def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Ma
     validate_quant(cfg)
     done = on_stage or (lambda stage, **fields: None)
     t0 = time.perf_counter()
-    stored, routes = quantize_state_dict(state_dict, cfg, roles, hessians)
+    routes = route_state_dict(state_dict, cfg, roles)
+    hs = gptq_hessians(state_dict, routes, hessians)
+    table = {name: r.scheme_name for name, r in routes.items()}
+    try:
+        stored = quantize_state_dict(state_dict, cfg, table, hs, set(prune_table(state_dict, cfg, roles)))
+    except torch.linalg.LinAlgError:
+        raise _singular(hs, routes) from None
     done("quantize", tensors=len(stored))
     t1 = time.perf_counter()
-    body = serialize(stored, cfg.packing)
+    body = serialize(stored, cfg)
     done("pack", bytes=len(body))
-    blob = frame(body, cfg.compressor, cfg.level, cfg.byte_shuffle)
+    blob = frame_body(body, cfg)
     done("compress", bytes=len(blob), codec=f"{cfg.compressor.value}-{int(cfg.level)}")
-    rows = [_row(name, state_dict[name], stored[name], routes[name], cfg.packing) for name in stored]
+    rows = [tensor_report(name, state_dict[name], stored[name], routes[name].reason, cfg.packing) for name in stored]
     report = QuantReport(rows, len(blob), len(body), cfg.compressor.value, int(cfg.level), cfg.packing.value,
                          shuffle=cfg.byte_shuffle, quantize_s=round(t1 - t0, 3),
                          compress_s=round(time.perf_counter() - t1, 3))
     return blob, report
 
 
-def load_artifact(blob: bytes) -> dict[str, Tensor]:
-    """Dequantized tensors (original names, shapes, dtypes) from artifact bytes; raises ArtifactError."""
-    return dequantize_state_dict(parse(unframe(blob)))
+_ANY_PACKING = QuantConfig(packing=Packing.bits)  # decode_body reads bit-packed codes where the header says so
+
+
+def load_artifact(blob: bytes, expect: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:
+    """Dequantized tensors (original names, shapes, dtypes) from artifact bytes, validated first; raises
+    :class:`~golf.quant.validate_artifact.ArtifactError`. ``expect``: the tensors of the model the artifact
+    is for (its state dict, meta tensors will do): its tensors must then be the model's, of the same
+    shapes (checked on the header, before anything is dequantized), and the body may be as large as an
+    artifact of that model can be when that is above the default limit."""
+    body = unframe(blob, None if expect is None else body_bound(expect))
+    shapes = check_body(body)
+    if expect is not None:
+        check_fits(shapes, expect)
+    return decode_body(body, _ANY_PACKING)
+
+
+def read_artifact(path, expect: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """:func:`load_artifact` of the file ``path`` for the model whose tensors are ``expect``; a file larger
+    than the limit on its body (:func:`~golf.quant.validate_artifact.body_limit`) is refused unread."""
+    size = Path(path).stat().st_size
+    bound = FRAME_BYTES + body_limit(0, body_bound(expect)) * 1025 // 1024 + 4096  # compressors add < 0.1%
+    if size > bound:
+        raise ArtifactError(f"{path}: {size} bytes, more than the {bound} bytes a golf artifact of this model can be")
+    return load_artifact(Path(path).read_bytes(), expect)

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from golf.quant.config import OverLimit, QuantConfig
+from golf.kernel.quantize import QuantizedTensor
+from golf.quant.config import OverLimit, Packing, QuantConfig
 
 
 class BudgetExceededError(RuntimeError):
@@ -115,6 +116,20 @@ class QuantReport:
         lines.append(f"model bytes {self.model_bytes:,} ({self.compressor}-{self.level}, {self.packing} packing{shuffle}); "
                      f"entropy reference {d['entropy_bound_bytes']:,} (ratio {d['ratio_to_entropy_bound']:.3f})")
         return "\n".join(lines)
+
+
+def tensor_report(name: str, t: torch.Tensor, stored: tuple, reason: str, packing: Packing) -> TensorReport:
+    """The row of one tensor ``t`` from what the kernel stored for it: (scheme name, dtype, data)."""
+    scheme, _, data = stored
+    before = t.numel() * t.element_size()
+    if isinstance(data, QuantizedTensor):
+        packed = packing is Packing.bits and data.bits < 8
+        code_bytes = (data.q.numel() * data.bits + 7) // 8 if packed else data.q.numel()
+        after = code_bytes + data.scale.numel() * data.scale.element_size()
+        return TensorReport(name, scheme, reason, list(t.shape), data.bits, before, after, code_bytes,
+                            code_entropy_bits(data.q))
+    return TensorReport(name, scheme, reason, list(t.shape), data.element_size() * 8, before,
+                        data.numel() * data.element_size(), 0, None)
 
 
 def check_budget(artifact_bytes: int, cfg: QuantConfig) -> int:

@@ -11,19 +11,29 @@ With ``passthrough_order=size_first`` step 3 comes before step 2 and takes every
 A float tensor that no rule selects (and, size first, that is not small) is an error naming it and its
 roles. Routing needs only roles, names, shapes and dtypes, so it also runs on ``meta`` tensors (the
 estimator, config validation).
+
+The run kernel (:mod:`golf.kernel.artifact`) takes the result as plain tables: :func:`schemes_table`
+(name → the scheme name the artifact records: ``raw`` for non-float tensors, ``fp16`` for small ones,
+defined as ``quant.schemes[name]`` otherwise) and :func:`prune_table` (the names magnitude-pruned
+before quantization, from ``quant.prune.select``). ``raw`` is therefore no scheme name, and a scheme
+named ``fp16`` must store fp16.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from golf.config.errors import ConfigError
 from golf.model.roles import Role
 from golf.quant.config import PassthroughOrder, QuantConfig, SchemeConfig, SchemeKind
-from golf.rules import first_match
+from golf.rules import first_match, selected
+
+if TYPE_CHECKING:
+    from golf.quant.config import PruneConfig
 
 RAW = "raw"
 _FP16 = SchemeConfig(kind=SchemeKind.fp16)
@@ -41,6 +51,12 @@ class Route:
 def route_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
                      prefix: str = "quant") -> dict[str, Route]:
     """The route of every tensor; raises :class:`ConfigError` naming the tensor or rule at fault."""
+    if RAW in cfg.schemes:
+        raise ConfigError(f"{prefix}.schemes.{RAW}", RAW, "is reserved for the non-float tensors stored as they are")
+    fp16 = cfg.schemes.get("fp16")
+    if fp16 is not None and fp16.kind is not SchemeKind.fp16:
+        raise ConfigError(f"{prefix}.schemes.fp16.kind", fp16.kind.value,
+                          "the fp16 scheme is where small tensors pass through: it must be kind fp16")
     size_first = cfg.passthrough_order is PassthroughOrder.size_first
     small = f"numel <= {cfg.passthrough_max_numel}"
     floats = {}
@@ -65,4 +81,33 @@ def route_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig, roles: 
         if scheme.kind is SchemeKind.int and t.numel() <= cfg.passthrough_max_numel:
             scheme_name, scheme, reason = "fp16", _FP16, small
         routes[name] = Route(scheme_name, scheme, reason)
+    if fp16 is None and any(r.scheme is _FP16 for r in routes.values()):
+        raise ConfigError(f"{prefix}.schemes.fp16", None, "small tensors pass through the fp16 scheme: define it "
+                          "(kind: fp16)")
     return routes
+
+
+def uses_gptq(route: Route) -> bool:
+    return route.scheme is not None and route.scheme.kind is SchemeKind.int and route.scheme.gptq is not None
+
+
+def schemes_table(source, cfg: QuantConfig, roles: Mapping[str, Role] | None = None) -> dict[str, str]:
+    """The kernel's scheme table (name → scheme name) of a model (its own roles) or a state dict."""
+    state = source.state_dict() if hasattr(source, "state_dict") else source
+    roles = source.param_roles if roles is None else roles
+    return {name: r.scheme_name for name, r in route_state_dict(state, cfg, roles).items()}
+
+
+def prune_targets(cfg: PruneConfig, roles: Mapping[str, Role], prefix: str = "quant.prune") -> set[str]:
+    """The parameters ``cfg.select`` chooses (a bad expression is a ConfigError naming ``<prefix>.select``)."""
+    return selected(cfg.select, roles, f"{prefix}.select")
+
+
+def prune_table(source, cfg: QuantConfig, roles: Mapping[str, Role] | None = None) -> list[str]:
+    """The kernel's pruning table: the float tensors ``quant.prune`` selects, in state-dict order (empty
+    without pruning)."""
+    if cfg.prune is None:
+        return []
+    state = source.state_dict() if hasattr(source, "state_dict") else source
+    targets = prune_targets(cfg.prune, source.param_roles if roles is None else roles)
+    return [name for name, t in state.items() if name in targets and t.is_floating_point()]

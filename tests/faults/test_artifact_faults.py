@@ -11,9 +11,12 @@ import zlib
 
 import pytest
 
-from golf.quant.compress import COMPRESSOR_IDS, DecompressionError, decompress
-from golf.quant.config import Compressor
-from golf.quant.container import _FRAME, MAGIC, VERSION, ArtifactError, frame, parse, unframe
+from golf.kernel.artifact import frame_body
+from golf.quant.config import Compressor, QuantConfig
+from golf.quant.validate_artifact import FRAME, MAGIC, VERSION, ArtifactError, check_body, decompress, unframe
+
+COMPRESSOR_IDS = {Compressor.zlib: 0, Compressor.zstd: 1, Compressor.lzma: 2, Compressor.brotli: 3}
+_FRAME = FRAME
 
 
 def zlib_bomb(mib: int) -> bytes:
@@ -43,14 +46,14 @@ def test_a_zlib_bomb_fails_at_the_declared_size(tmp_path):
 @pytest.mark.parametrize("compressor", list(Compressor))
 def test_every_codec_stops_at_the_declared_size(compressor):
     body = bytes(1 << 20)
-    packed = frame(body, compressor, 1)[_FRAME.size:]
-    assert decompress(packed, compressor, len(body)) == body
-    with pytest.raises(DecompressionError, match="more than the 1000 bytes"):
-        decompress(packed, compressor, 1000)
-    with pytest.raises(DecompressionError):
-        decompress(packed[: len(packed) // 2], compressor, len(body))  # truncated
-    with pytest.raises(DecompressionError):
-        decompress(packed + b"trailing", compressor, len(body))
+    packed = frame_body(body, QuantConfig(compressor=compressor, level=1))[_FRAME.size:]
+    assert decompress(packed, compressor.value, len(body)) == body
+    with pytest.raises(ArtifactError, match="more than the 1000 bytes"):
+        decompress(packed, compressor.value, 1000)
+    with pytest.raises(ArtifactError):
+        decompress(packed[: len(packed) // 2], compressor.value, len(body))  # truncated
+    with pytest.raises(ArtifactError):
+        decompress(packed + b"trailing", compressor.value, len(body))
 
 
 def body_with(tensors: list[dict], payload: bytes) -> bytes:
@@ -66,9 +69,9 @@ def test_element_counts_overflowing_int64_are_an_artifact_error(shape):
     entry = {"name": "w", "dtype": "float32", "scheme": "fp32", "shape": shape, "enc": "tensor",
              "store_dtype": "float32", "data": [0, 64]}
     with pytest.raises(ArtifactError, match="more elements than the 64-byte payload can hold"):
-        parse(body_with([entry], payload))
+        check_body(body_with([entry], payload))
     entry = {"name": "w", "dtype": "float32", "scheme": "int8", "shape": shape, "enc": "int", "bits": 8,
              "lo": -127, "hi": 127, "packed": False, "scale_dtype": "float16", "scale_shape": [4],
              "codes": [0, 60], "scale": [60, 4]}
     with pytest.raises(ArtifactError):
-        parse(body_with([entry], payload))
+        check_body(body_with([entry], payload))

@@ -16,7 +16,7 @@ from golf.entry import entry_errors
 from golf.files import RunDirBusy
 from golf.preempt import Preempted
 from golf.quant import BudgetExceededError
-from golf.quant.container import ArtifactError
+from golf.quant.validate_artifact import ArtifactError
 from tests.faults.lib import file_data, golf_cmd, last_line
 from tests.helpers import TINY, compose_config
 

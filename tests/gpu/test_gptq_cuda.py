@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from golf.config.validate import load_config
+from golf.kernel.gptq import gptq_quantize
+from golf.kernel.quantize import dequantize
 from golf.quant.config import ClipRule, GPTQConfig, RoundingScale, ScaleFloor, SchemeConfig
-from golf.quant.gptq import gptq_quantize
-from golf.quant.quantizer import dequantize
 from golf.train import run
 from tests.helpers import TINY, compose_config
 

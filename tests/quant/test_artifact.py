@@ -10,13 +10,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from golf.kernel.artifact import export_state_dict as kernel_export
+from golf.kernel.artifact import load_artifact as kernel_load
+from golf.kernel.quantize import dequantize, prune_tensor, quantize
 from golf.quant import ArtifactError, export_state_dict, load_artifact
 from golf.quant.config import Packing, QuantConfig, SchemeKind
-from golf.quant.container import FRAME_BYTES, MAGIC, parse, unframe
-from golf.quant.export import uses_gptq
-from golf.quant.prune import prune_state_dict
-from golf.quant.quantizer import dequantize, quantize
-from golf.quant.routing import route_state_dict
+from golf.quant.routing import prune_table, route_state_dict, uses_gptq
+from golf.quant.validate_artifact import FRAME_BYTES, MAGIC, check_body, unframe
 from tests.helpers import compose_config, roles_by_name
 
 from .conftest import PRESETS, load_preset, named_state_dict
@@ -25,7 +25,8 @@ from .conftest import PRESETS, load_preset, named_state_dict
 def _expected(sd, cfg):
     """Quantize → dequantize of each original tensor, computed stage by stage."""
     if cfg.prune is not None:
-        sd = prune_state_dict(sd, cfg.prune, roles_by_name(sd))
+        targets = prune_table(sd, cfg, roles_by_name(sd))
+        sd = {name: prune_tensor(t, cfg.prune.fraction) if name in targets else t for name, t in sd.items()}
     out = {}
     for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items():
         t = sd[name]
@@ -59,6 +60,34 @@ def test_round_trip_equals_quantize_dequantize(preset, state_dict):
     if preset != "none":
         assert quantized, "the small thresholds should make the preset quantize matrices"
     json.dumps(report.to_dict())  # JSON-able
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_kernel_loads_what_it_wrote_with_the_recipe_codec(preset, state_dict):
+    """The submission's own load (the recipe's codec, checksum only) equals the validating lab load."""
+    cfg = load_preset(preset)
+    roles = roles_by_name(state_dict)
+    table = {n: r.scheme_name for n, r in route_state_dict(state_dict, cfg, roles).items()}
+    hessians = identity_hessians(state_dict, cfg)
+    blob, stored = kernel_export(state_dict, cfg, table, hessians, set(prune_table(state_dict, cfg, roles)))
+    assert blob == export_state_dict(state_dict, cfg, roles, hessians)[0]
+    assert set(stored) == set(state_dict) and all(stored[n][0] == table[n] for n in stored)
+    mine, lab = kernel_load(blob, cfg), load_artifact(blob)
+    assert list(mine) == list(lab) and all(torch.equal(mine[n], lab[n]) for n in lab)
+    bad = bytearray(blob)
+    bad[30] ^= 1  # inside the stored checksum
+    with pytest.raises(ValueError, match="checksum"):
+        kernel_load(bytes(bad), cfg)
+
+
+def test_empty_tensors_round_trip():
+    """A tensor with no elements (a 1-layer model's skip weights, an empty buffer) is stored and loaded."""
+    sd = {"w": torch.zeros(0, 4), "b": torch.randn(3), "ids": torch.zeros(0, dtype=torch.int64)}
+    blob, report = export_state_dict(sd, QuantConfig(), roles_by_name(sd, kinds={"w": "matrix", "b": "matrix"}))
+    loaded = load_artifact(blob)
+    assert {k: (v.shape, v.dtype) for k, v in loaded.items()} == {k: (v.shape, v.dtype) for k, v in sd.items()}
+    assert torch.equal(loaded["b"], sd["b"].half().float())
+    assert [r.scheme for r in report.tensors] == ["fp16", "fp16", "raw"]
 
 
 def test_presets_route_as_their_seeds_did(state_dict):
@@ -156,14 +185,14 @@ def _rewrite_header(blob: bytes, edit) -> bytes:
 ])
 def test_inconsistent_headers_are_rejected(blob, edit, message):
     with pytest.raises(ArtifactError, match=message):
-        parse(_rewrite_header(blob, edit))
+        check_body(_rewrite_header(blob, edit))
 
 
 def test_garbage_header_is_rejected():
     with pytest.raises(ArtifactError, match="not valid JSON"):
-        parse(struct.pack("<I", 3) + b"\xff{x")
+        check_body(struct.pack("<I", 3) + b"\xff{x")
     with pytest.raises(ArtifactError, match="runs past the body"):
-        parse(struct.pack("<I", 100) + b"{}")
+        check_body(struct.pack("<I", 100) + b"{}")
 
 
 def test_a_composed_dictconfig_exports_like_the_dataclass(state_dict):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import pickle
 import struct
+import zlib
 
 import pytest
 import torch
 
+from golf.kernel.artifact import byte_shuffle, byte_unshuffle, frame_body, quantize_state_dict
+from golf.kernel.quantize import QuantizedTensor, dequantize
 from golf.quant import ArtifactError, export_state_dict, load_artifact
-from golf.quant.config import Compressor
-from golf.quant.container import FRAME_BYTES, SHUFFLED, frame, unframe
-from golf.quant.export import dequantize_state_dict, quantize_state_dict
-from golf.quant.shuffle import ShuffleError, byte_shuffle, byte_unshuffle
+from golf.quant.config import Compressor, QuantConfig
+from golf.quant.routing import route_state_dict, uses_gptq
+from golf.quant.validate_artifact import FRAME, FRAME_BYTES, MAGIC, SHUFFLED, VERSION, unframe
 from tests.helpers import roles_by_name
 from tests.quant.conftest import load_preset, named_state_dict
 
@@ -30,18 +32,20 @@ def test_shuffle_round_trips(stride, n):
     assert byte_unshuffle(byte_shuffle(data, stride)) == data
 
 
-def test_unshuffle_refuses_a_stream_without_its_header():
-    with pytest.raises(ShuffleError):
-        byte_unshuffle(b"XXXX\x02abc")
-    with pytest.raises(ShuffleError):
-        byte_unshuffle(b"BSH")
+def frame(body: bytes, compressor: Compressor, level: int, shuffle: int | None = None) -> bytes:
+    return frame_body(body, QuantConfig(compressor=compressor, level=level, byte_shuffle=shuffle))
+
+
+def test_unframe_refuses_a_shuffled_stream_without_its_header():
+    for stream in (b"XXXX\x02abc", b"BSHF\x00abc"):  # no magic; stride 0
+        packed = zlib.compress(stream)
+        blob = FRAME.pack(MAGIC, VERSION, SHUFFLED, len(packed), len(stream) - 5, bytes(32)) + packed
+        with pytest.raises(ArtifactError, match="BSHF"):
+            unframe(blob)
 
 
 def _hessians(sd: dict[str, torch.Tensor], cfg) -> dict[str, torch.Tensor]:
     """A random correlated Hessian for every tensor the preset routes to GPTQ."""
-    from golf.quant.export import uses_gptq
-    from golf.quant.routing import route_state_dict
-
     g = torch.Generator().manual_seed(0)
     out = {}
     for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items():
@@ -58,11 +62,12 @@ def test_pr1493_artifact_round_trips_bit_exactly(monkeypatch):
     sd["bigram.embed.weight"] = sd["bigram.embed.weight"][:8]  # an embedding table: not calibratable, kept small
     hessians = _hessians(sd, cfg)
     assert "tok_emb.weight" in hessians and "blocks.0.mlp.fc.weight" in hessians
-    stored, routes = quantize_state_dict(sd, cfg, roles_by_name(sd), hessians)
+    routes = route_state_dict(sd, cfg, roles_by_name(sd))
+    stored = quantize_state_dict(sd, cfg, {n: r.scheme_name for n, r in routes.items()}, hessians)
     assert routes["blocks.0.attn.c_q.weight"].scheme_name == "int6_gptq"
     assert routes["tok_emb.weight"].scheme_name == "int8_emb_gptq"
     assert routes["blocks.0.attn_scale"].scheme_name == "fp16"  # small control tensors: fp16 (spec §5.4)
-    expected = dequantize_state_dict(stored)
+    expected = {n: dequantize(d, dt) if isinstance(d, QuantizedTensor) else d.to(dt) for n, (_, dt, d) in stored.items()}
     blob, report = export_state_dict(sd, cfg, roles_by_name(sd), hessians)
     assert blob[5] == 3 | SHUFFLED  # brotli, byte-shuffled
     # loading is plain data: no unpickling anywhere

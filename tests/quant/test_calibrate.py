@@ -1,4 +1,5 @@
-"""The calibration stage (golf.quant.calibrate): Hessians by forward hooks, sources, config checks, ranks."""
+"""The calibration stage (golf.kernel.gptq, golf.quant.calibrate): Hessians by forward hooks, sources,
+config checks, ranks."""
 
 from __future__ import annotations
 
@@ -14,15 +15,9 @@ from torch import nn
 from golf.config.errors import ConfigError
 from golf.config.validate import load_config
 from golf.dist import DistInfo
+from golf.kernel.gptq import collect_hessians, generated_batches, hessian_sites
 from golf.model import build_model
-from golf.quant.calibrate import (
-    calibrate,
-    check_calibration,
-    collect_hessians,
-    generated_batches,
-    gptq_tensor_names,
-    hessian_sites,
-)
+from golf.quant.calibrate import calibrate, check_calibration, gptq_tensor_names
 from tests.helpers import TINY, compose_config
 
 SMALL = [*TINY, "quant=pr1493", "quant.passthrough_max_numel=256", "quant.calibration.batches=3"]
@@ -47,8 +42,9 @@ def test_collected_hessian_is_the_sum_of_xtx():
     model = TwoLinear()
     batches = [torch.randint(0, 10, (2, 5)) for _ in range(3)]
     sites = hessian_sites(model, ["fc.weight", "out.weight"])
-    hessians, count, tokens = collect_hessians(model, sites, iter(batches))
-    assert (count, tokens) == (3, 30)
+    ticks = []
+    hessians, count = collect_hessians(model, sites, iter(batches), lambda *a: ticks.append(a))
+    assert count == 3 and ticks == [(1, 10), (2, 20), (3, 30)]
     x = torch.cat([model.emb(b).reshape(-1, 4) for b in batches]).detach()   # fc's inputs [30, 4]
     assert torch.allclose(hessians["fc.weight"], x.T @ x, rtol=1e-5, atol=1e-6)
     h1 = torch.relu(x @ model.fc.weight.T).detach()                           # out's first inputs
@@ -68,9 +64,10 @@ def test_tied_embedding_hessian_comes_from_the_final_norm():
     names = gptq_tensor_names(model, cfg.quant)
     assert "tok_emb.weight" in names and any(".mlp." in n for n in names)
     sites = hessian_sites(model, names)
-    assert sites["tok_emb.weight"] == (model.final_norm, "output")
+    assert sites["tok_emb.weight"] == (model.final_norm, True)  # its output (a Linear: its input, False)
     ids = torch.randint(0, cfg.arch.vocab_size, (2, 16))
-    hessians, _, tokens = collect_hessians(model, sites, iter([ids]))
+    hessians, _ = collect_hessians(model, sites, iter([ids]))
+    tokens = ids.numel()
     # every final-norm output row has mean square 1, so trace(H) = Σ‖x‖² = tokens · d
     assert float(torch.trace(hessians["tok_emb.weight"])) == pytest.approx(tokens * cfg.arch.model_dim, rel=1e-4)
 
@@ -98,6 +95,26 @@ def test_calibrate_from_generated_sequences_needs_no_data(caplog):
     assert [s.split(" | ")[0] for s in said] == ["calibrate 1/3 batches", "calibrate 2/3 batches", "calibrate 3/3 batches"]
     assert set(cal.hessians) == set(gptq_tensor_names(model, cfg.quant))
     assert all(torch.isfinite(h).all() and torch.allclose(h, h.T) for h in cal.hessians.values())
+
+
+def test_no_gptq_scheme_means_no_calibration_pass():
+    """With quant.calibration set but no scheme using GPTQ, the kernel runs nothing and returns None."""
+    from golf.kernel.gptq import calibrate as kernel_calibrate
+    from golf.quant.routing import schemes_table
+
+    cfg, model = _tiny(["quant.schemes.int6_gptq.gptq=null", "quant.schemes.int8_emb_gptq.gptq=null"])
+    one = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    never = lambda: pytest.fail("the training stream was opened")  # noqa: E731
+    assert kernel_calibrate(model, cfg.quant, cfg.train, one, schemes_table(model, cfg.quant), never) is None
+    cfg, model = _tiny()
+    assert set(kernel_calibrate(model, cfg.quant, cfg.train, one, schemes_table(model, cfg.quant), lambda: loader(cfg),
+                                 tick=None)) == set(gptq_tensor_names(model, cfg.quant))
+
+
+def loader(cfg):
+    from golf.data import DistributedTokenLoader, prepare_data
+
+    return DistributedTokenLoader(prepare_data(cfg.data).train_pattern, 0, 1, cfg.arch.vocab_size)
 
 
 @pytest.mark.parametrize(("overrides", "key"), [

@@ -1,4 +1,4 @@
-"""Full-Hessian GPTQ (golf.quant.gptq) and SDClip (golf.quant.quantizer) on hand-built cases."""
+"""Full-Hessian GPTQ (golf.kernel.gptq) and SDClip (golf.kernel.quantize) on hand-built cases."""
 
 from __future__ import annotations
 
@@ -7,9 +7,19 @@ import math
 import pytest
 import torch
 
-from golf.quant.config import ClipRule, GPTQConfig, RoundingScale, ScaleFloor, SchemeConfig
-from golf.quant.gptq import GPTQError, gptq_quantize
-from golf.quant.quantizer import dequantize, quantize
+from golf.kernel.gptq import gptq_quantize
+from golf.kernel.quantize import dequantize, quantize
+from golf.quant.config import (
+    CalibrationConfig,
+    ClipRule,
+    GPTQConfig,
+    QuantConfig,
+    RoundingScale,
+    ScaleFloor,
+    SchemeConfig,
+)
+from golf.quant.export import GPTQError, export_state_dict
+from tests.helpers import roles_by_name
 
 
 def scheme(bits=6, clip=ClipRule.sdclip, k=12.85, gptq=True, **kw) -> SchemeConfig:
@@ -97,12 +107,24 @@ def test_dead_inputs_give_zero_codes():
 
 
 def test_gptq_refuses_bad_shapes_and_singular_hessians():
+    """The kernel raises torch's LinAlgError; the export names the tensor (and checks shapes first)."""
     w = torch.randn(4, 8)
-    with pytest.raises(GPTQError, match="do not fit"):
-        gptq_quantize(w, torch.eye(6), scheme())
     singular = torch.ones(8, 8)  # rank one; no damping
-    with pytest.raises(GPTQError, match="positive definite"):
+    with pytest.raises(torch.linalg.LinAlgError):
         gptq_quantize(w, singular, scheme(damp=0.0))
+
+    def export(h, **kw):
+        cfg = QuantConfig(schemes={"g": scheme(**kw)}, base_rules=[], passthrough_max_numel=0,
+                          calibration=CalibrationConfig())
+        cfg.rules[0].scheme = "g"
+        return export_state_dict({"blocks.0.mlp.fc.weight": w}, cfg, roles_by_name({"blocks.0.mlp.fc.weight": w}),
+                                 {"blocks.0.mlp.fc.weight": h})
+
+    with pytest.raises(GPTQError, match="do not fit"):
+        export(torch.eye(6))
+    with pytest.raises(GPTQError, match=r"blocks\.0\.mlp\.fc\.weight: the damped Hessian is not positive definite"):
+        export(singular, damp=0.0)
+    assert len(export(singular + torch.eye(8))[0]) > 0
 
 
 def test_sdclip_scale_is_k_std_over_qmax():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -10,11 +12,26 @@ import torch
 
 from golf.config.errors import ConfigError
 from golf.config.validate import load_config
-from golf.quant.compress import DecompressionError, compress, decompress
-from golf.quant.config import Compressor, PruneConfig
-from golf.quant.packing import pack_codes, packed_nbytes, unpack_codes
-from golf.quant.prune import prune_state_dict, prune_targets, prune_tensor
+from golf.kernel.artifact import frame_body, pack_codes, unpack_codes
+from golf.kernel.quantize import prune_tensor
+from golf.quant.config import Compressor, PruneConfig, QuantConfig
+from golf.quant.routing import prune_table, prune_targets
+from golf.quant.validate_artifact import FRAME_BYTES, ArtifactError, check_body, decompress
 from tests.helpers import compose_config, roles_by_name
+
+
+def packed_nbytes(n: int, bits: int) -> int:
+    return (n * bits + 7) // 8
+
+
+def prune_state_dict(sd, cfg: PruneConfig, roles):
+    """The kernel's pruning of the tensors the lab's table selects."""
+    targets = prune_table(sd, QuantConfig(prune=cfg), roles)
+    return {name: prune_tensor(t, cfg.fraction) if name in targets else t for name, t in sd.items()}
+
+
+def compress(data: bytes, compressor: Compressor, level: int) -> bytes:
+    return frame_body(data, QuantConfig(compressor=compressor, level=level))[FRAME_BYTES:]
 
 
 def test_prune_zeroes_exactly_the_intended_fraction():
@@ -83,11 +100,22 @@ def test_bit_layouts_match_the_records():
     assert pack_codes(np.array(u, np.int8), 0, 6) == word.to_bytes(3, "little")
 
 
-def test_packing_rejects_out_of_range_and_bad_lengths():
-    with pytest.raises(ValueError, match="exceed 5 bits"):
-        pack_codes(np.array([17], np.int8), -15, 5)
-    with pytest.raises(ValueError, match="cannot hold exactly"):
-        unpack_codes(b"\x00" * 4, -16, 5, 8)
+def test_the_reader_refuses_packed_codes_of_the_wrong_length_or_range():
+    """The kernel packs what its quantizer made; the strict reader checks a packed stream's length and range."""
+    def body(codes: bytes, n: int) -> bytes:
+        entry = {"name": "w", "dtype": "float32", "scheme": "int5", "shape": [1, n], "enc": "int", "bits": 5,
+                 "lo": -15, "hi": 15, "packed": True, "scale_dtype": "float16", "scale_shape": [1],
+                 "codes": [0, len(codes)], "scale": [len(codes), 2]}
+        payload = codes + b"\x00\x3c"
+        head = json.dumps({"format": "golf-quant", "version": 1, "byteorder": "little",
+                           "payload_bytes": len(payload), "tensors": [entry]}).encode()
+        return struct.pack("<I", len(head)) + head + payload
+
+    assert check_body(body(pack_codes(np.arange(-15, -7, dtype=np.int8), -15, 5), 8)) == {"w": [1, 8]}
+    with pytest.raises(ArtifactError, match="holds 4 bytes, its shape and dtype need 5"):
+        check_body(body(b"\x00" * 4, 8))
+    with pytest.raises(ArtifactError, match=r"codes outside \[-15, 15\]"):
+        check_body(body(pack_codes(np.array([16] * 8, np.int8), -15, 5), 8))  # u = 31 → code 16
 
 
 def test_large_streams_cross_chunk_boundaries():
@@ -100,16 +128,16 @@ def test_large_streams_cross_chunk_boundaries():
 def test_compressors_round_trip_bytes_exactly(compressor, level):
     data = os.urandom(5000) + bytes(20000) + bytes(range(256)) * 40 + b""
     packed = compress(data, compressor, level)
-    assert decompress(packed, compressor, len(data)) == data
+    assert decompress(packed, compressor.value, len(data)) == data
     assert len(packed) < len(data)
-    assert decompress(compress(b"", compressor, level), compressor, 0) == b""
+    assert decompress(compress(b"", compressor, level), compressor.value, 0) == b""
 
 
 @pytest.mark.parametrize("compressor", list(Compressor))
 def test_corrupt_or_truncated_streams_raise(compressor):
     data = bytes(range(256)) * 64
     packed = compress(data, compressor, 6)
-    with pytest.raises(DecompressionError):
-        decompress(packed[: len(packed) // 2], compressor, len(data))
-    with pytest.raises(DecompressionError):
-        decompress(packed, compressor, len(data) + 1)
+    with pytest.raises(ArtifactError):
+        decompress(packed[: len(packed) // 2], compressor.value, len(data))
+    with pytest.raises(ArtifactError):
+        decompress(packed, compressor.value, len(data) + 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from golf.kernel.quantize import code_range, dequantize, fake_quantize, quantile, quantize
 from golf.quant.config import (
     ClipRule,
     RangeConvention,
@@ -13,7 +14,6 @@ from golf.quant.config import (
     SchemeConfig,
     SearchGranularity,
 )
-from golf.quant.quantizer import code_range, dequantize, fake_quantize, quantile, quantize
 
 Q = 0.9999984  # the baseline's 99.99984th percentile
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from golf.config.errors import ConfigError
-from golf.quant.config import QuantConfig, RuleConfig, SchemeConfig, SchemeKind
-from golf.quant.routing import route_state_dict
+from golf.quant.config import PruneConfig, QuantConfig, RuleConfig, SchemeConfig, SchemeKind
+from golf.quant.routing import prune_table, route_state_dict, schemes_table
 from tests.helpers import roles_by_name
 
 
@@ -84,3 +84,26 @@ def test_size_first_makes_every_small_tensor_fp16_before_the_rules():
     routes = route_state_dict(big, _cfg([("*", "int8")], passthrough_max_numel=100,
                                         passthrough_order=PassthroughOrder.size_first), roles_by_name(big))
     assert routes["blocks.0.resid_mix"].scheme_name == "fp32"
+
+
+def test_the_kernel_tables_and_their_reserved_scheme_names():
+    """The kernel's scheme table names ``raw`` and ``fp16`` itself: ``raw`` is no scheme name, ``fp16`` stores fp16."""
+    sd = {"blocks.0.attn_scale": torch.zeros(10), "blocks.0.mlp.fc.weight": torch.zeros(300, 300),
+          "step": torch.zeros(3, dtype=torch.int64)}
+    roles = roles_by_name(sd)
+    cfg = _cfg([("*", "int8")], base_rules=[], prune=PruneConfig(select="part=mlp"))
+    assert schemes_table(sd, cfg, roles) == {"blocks.0.attn_scale": "fp16", "blocks.0.mlp.fc.weight": "int8",
+                                             "step": "raw"}
+    assert prune_table(sd, cfg, roles) == ["blocks.0.mlp.fc.weight"]
+    cfg.schemes["raw"] = SchemeConfig()
+    with pytest.raises(ConfigError, match=r"^quant\.schemes\.raw='raw': is reserved"):
+        route_state_dict(sd, cfg, roles)
+    del cfg.schemes["raw"]
+    cfg.schemes["fp16"] = SchemeConfig(bits=6)
+    with pytest.raises(ConfigError, match=r"^quant\.schemes\.fp16\.kind='int': the fp16 scheme is where small"):
+        route_state_dict(sd, cfg, roles)
+    del cfg.schemes["fp16"]
+    with pytest.raises(ConfigError, match=r"^quant\.schemes\.fp16=None: small tensors pass through the fp16 scheme"):
+        route_state_dict(sd, cfg, roles)
+    cfg.passthrough_max_numel = 0  # nothing passes through: no fp16 scheme needed
+    assert route_state_dict(sd, cfg, roles)["blocks.0.attn_scale"].scheme_name == "int8"

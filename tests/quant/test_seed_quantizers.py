@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from golf.kernel.quantize import fake_quantize, quantize
 from golf.quant.config import ClipOrder, ScalePrecision
-from golf.quant.quantizer import fake_quantize, quantize
 
 from .conftest import load_preset
 

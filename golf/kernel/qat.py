@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from golf.kernel.quantize import fake_quantize
+
 if TYPE_CHECKING:
     from golf.quant.config import QATConfig, QuantConfig
 
@@ -35,34 +37,11 @@ QAT_GATE = "qat_gate"
 QAT_CLASSES = {}  # Linear class -> its fake-quantizing subclass
 
 
-def qat_fake_quant(w, s, scale, /):
-    """The per-row codes of matrix ``w`` under QAT scheme ``s`` times their scale (``scale``: fp32 or
-    fp16), in w's dtype; the export quantizer's arithmetic, as pure tensor ops."""
-    t = w.float()
-    qmax = (1 << (s.bits - 1)) - 1
-    if s.clip == "sdclip":
-        c = s.clip_sigmas * t.std(dim=1) if t.shape[1] > 1 else t.new_zeros(t.shape[0])
-    elif s.clip == "rowmax" or s.clip_quantile >= 1.0:
-        c = t.abs().amax(dim=1)
-    else:
-        c = torch.quantile(t.abs(), s.clip_quantile, dim=1)
-    s32 = (c / qmax).clamp_min(1.0 / qmax if s.scale_floor == "qmax" else 1e-12)[:, None]
-    s16 = s32.half().float()
-    d = s32 if s.rounding_scale == "fp32" else s16
-    if s.clip_order == "clip_then_round":
-        t = t.clamp(-c[:, None], c[:, None])
-    q = torch.round(t / torch.where(d > 0, d, 1))
-    if s.grid_step > 1:
-        q = torch.round(q / s.grid_step) * s.grid_step
-    q = q.clamp(-qmax - (s.range == "full"), qmax) * (d > 0)
-    return (q * (s32 if scale == "fp32" else s16)).to(w.dtype)
-
-
 def qat_weight(m, /):
     w = m._parameters["weight"]
     if not m.training:
         return w
-    return w + m._buffers[QAT_GATE].to(w.dtype) * (qat_fake_quant(w, m.qat_scheme, m.qat_scale) - w).detach()
+    return w + m._buffers[QAT_GATE].to(w.dtype) * (fake_quantize(w, m.qat_scheme, m.qat_scale) - w).detach()
 
 
 class QatOff:

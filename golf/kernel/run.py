@@ -61,7 +61,7 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
         load_validation_tokens(paths.val_pattern, periodic_len, cfg.arch.vocab_size)
 
     model = build_gpt(cfg.arch).to(dev)
-    qat = apply_qat(model, cfg.quant.qat, plan["qat"])
+    qat = apply_qat(model, cfg.quant, plan["qat"])
     topology = build_switch(model, cfg.arch)
     opt = build_optimizer(model, cfg.optimizer, plan["groups"], dist.world_size, dist.rank)
     averager = build_averager(cfg.averaging, model)

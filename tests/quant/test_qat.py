@@ -9,9 +9,8 @@ from torch import nn
 
 from golf.config.errors import ConfigError
 from golf.kernel.qat import apply_qat as kernel_apply_qat
-from golf.kernel.qat import qat_fake_quant
+from golf.kernel.quantize import fake_quantize
 from golf.quant.config import (
-    ClipOrder,
     ClipRule,
     QATConfig,
     QATSchedule,
@@ -23,7 +22,6 @@ from golf.quant.config import (
     SchemeConfig,
 )
 from golf.quant.qat import GATE, apply_qat, qat_table
-from golf.quant.quantizer import fake_quantize
 from tests.helpers import roles_by_name
 
 INT3 = SchemeConfig(bits=3, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny, range=RangeConvention.full)
@@ -220,39 +218,6 @@ def test_fake_quantized_weight_is_codes_times_the_fp32_scale_by_default():
         apply_qat(net, _cfg(rules=(("*", "int6"),), fake_quant_scale=scale))
         assert net.blocks[0].attn.c_q.qat_scale is scale
         assert torch.equal(net.blocks[0].attn.c_q.weight, codes * s)
-
-
-def _weights(dtype=torch.float32, cols=40):
-    w = torch.randn(24, cols, generator=torch.Generator().manual_seed(5)) * 0.05
-    w[3] = 0.0  # an all-zero row: clip 0, the scale at its floor
-    w[5, 0] = 1.0  # an outlier the percentile clip cuts
-    return w.to(dtype)
-
-
-QAT_SCHEMES = {
-    "int3_rowmax_full": INT3,
-    "int6_rowmax": INT6,
-    "int8_percentile": SchemeConfig(bits=8, clip=ClipRule.percentile, clip_quantile=0.99),
-    "int8_percentile_1": SchemeConfig(bits=8, clip=ClipRule.percentile, clip_quantile=1.0),
-    "int6_sdclip": SchemeConfig(bits=6, clip=ClipRule.sdclip, clip_sigmas=2.5, scale_floor=ScaleFloor.tiny),
-    "int5_fp16_rounding_tiny": SchemeConfig(bits=5, clip=ClipRule.rowmax, scale_floor=ScaleFloor.tiny,
-                                            rounding_scale=ScalePrecision.fp16, range=RangeConvention.full),
-    "int8_grid4": SchemeConfig(bits=8, clip=ClipRule.rowmax, grid_step=4),
-    "int5_round_then_clamp": SchemeConfig(bits=5, clip=ClipRule.percentile, clip_quantile=0.9,
-                                          clip_order=ClipOrder.round_then_clamp, rounding_scale=ScalePrecision.fp16),
-}
-
-
-@pytest.mark.parametrize("scale", list(ScalePrecision))
-@pytest.mark.parametrize("name", list(QAT_SCHEMES))
-def test_kernel_fake_quantizer_is_the_export_quantizer(name, scale):
-    """QAT's fake quantization is bit for bit the export quantizer's codes times the chosen scale, for every
-    scheme QAT accepts (clip rowmax / percentile / sdclip, both floors, ranges, grids, rounding scales)."""
-    scheme = QAT_SCHEMES[name]
-    for w in (_weights(), _weights(torch.bfloat16), _weights(cols=1)):
-        got = qat_fake_quant(w, scheme, scale)
-        assert got.dtype == w.dtype
-        assert torch.equal(got, fake_quantize(w, scheme, scale)), (name, scale, w.dtype, w.shape)
 
 
 def test_kernel_entry_takes_the_quant_config_and_the_targets_table():

@@ -6,6 +6,7 @@ a rule:
 
 * ``groups``: parameter name → ``[optimizer group, lr multiplier, weight-decay multiplier]``;
 * ``schemes``: tensor name → the export scheme that stores it (None: kept as it is);
+* ``prune``: the tensors the export prunes (empty without ``quant.prune``);
 * ``qat``: the weights fake-quantized during training and the scheme each follows;
 * ``micro_rows``: sequences per forward/backward on one rank (None: the official split).
 
@@ -23,7 +24,7 @@ from golf.config.validate import grad_accum_steps
 from golf.microbatch import parse_micro_batch_tokens, resolve_micro_rows
 from golf.model import build_model
 from golf.optim import groups_table
-from golf.quant import schemes_table
+from golf.quant.routing import prune_table, schemes_table
 from golf.quant.qat import qat_table
 from golf.submission import Submission, generate
 
@@ -36,7 +37,7 @@ def tables(cfg: GolfConfig, model=None) -> dict:
         with torch.device("meta"):
             model = build_model(cfg.arch)
     return {"groups": groups_table(model, cfg.optimizer), "schemes": schemes_table(model, cfg.quant),
-            "qat": qat_table(model, cfg.quant)}
+            "prune": prune_table(model, cfg.quant), "qat": qat_table(model, cfg.quant)}
 
 
 def run_plan(cfg: GolfConfig, dist) -> dict:

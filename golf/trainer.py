@@ -16,6 +16,8 @@ import logging
 import traceback
 from pathlib import Path
 
+import torch
+
 from omegaconf import OmegaConf
 
 from golf.checkpoint import check_state_components, load_checkpoint, resolved_config, save_checkpoint
@@ -29,7 +31,11 @@ from golf.logging import RunRecorder
 from golf.logging.progress import Progress, format_seconds
 from golf.plan import run_plan, submission_of
 from golf.preempt import Preempted, StopSignal
-from golf.quant import check_budget, quant_report
+from golf.model import build_model
+from golf.quant.export import check_hessians
+from golf.quant.report import QuantReport, check_budget, tensor_report
+from golf.quant.routing import route_state_dict
+from golf.quant.validate_artifact import FRAME
 
 log = logging.getLogger("golf")
 ARTIFACT_NAME = "model.golf"
@@ -72,6 +78,8 @@ class LabHooks(Hooks):
         self.resolved = resolved_config(cfg)  # recorded with every checkpoint (golf.train checks it on resume)
         self.show = cfg.logger.console_every > 0  # 0: no training progress lines at all
         self.saved_step = None
+        with torch.device("meta"):
+            self.roles = build_model(cfg.arch).param_roles  # the routes' reasons in the quant report
         self.recorder.update_summary(run_name=cfg.run_name, eval=cfg.eval.name, eval_kind=cfg.eval.kind)
 
     # -- records
@@ -160,15 +168,23 @@ class LabHooks(Hooks):
         log.info("training done: %d steps, %.1f s (%.1f ms/step), %d tokens", st.step, st.train_time,
                  1000.0 * st.train_time / max(st.step, 1), st.step * tc.batch_tokens)
 
-    # -- the artifact and the code that counts beside it
-    def artifact(self, blob: bytes, stored) -> int:
+    # -- the export: its Hessians, the artifact and the code that counts beside it
+    def calibrated(self, model, hessians: dict) -> None:
+        sd = model.state_dict()
+        check_hessians(sd, route_state_dict(sd, self.cfg.quant, self.roles), hessians)  # one GPTQError line
+
+    def artifact(self, blob: bytes, state: dict, stored: dict) -> int:
         submission = submission_of(self.cfg)
         submission.write(self.run_dir)
-        report = quant_report(self.cfg.quant, stored, len(blob))
+        q, summary = self.cfg.quant, self.recorder.summary
+        routes = route_state_dict(state, q, self.roles)
+        rows = [tensor_report(n, state[n], stored[n], routes[n].reason, q.packing) for n in stored]
+        report = QuantReport(rows, len(blob), FRAME.unpack_from(blob)[4], q.compressor.value, int(q.level),
+                             q.packing.value, shuffle=q.byte_shuffle, quantize_s=summary.get("quantize_s", 0.0),
+                             compress_s=summary.get("compress_s", 0.0))
         write_atomic(self.run_dir / ARTIFACT_NAME, blob)  # whole or absent: a full disk leaves no truncated one
         write_atomic(self.run_dir / "quant_report.json", json.dumps(report.to_dict(), indent=1) + "\n")
-        self.recorder.update_summary(quant=self.cfg.quant.name, quantize_s=report.quantize_s,
-                                     compress_s=report.compress_s)
+        self.recorder.update_summary(quant=q.name)
         log.info("artifact: model %d + code %d = %d bytes (limit %d)", len(blob), submission.code_bytes,
                  len(blob) + submission.code_bytes, self.cfg.quant.limit_bytes)
         return submission.code_bytes

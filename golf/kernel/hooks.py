@@ -50,8 +50,12 @@ class Hooks:
     def trained(self, state) -> None:
         """Training is over (before the export)."""
 
-    def artifact(self, blob: bytes, stored) -> int:
-        """Keep the artifact; return the code bytes that count beside it."""
+    def calibrated(self, model, hessians: dict) -> None:
+        """The export's Hessians are collected (the lab checks them before GPTQ runs)."""
+
+    def artifact(self, blob: bytes, state: dict, stored: dict) -> int:
+        """Keep the artifact (``state``: the exported weights, ``stored``: what each became); return the
+        code bytes that count beside it."""
         Path("model.golf").write_bytes(blob)
         return Path(sys.argv[0]).stat().st_size
 

@@ -24,7 +24,8 @@ from golf.kernel.averaging import build_averager
 from golf.kernel.data import build_byte_luts, build_train_loader, load_validation_tokens
 from golf.kernel.dist import DistInfo, broadcast_object, data_paths, init_distributed, shutdown
 from golf.kernel.evaluate import build_evaluator
-from golf.kernel.export import calibrate, export_state_dict, load_artifact, needs_calibration
+from golf.kernel.gptq import calibrate
+from golf.kernel.artifact import frame_body, load_artifact, quantize_state_dict, serialize
 from golf.kernel.hooks import Hooks
 from golf.kernel.loop import sync, train, warm_up
 from golf.kernel.model import build_gpt, build_switch
@@ -129,25 +130,25 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
         pre = evaluator.plain()(model)
         hooks.log("prequant_eval", st.step, eval_s=round(time.perf_counter() - t, 3), **pre.to_dict())
         hooks.summary(**pre.to_dict("prequant_"))
-    hessians = None
-    if needs_calibration(cfg.quant):
-        cal = calibrate(model, cfg.quant, dist, train_loader=new_loader, batch_tokens=cfg.train.batch_tokens,
-                        seq_len=cfg.train.seq_len, autocast=autocast)
-        if cal is not None:
-            hessians = cal.hessians
-            hooks.summary(calibration_s=cal.seconds, calibration_batches=cal.batches, calibration_tokens=cal.tokens)
+    t = time.perf_counter()
+    hessians = calibrate(model, cfg.quant, cfg.train, dist, plan["schemes"], new_loader, autocast)
+    if hessians is not None:
+        hooks.summary(calibration_s=round(time.perf_counter() - t, 3))
+        hooks.calibrated(model, hessians)
     out = ("error", "the main rank did not export")
     if dist.is_main:  # quantized once; every rank loads exactly these bytes (a failure reaches every rank)
         try:
             t = time.perf_counter()
-            blob, stored = export_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                                             cfg.quant, plan["schemes"], hessians)
-            code = hooks.artifact(blob, stored)
+            sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            stored = quantize_state_dict(sd, cfg.quant, plan["schemes"], hessians, plan["prune"])
+            t2 = time.perf_counter()
+            blob = frame_body(serialize(stored, cfg.quant), cfg.quant)
+            hooks.summary(quantize_s=round(t2 - t, 3), compress_s=round(time.perf_counter() - t2, 3))
+            code = hooks.artifact(blob, sd, stored)
             sizes = dict(model_bytes=len(blob), code_bytes=code, artifact_bytes=len(blob) + code,
                          artifact_limit=cfg.quant.limit_bytes)
             hooks.log("artifact", st.step, **sizes)
-            hooks.summary(**sizes, artifact_fits=len(blob) + code <= cfg.quant.limit_bytes,
-                          export_s=round(time.perf_counter() - t, 3))
+            hooks.summary(**sizes, artifact_fits=len(blob) + code <= cfg.quant.limit_bytes)
             out = ("ok", blob)
         except Exception as err:
             out, failure = ("error", f"{type(err).__name__}: {err}"), err
@@ -157,7 +158,7 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
             raise failure
         raise RuntimeError(f"artifact export failed on the main rank: {blob}")
     own = model.state_dict()
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in load_artifact(blob).items()})
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in load_artifact(blob, cfg.quant).items()})
     t = time.perf_counter()
     result = evaluator(model)
     fields = dict(eval_s=round(time.perf_counter() - t, 3), **result.to_dict())

@@ -66,21 +66,26 @@ def gptq_hessians(state_dict: Mapping[str, Tensor], routes: Mapping[str, Route],
     return out
 
 
-def _singular(hessians: Mapping[str, Tensor], routes: Mapping[str, Route]) -> GPTQError:
-    """The error naming the first Hessian whose damped form has no Cholesky factor (GPTQ step 1-2)."""
-    for name, h in hessians.items():
+def check_hessians(state_dict: Mapping[str, Tensor], routes: Mapping[str, Route],
+                   hessians: Mapping[str, Tensor] | None) -> dict[str, Tensor]:
+    """The GPTQ Hessians (:func:`gptq_hessians`), each checked to give GPTQ a Cholesky factor once damped
+    (GPTQ steps 1-2): a NaN/inf Hessian or one still singular is a :class:`GPTQError` naming the tensor
+    and what to change, raised before any tensor is quantized."""
+    hs = gptq_hessians(state_dict, routes, hessians)
+    for name, h in hs.items():
         h = h.detach().to(dtype=torch.float32).clone()
         if not bool(torch.isfinite(h).all()):
-            return GPTQError(f"{name}: its calibration Hessian holds NaN or inf values (the calibration forward "
-                             "was not finite)")
+            raise GPTQError(f"{name}: its calibration Hessian holds NaN or inf values (the calibration forward "
+                            "was not finite: check the trained weights' prequant score or the calibration "
+                            "batches; damping cannot fix this)")
         dead = torch.diagonal(h) == 0
         h[dead, dead] = 1.0
         torch.diagonal(h).add_(routes[name].scheme.gptq.damp * torch.diagonal(h).mean())
         info = int(torch.linalg.cholesky_ex(h)[1])
         if info:
-            return GPTQError(f"{name}: the damped Hessian is not positive definite (leading minor {info}); "
-                             f"raise quant.schemes.{routes[name].scheme_name}.gptq.damp")
-    return GPTQError("a damped Hessian is not positive definite; raise gptq.damp")
+            raise GPTQError(f"{name}: the damped Hessian is not positive definite (leading minor {info}); "
+                            f"raise quant.schemes.{routes[name].scheme_name}.gptq.damp")
+    return hs
 
 
 def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Mapping[str, Role],
@@ -94,12 +99,9 @@ def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Ma
     done = on_stage or (lambda stage, **fields: None)
     t0 = time.perf_counter()
     routes = route_state_dict(state_dict, cfg, roles)
-    hs = gptq_hessians(state_dict, routes, hessians)
+    hs = check_hessians(state_dict, routes, hessians)
     table = {name: r.scheme_name for name, r in routes.items()}
-    try:
-        stored = quantize_state_dict(state_dict, cfg, table, hs, set(prune_table(state_dict, cfg, roles)))
-    except torch.linalg.LinAlgError:
-        raise _singular(hs, routes) from None
+    stored = quantize_state_dict(state_dict, cfg, table, hs, set(prune_table(state_dict, cfg, roles)))
     done("quantize", tensors=len(stored))
     t1 = time.perf_counter()
     body = serialize(stored, cfg)

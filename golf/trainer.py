@@ -27,12 +27,13 @@ from golf.averaging import build_averager
 from golf.checkpoint import load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len, grad_accum_steps
-from golf.data import DataPaths, build_byte_luts, load_validation_tokens
-from golf.data.shuffled import build_train_loader
+from golf.data import DataPaths, check_data
 from golf.dist import DistInfo, all_reduce_, scheduler_job_id
-from golf.eval import build_evaluator
+from golf.eval import eval_progress, ttt_frozen_prefixes
 from golf.finish import finish_run
 from golf.flags import StepFlags
+from golf.kernel.data import build_byte_luts, build_train_loader, load_validation_tokens
+from golf.kernel.evaluator import build_evaluator
 from golf.logging import RunRecorder
 from golf.logging.progress import Progress, format_seconds, quiet
 from golf.microbatch import StepBatches, resolve_micro_rows
@@ -102,11 +103,13 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, paths: DataPaths, rec
     accum = grad_accum_steps(cfg, dist.world_size)
 
     # ---- data (prepared by the entry; concurrent demo builds of several ranks are atomic) ----
-    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(device)
-    val_tokens = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg), cfg.arch.vocab_size)
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)
+    check_data(cfg.data, paths, world_size=dist.world_size, seq_len=tc.seq_len,
+               val_seq_len=max(eval_seq_len(cfg), periodic_len))
+    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(device)
+    val_tokens = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg))
     periodic_tokens = (val_tokens if periodic_len == eval_seq_len(cfg)
-                       else load_validation_tokens(paths.val_pattern, periodic_len, cfg.arch.vocab_size))
+                       else load_validation_tokens(paths.val_pattern, periodic_len))
 
     # ---- model and its training companions ----
     model = build_model(cfg.arch).to(device)
@@ -153,10 +156,12 @@ def _train(cfg: GolfConfig, dist: DistInfo, run_dir: Path, paths: DataPaths, rec
 
     # the final evaluator (its plain form scores prequant weights) and the periodic one
     evaluator = build_evaluator(cfg.eval, tokens=val_tokens, luts=luts, seq_len=eval_seq_len(cfg), dist=dist,
-                                autocast=autocast, compile_model=compile_model).use_forward(model, forward)
+                                autocast=autocast, compile_model=compile_model, progress=eval_progress(dist),
+                                ttt_frozen=ttt_frozen_prefixes(cfg.eval, cfg.arch.num_layers)).use_forward(model, forward)
     periodic = (evaluator.plain() if cfg.eval.periodic == "same" else
                 build_evaluator(cfg.eval, tokens=periodic_tokens, luts=luts, seq_len=periodic_len, dist=dist,
-                                autocast=autocast, compile_model=compile_model, kind="standard")
+                                autocast=autocast, compile_model=compile_model, kind="standard",
+                                progress=eval_progress(dist))
                 .use_forward(model, forward))
 
     # ---- compile warm-up rolled back to the true initial state, then resume if a checkpoint exists ----

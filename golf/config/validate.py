@@ -18,7 +18,7 @@ from golf.config.errors import ConfigError
 from golf.config.policies import check_policies
 from golf.config.schema import GolfConfig
 from golf.data.config import validate_data
-from golf.eval.config import validate_eval
+from golf.eval.config import check_ttt_model, validate_eval
 from golf.logging.config import validate_logger
 from golf.microbatch import check_micro_batch_tokens
 from golf.model.config import validate_arch
@@ -92,6 +92,7 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
     if cfg.averaging is not None:
         validate_averaging(cfg.averaging, "averaging")
     validate_eval(cfg.eval, "eval", window=cfg.train.seq_len)
+    check_ttt_model(cfg.eval, cfg.arch)
     validate_logger(cfg.logger, "logger")
 
     t = cfg.train

@@ -140,12 +140,12 @@ def test_a_step_of_data_goes_to_the_device_without_a_host_sync(tmp_path):
     """One pinned, non-blocking copy per step: the host never waits for the device queue here."""
     import numpy as np
 
-    from golf.data import DistributedTokenLoader
     from golf.data.shards import write_shard
+    from golf.kernel.data import DistributedTokenLoader
     from golf.microbatch import StepBatches
 
     write_shard(tmp_path / "t_000000.bin", np.arange(40_000, dtype=np.uint16) % 1024)
-    loader = DistributedTokenLoader(str(tmp_path / "t_*.bin"), 0, 1, 1024)
+    loader = DistributedTokenLoader(str(tmp_path / "t_*.bin"), 0, 1)
     steps = StepBatches(loader, batch_tokens=8 * 1024, seq_len=256, accum=8, micro_rows=16, device=torch.device("cuda"))
     steps.next_step()  # first use: allocator and pinned-memory pools are set up
     torch.cuda.set_sync_debug_mode("error")

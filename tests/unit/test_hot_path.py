@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from golf.config.errors import ConfigError
-from golf.data import DistributedTokenLoader
 from golf.data.shards import write_shard
 from golf.dist import DistInfo
 from golf.flags import StepFlags
+from golf.kernel.data import DistributedTokenLoader
 from golf.microbatch import (
     StepBatches,
     activation_bytes_per_token,
@@ -78,7 +78,7 @@ def test_loss_from_the_forward_equals_cross_entropy_of_the_logits():
 def _loader(tmp_path, n=20_000, seed=0):
     g = torch.Generator().manual_seed(seed)
     write_shard(tmp_path / "train_000000.bin", torch.randint(0, 32, (n,), generator=g).numpy().astype("uint16"))
-    return DistributedTokenLoader(str(tmp_path / "train_*.bin"), 0, 1, 32)
+    return DistributedTokenLoader(str(tmp_path / "train_*.bin"), 0, 1)
 
 
 def _step_grads(model, batches):

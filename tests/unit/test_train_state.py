@@ -11,7 +11,7 @@ from golf.averaging import build_averager
 from golf.checkpoint import CheckpointError
 from golf.config.validate import load_config
 from golf.data import prepare_data
-from golf.data.shuffled import build_train_loader
+from golf.kernel.data import build_train_loader
 from golf.microbatch import StepBatches
 from golf.model import build_model
 from golf.model.loop import build_switch

@@ -69,7 +69,7 @@ def shard_names(files: list) -> list:
     return [os.path.basename(f) for f in files]
 
 
-def _resume_check(files: list, state: dict) -> None:
+def _loader_resume_check(files: list, state: dict) -> None:
     if shard_names(files) != state["files"]:
         raise ShardError(f"cannot resume: the loader read {state['files']}, the shards are now {shard_names(files)}")
 
@@ -106,7 +106,7 @@ class DistributedTokenLoader:
         return {"files": shard_names(self.files), "file_index": self.file_index, "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
-        _resume_check(self.files, state)
+        _loader_resume_check(self.files, state)
         self._load(state["file_index"])
         self.pos = state["pos"]
 
@@ -147,7 +147,7 @@ class ShuffledSequenceLoader:
                 "starts": [torch.tensor(s, dtype=torch.int64) for s in self.starts]}
 
     def load_state_dict(self, state: dict) -> None:
-        _resume_check(self.files, state)
+        _loader_resume_check(self.files, state)
         self.rng.bit_generator.state = state["rng"]
         self.starts = [t.tolist() for t in state["starts"]]
 

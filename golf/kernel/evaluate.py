@@ -55,7 +55,7 @@ def bpb_result(sums: torch.Tensor) -> EvalResult:
     return EvalResult(nll / n, nll / (math.log(2.0) * nbytes), int(n), int(nbytes))
 
 
-def rank_share(n: int, dist) -> tuple[int, int]:
+def eval_rank_span(n: int, dist) -> tuple[int, int]:
     """This rank's contiguous share ``[a, b)`` of ``n`` items."""
     return n * dist.rank // dist.world_size, n * (dist.rank + 1) // dist.world_size
 
@@ -64,7 +64,7 @@ def rank_share(n: int, dist) -> tuple[int, int]:
 def evaluate_standard(forward, tokens, luts, seq_len, batch_tokens, dist, autocast=contextlib.nullcontext,
                       progress=None) -> EvalResult:
     """Non-overlapping ``seq_len`` windows over ``tokens`` (``len(tokens) - 1`` targets)."""
-    a, b = rank_share((len(tokens) - 1) // seq_len, dist)
+    a, b = eval_rank_span((len(tokens) - 1) // seq_len, dist)
     per = max(1, batch_tokens // (dist.world_size * seq_len))
     sums = torch.zeros(3, dtype=torch.float64, device=dist.device)
     for s in range(a, b, per):
@@ -115,7 +115,7 @@ def evaluate_sliding(forward, tokens, luts, seq_len, stride, batch_windows, dist
                      progress=None) -> EvalResult:
     """Sliding windows of ``seq_len`` every ``stride`` tokens, split contiguously over ranks."""
     windows = sliding_windows(len(tokens) - 1, seq_len, stride)
-    a, b = rank_share(len(windows), dist)
+    a, b = eval_rank_span(len(windows), dist)
     sums = torch.zeros(3, dtype=torch.float64, device=dist.device)
     score_windows(forward, tokens, luts, windows[a:b], sums, batch_windows, dist.device, autocast, progress)
     return bpb_result(sums)

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from golf.kernel.dist import all_reduce_
-from golf.kernel.evaluate import bpb_result, rank_share, score_windows, sliding_windows
+from golf.kernel.evaluate import bpb_result, eval_rank_span, score_windows, sliding_windows
 
 if TYPE_CHECKING:
     from golf.eval.config import EvalConfig, TTTConfig
@@ -132,7 +132,7 @@ def _ttt_sync(device) -> None:
 def _ttt_train(model, params, opt, t: TTTConfig, tokens, span, lr, L, ledger, dist, autocast) -> None:
     """``t.epochs`` optimizer steps on the whole sequences of ``span``, this rank's share of them."""
     lo, hi = span
-    a, b = rank_share((hi - lo) // L, dist)
+    a, b = eval_rank_span((hi - lo) // L, dist)
     for g in opt.param_groups:
         g["lr"] = lr
     model.train()
@@ -185,7 +185,7 @@ def ttt_evaluate(model, forward, cfg: EvalConfig, sliding, compile_model, frozen
     _ttt_sync(dev)
     t0 = time.perf_counter()
     for c, (windows, (lo, hi), train) in enumerate(chunks):
-        a, b = rank_share(len(windows), dist)
+        a, b = eval_rank_span(len(windows), dist)
         model.eval()
         score_windows(fwd, tokens, luts, windows[a:b], sums, cfg.batch_windows, dev, autocast)
         ledger.scored(lo, hi, [(s + o, s + m) for s, m, o in windows[a:b]])

@@ -71,7 +71,7 @@ def shard_names(files: list) -> list:
 
 def _loader_resume_check(files: list, state: dict) -> None:
     if shard_names(files) != state["files"]:
-        raise ShardError(f"cannot resume: the loader read {state['files']}, the shards are now {shard_names(files)}")
+        raise ShardError(f"cannot resume from {state['files']}: the shards are now {shard_names(files)}")
 
 
 class DistributedTokenLoader:
@@ -83,15 +83,14 @@ class DistributedTokenLoader:
         self._load(0)
 
     def _load(self, i: int) -> None:
-        self.file_index, self.pos, self.tokens = i, 0, load_shard(self.files[i])
+        self.shard, self.pos, self.tokens = i, 0, load_shard(self.files[i])
 
     def take(self, n: int) -> torch.Tensor:
         out = [self.tokens[:0]]
         while n > 0:
+            if self.pos >= len(self.tokens):
+                self._load((self.shard + 1) % len(self.files))
             k = min(n, len(self.tokens) - self.pos)
-            if k <= 0:
-                self._load((self.file_index + 1) % len(self.files))
-                continue
             out.append(self.tokens[self.pos:self.pos + k])
             self.pos += k
             n -= k
@@ -103,11 +102,11 @@ class DistributedTokenLoader:
         return span[:-1].reshape(-1, seq_len), span[1:].reshape(-1, seq_len)  # [local/seq_len, seq_len]
 
     def state_dict(self) -> dict:
-        return {"files": shard_names(self.files), "file_index": self.file_index, "pos": self.pos}
+        return {"files": shard_names(self.files), "shard": self.shard, "pos": self.pos}
 
     def load_state_dict(self, state: dict) -> None:
         _loader_resume_check(self.files, state)
-        self._load(state["file_index"])
+        self._load(state["shard"])
         self.pos = state["pos"]
 
 

@@ -90,7 +90,7 @@ def test_resume_refuses_a_changed_shard_set(shards, tmp_path):
     other = tmp_path / "other"
     write_shard(other / "x_000000.bin", range(20))
     write_shard(other / "x_000001.bin", range(20))
-    with pytest.raises(ShardError, match=r"the loader read \['fineweb_train_000000.bin', .*\], the shards are now \['x_000000.bin', 'x_000001.bin'\]"):
+    with pytest.raises(ShardError, match=r"cannot resume from \[.fineweb_train_000000.bin., .*\]: the shards are now \['x_000000.bin', 'x_000001.bin'\]"):
         whole_stream(other / "x_*.bin").load_state_dict(a.state_dict())
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from golf.dist import DistInfo
-from golf.eval import evaluate_sliding, evaluate_standard
+from golf.kernel.evaluate import evaluate_sliding, evaluate_standard
 from golf.model import build_model
 from golf.model.config import ArchConfig
 
@@ -28,7 +28,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def load_tokens(n: int, vocab: int) -> tuple[torch.Tensor, object]:
-    from golf.data import build_byte_luts, read_shard
+    from golf.data import read_shard
+    from golf.kernel.data import build_byte_luts
 
     shard = SHARED / "datasets" / "fineweb10B_sp1024_valprefix" / "fineweb_val_000000.bin"
     model = SHARED / "tokenizers" / "fineweb_1024_bpe.model"

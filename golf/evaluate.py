@@ -25,10 +25,13 @@ from golf.config.errors import ConfigError
 from golf.config.store import composed as composition_done
 from golf.config.store import register_schemas, run_entry
 from golf.config.validate import load_config
-from golf.data import build_byte_luts, load_validation_tokens, prepare_data
+from golf.data import prepare_data
+from golf.data.shards import check_validation_shards
 from golf.dist import init_distributed, shutdown
 from golf.entry import entry_errors
-from golf.eval import EvalConfig, build_evaluator, validate_eval
+from golf.eval import EvalConfig, check_ttt_model, eval_progress, ttt_frozen_prefixes, validate_eval
+from golf.kernel.data import build_byte_luts, load_validation_tokens
+from golf.kernel.evaluator import build_evaluator
 from golf.logging import RunRecorder
 from golf.model import build_model
 from golf.quant.export import read_artifact
@@ -74,6 +77,7 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
         recorded.data.root = data_root
     cfg = load_config(recorded)
     validate_eval(eval_cfg, "eval", window=cfg.train.seq_len)  # the window it falls back to is the run's
+    check_ttt_model(eval_cfg, cfg.arch)
     cfg.precision, cfg.compile = precision, compile_model
 
     dist = init_distributed(device)
@@ -84,12 +88,15 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
         paths = prepare_data(cfg.data)
         seq_len = eval_cfg.seq_len or cfg.train.seq_len
         pattern = paths.val_pattern if split == "val" else paths.train_pattern
-        tokens = load_validation_tokens(pattern, seq_len, cfg.arch.vocab_size)
+        check_validation_shards(pattern, seq_len, cfg.arch.vocab_size)
+        tokens = load_validation_tokens(pattern, seq_len)
         luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dist.device)
         model = model.to(dist.device).eval()
         use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
         evaluator = build_evaluator(eval_cfg, tokens=tokens, luts=luts, seq_len=seq_len, dist=dist,
-                                    autocast=autocast_factory(cfg.precision, dist.device), compile_model=use_compile)
+                                    autocast=autocast_factory(cfg.precision, dist.device), compile_model=use_compile,
+                                    progress=eval_progress(dist),
+                                    ttt_frozen=ttt_frozen_prefixes(eval_cfg, cfg.arch.num_layers))
         result = evaluator(model)
     finally:
         shutdown()

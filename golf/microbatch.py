@@ -105,26 +105,3 @@ def resolve_micro_rows(value, *, arch: ArchConfig, model: nn.Module, batch_token
         raise ConfigError(KEY, value, f"even one sequence of {seq_len} tokens needs about "
                                       f"{need / 2**30:.1f} GiB of activations; {free / 2**30:.1f} GiB is free")
     return fitting[0]
-
-
-class StepBatches:
-    """One step's inputs and targets on the device, split into equal micro-batches."""
-
-    def __init__(self, loader, *, batch_tokens: int, seq_len: int, accum: int, micro_rows: int,
-                 device: torch.device):
-        self.loader, self.batch_tokens, self.seq_len, self.accum = loader, batch_tokens, seq_len, accum
-        self.micro_rows, self.device = micro_rows, device
-        self.pin = device.type == "cuda"
-
-    def next_step(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The step's ``(x, y)`` micro-batches, each ``[micro_rows, seq_len]`` int64 on the device."""
-        parts = [self.loader.next_batch(self.batch_tokens, self.seq_len, self.accum) for _ in range(self.accum)]
-        xy = torch.stack((torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])))  # [2, rows, T]
-        if self.pin:
-            xy = xy.pin_memory()
-        xy = xy.to(self.device, non_blocking=True)
-        rows = xy.size(1)
-        if rows % self.micro_rows:
-            raise ValueError(f"{rows} rows per step do not split into micro-batches of {self.micro_rows}")
-        return [(xy[0, s:s + self.micro_rows], xy[1, s:s + self.micro_rows])
-                for s in range(0, rows, self.micro_rows)]

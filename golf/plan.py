@@ -21,11 +21,12 @@ import torch
 
 from golf.config.schema import GolfConfig
 from golf.config.validate import grad_accum_steps
+from golf.eval.config import ttt_frozen_prefixes
 from golf.microbatch import parse_micro_batch_tokens, resolve_micro_rows
 from golf.model import build_model
 from golf.optim import groups_table
-from golf.quant.routing import prune_table, schemes_table
 from golf.quant.qat import qat_table
+from golf.quant.routing import prune_table, schemes_table
 from golf.submission import Submission, generate
 
 _GENERATED: dict[str, Submission] = {}
@@ -37,7 +38,8 @@ def tables(cfg: GolfConfig, model=None) -> dict:
         with torch.device("meta"):
             model = build_model(cfg.arch)
     return {"groups": groups_table(model, cfg.optimizer), "schemes": schemes_table(model, cfg.quant),
-            "prune": prune_table(model, cfg.quant), "qat": qat_table(model, cfg.quant)}
+            "prune": prune_table(model, cfg.quant), "qat": qat_table(model, cfg.quant),
+            "ttt_frozen": ttt_frozen_prefixes(cfg.eval, cfg.arch.num_layers)}
 
 
 def run_plan(cfg: GolfConfig, dist) -> dict:

@@ -17,21 +17,22 @@ import traceback
 from pathlib import Path
 
 import torch
-
 from omegaconf import OmegaConf
 
 from golf.checkpoint import check_state_components, load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
-from golf.data import DataPaths
+from golf.config.validate import eval_seq_len
+from golf.data import DataPaths, check_data
 from golf.dist import DistInfo, scheduler_job_id
+from golf.eval import eval_progress
 from golf.files import write_atomic
 from golf.kernel.hooks import Hooks, mean_loss
 from golf.kernel.run import run
 from golf.logging import RunRecorder
 from golf.logging.progress import Progress, format_seconds
+from golf.model import build_model
 from golf.plan import run_plan, submission_of
 from golf.preempt import Preempted, StopSignal
-from golf.model import build_model
 from golf.quant.export import check_hessians
 from golf.quant.report import QuantReport, check_budget, tensor_report
 from golf.quant.routing import route_state_dict
@@ -52,6 +53,9 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path, data: DataPaths
     try:
         with StopSignal(immediate=True) as stop:  # a stop acts at once until the loop can checkpoint
             hooks = LabHooks(cfg, dist, run_dir, recorder, stop)
+            periodic_len = cfg.train.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)
+            check_data(cfg.data, data, world_size=dist.world_size, seq_len=cfg.train.seq_len,
+                       val_seq_len=max(eval_seq_len(cfg), periodic_len))
             result = run(cfg, run_plan(cfg, dist), data, dist, hooks)
         if dist.is_main:
             check_budget(recorder.summary["artifact_bytes"], cfg.quant)  # the score is recorded by now
@@ -77,6 +81,7 @@ class LabHooks(Hooks):
         self.cfg, self.run_dir, self.recorder, self.stop = cfg, run_dir, recorder, stop
         self.resolved = resolved_config(cfg)  # recorded with every checkpoint (golf.train checks it on resume)
         self.show = cfg.logger.console_every > 0  # 0: no training progress lines at all
+        self.progress = eval_progress(dist)
         self.saved_step = None
         with torch.device("meta"):
             self.roles = build_model(cfg.arch).param_roles  # the routes' reasons in the quant report

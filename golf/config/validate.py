@@ -22,12 +22,12 @@ from golf.config.errors import ConfigError
 from golf.config.policies import check_policies
 from golf.config.schema import GolfConfig
 from golf.data.config import validate_data
-from golf.eval.config import validate_eval
+from golf.eval.config import check_ttt_model, validate_eval
+from golf.kernel.optim import lr_multiplier
 from golf.logging.config import validate_logger
 from golf.microbatch import check_micro_batch_tokens
 from golf.model.config import validate_arch
 from golf.optim.config import validate_optimizer
-from golf.optim.schedule import lr_multiplier
 from golf.quant.config import QATSchedule, needs_calibration, validate_quant
 
 
@@ -99,6 +99,7 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
     if cfg.averaging is not None:
         validate_averaging(cfg.averaging, "averaging")
     validate_eval(cfg.eval, "eval", window=cfg.train.seq_len)
+    check_ttt_model(cfg.eval, cfg.arch)
     validate_logger(cfg.logger, "logger")
 
     t = cfg.train
@@ -147,7 +148,7 @@ def qat_by_steps(cfg: GolfConfig) -> None:
     of ``train.iterations``: at the first step ``s`` with ``s / iterations >= start_fraction``.
 
     The QAT controller reads the step only through the LR multiplier, which without a clock is a fixed
-    function of the step (:func:`golf.optim.schedule.lr_multiplier`); so the switch is written as
+    function of the step (:func:`golf.kernel.optim.lr_multiplier`); so the switch is written as
     ``lr_below`` with the threshold ``lr_mul(s - 1)``, met first at step ``s`` (``always`` when ``s`` is 0).
     That needs the multiplier to fall between steps ``s - 1`` and ``s`` and to stay below from there on
     (inside the warmdown); otherwise the config is refused naming the step. Changes ``cfg`` in place."""

@@ -45,7 +45,7 @@ class DemoConfig:
 
 @dataclass
 class ShuffleConfig:
-    """Shuffled-sequence training (#1394 lineage, #1493; :mod:`golf.data.shuffled`) instead of the
+    """Shuffled-sequence training (#1394 lineage, #1493; :mod:`golf.kernel.data`) instead of the
     official sequential stream: each rank samples whole sequences of its own shards without replacement."""
 
     # None = the generator is seeded by the rank alone (the record: data order independent of the run

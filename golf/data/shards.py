@@ -1,4 +1,4 @@
-"""The official token-shard file format of the Parameter Golf challenge.
+"""The official token-shard file format of the Parameter Golf challenge: writing shards, and checking them.
 
 A shard is a header of 256 little-endian int32 (1024 bytes): ``[0] = 20240520`` (magic),
 ``[1] = 1`` (version), ``[2] = num_tokens``, the rest zero; then ``num_tokens`` little-endian uint16
@@ -6,8 +6,10 @@ token ids. The file size must be exactly ``1024 + 2 * num_tokens``. This is the 
 ``data/download_hf_docs_and_tokenize.py`` and read by ``load_data_shard`` in the challenge's
 ``train_gpt.py`` (spec: ``techniques.md`` §1.1, ``data.md`` §1).
 
-Used by the training stream (:mod:`golf.data.stream`), the demo builder (:mod:`golf.data.demo`) and
-the downloader's integrity checks (:mod:`golf.data.download`).
+The run kernel reads shards as they are (:mod:`golf.kernel.data`). What could go wrong with them is
+checked here, before a run starts (:func:`check_data`: every training header, the shard counts the
+loader needs, the validation shards and the token range) or a file is accepted (the downloader's
+integrity checks, :mod:`golf.data.download`). The demo builder (:mod:`golf.data.demo`) writes shards here.
 """
 
 from __future__ import annotations
@@ -15,21 +17,23 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from golf.files import write_atomic
+from golf.kernel.data import ShardError, load_shard
+
+if TYPE_CHECKING:
+    from golf.data.config import DataConfig
+    from golf.data.paths import DataPaths
 
 SHARD_MAGIC = 20240520
 SHARD_VERSION = 1
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 MAX_TOKENS = 2**31 - 1
-
-
-class ShardError(ValueError):
-    """A shard file (or shard glob) is missing, malformed or holds out-of-range token ids."""
 
 
 def read_header(path: str | os.PathLike) -> int:
@@ -73,13 +77,11 @@ def check_token_range(tokens: np.ndarray, vocab_size: int, where: str) -> None:
 
 def read_shard(path: str | os.PathLike, vocab_size: int | None = None) -> torch.Tensor:
     """Read one shard as a 1-D ``torch.uint16`` tensor, checking header, size and (optionally) ids."""
-    num_tokens = read_header(path)
-    tokens = np.fromfile(path, dtype="<u2", count=num_tokens, offset=HEADER_BYTES)
-    if tokens.size != num_tokens:
-        raise ShardError(f"{path}: read {tokens.size} tokens, header says {num_tokens}")
+    read_header(path)
+    tokens = load_shard(path)
     if vocab_size is not None:
-        check_token_range(tokens, vocab_size, str(path))
-    return torch.from_numpy(tokens.astype(np.uint16, copy=False))
+        check_token_range(tokens.numpy(), vocab_size, str(path))
+    return tokens
 
 
 def write_shard(path: str | os.PathLike, tokens) -> Path:
@@ -153,3 +155,37 @@ def check_shards(files: list[Path]) -> list[int]:
         counts.append(n)
     return counts
 
+
+
+def check_train_shards(pattern: str, vocab_size: int, *, world_size: int = 1, seq_len: int = 1,
+                       shuffled: bool = False) -> None:
+    """What the training loaders need, checked before the first batch: every header (:func:`check_shards`);
+    for shuffled sequences, a shard per rank and a whole ``seq_len + 1`` window in every shard; the ids of
+    the first shard below ``vocab_size`` (shards made with another tokenizer show there; checking every
+    shard's ids would read the whole training set)."""
+    files = list_shards(pattern)
+    counts = check_shards(files)
+    if shuffled:
+        if len(files) < world_size:
+            raise ShardError(f"{pattern!r} has {len(files)} training shards; the shuffled loader gives each of "
+                             f"{world_size} ranks its own, so it needs at least {world_size}")
+        for path, n in zip(files, counts):
+            if n < seq_len + 1:
+                raise ShardError(f"{path}: {n} tokens cannot hold one sequence of seq_len+1 = {seq_len + 1}")
+    read_shard(files[0], vocab_size)
+
+
+def check_validation_shards(pattern: str, seq_len: int, vocab_size: int) -> None:
+    """Every validation shard well formed with ids below ``vocab_size``, holding one ``seq_len`` window
+    (``seq_len + 1`` tokens) in all."""
+    total = sum(read_shard(path, vocab_size).numel() for path in list_shards(pattern))
+    if total < seq_len + 1:
+        raise ShardError(f"validation shards {pattern!r} hold {total} tokens; need at least seq_len+1={seq_len + 1}")
+
+
+def check_data(cfg: DataConfig, paths: DataPaths, *, world_size: int, seq_len: int, val_seq_len: int) -> None:
+    """The shards of a run, before it starts (``ShardError`` naming the file): the training shards for
+    ``world_size`` ranks and sequences of ``seq_len``, the validation shards for windows of ``val_seq_len``."""
+    check_train_shards(paths.train_pattern, cfg.vocab_size, world_size=world_size, seq_len=seq_len,
+                       shuffled=cfg.shuffle is not None)
+    check_validation_shards(paths.val_pattern, val_seq_len, cfg.vocab_size)

@@ -85,7 +85,7 @@ def verify_sidecar_file(val_file: str | os.PathLike, bytes_file: str | os.PathLi
 
 
 def load_validation_bytes(pattern: str | os.PathLike, val_tokens: torch.Tensor) -> torch.Tensor:
-    """The sidecar entries aligned with ``val_tokens`` (as :func:`golf.data.stream.load_validation_tokens`
+    """The sidecar entries aligned with ``val_tokens`` (as :func:`golf.kernel.data.load_validation_tokens`
     returns them: the first ``n`` tokens of the concatenated validation shards).
 
     Returns an int32 tensor of shape ``[n]``: entry ``i`` is the original UTF-8 bytes of token ``i``, so the

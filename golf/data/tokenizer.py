@@ -1,52 +1,28 @@
-"""SentencePiece tokenizer: loading, official training settings, document encoding, byte accounting.
+"""SentencePiece tokenizer: loading (with one clear error), official training settings, document encoding.
 
-The challenge scores bits per *byte*, so each target token is credited with the UTF-8 bytes it stands
-for (``build_sentencepiece_luts`` in openai/parameter-golf ``train_gpt.py``; spec ``techniques.md``
-§1.3, ``data.md`` §4): byte-fallback pieces ``<0xNN>`` are 1 byte; a normal piece is the UTF-8 length
-of its text after dropping one leading ``▁``; control/unknown/unused ids and table slots beyond the
-SentencePiece vocabulary are boundaries worth 0 bytes. The ``▁`` is worth one byte (the original
-space) only when the previous token is not a boundary. Summed over a document this equals the byte
-length of its nmt_nfkc-normalized text.
+The byte accounting of val_bpb (the UTF-8 bytes each target token stands for) is the run kernel's
+:func:`golf.kernel.data.build_byte_luts`; summed over a document it equals the byte length of its
+nmt_nfkc-normalized text (``data.md`` §4).
 
 Training uses the settings of the official 1024-piece tokenizer (BPE, byte fallback, split digits,
 nmt_nfkc, no dummy prefix, pad/bos/eos/unk = 0/1/2/3, soft vocabulary limit), and documents are encoded
-as ``[BOS] + sp.encode(text)`` with no EOS (``download_hf_docs_and_tokenize.py``). The evaluation code
-uses :class:`ByteLUTs`; the demo builder (:mod:`golf.data.demo`) uses the training and encoding helpers.
+as ``[BOS] + sp.encode(text)`` with no EOS (``download_hf_docs_and_tokenize.py``); the demo builder
+(:mod:`golf.data.demo`) uses the training and encoding helpers.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import sentencepiece as spm
-import torch
 
 BOS_ID = 1
 
 
 class TokenizerError(ValueError):
     """A tokenizer file is missing, unreadable, or does not match the configured vocabulary."""
-
-
-@dataclass(frozen=True)
-class ByteLUTs:
-    """Per-id byte tables, each of length ``max(sp vocab, model vocab)``."""
-
-    base_bytes: torch.Tensor  # int16: bytes of the piece without its leading "▁"
-    has_leading_space: torch.Tensor  # bool: the piece starts with "▁"
-    is_boundary: torch.Tensor  # bool: control / unknown / unused / beyond the sp vocab
-
-    def target_bytes(self, prev_ids: torch.Tensor, tgt_ids: torch.Tensor) -> torch.Tensor:
-        """Bytes credited to each target: ``base[t] + (space[t] & ~boundary[p])`` (int64, same shape)."""
-        prev, tgt = prev_ids.long(), tgt_ids.long()
-        space = self.has_leading_space[tgt] & ~self.is_boundary[prev]
-        return self.base_bytes[tgt].long() + space.long()
-
-    def to(self, device: torch.device | str) -> ByteLUTs:
-        return ByteLUTs(self.base_bytes.to(device), self.has_leading_space.to(device), self.is_boundary.to(device))
 
 
 def load_tokenizer(path: str | os.PathLike, vocab_size: int | None = None) -> spm.SentencePieceProcessor:
@@ -64,29 +40,6 @@ def load_tokenizer(path: str | os.PathLike, vocab_size: int | None = None) -> sp
             f"tokenizer {path} has {sp.vocab_size()} pieces but the configured vocab_size is {vocab_size}"
         )
     return sp
-
-
-def build_byte_luts(sp_model: str | os.PathLike | spm.SentencePieceProcessor, vocab_size: int) -> ByteLUTs:
-    """Byte tables for a tokenizer (a model path or a loaded processor) and a model vocabulary size."""
-    sp = sp_model if isinstance(sp_model, spm.SentencePieceProcessor) else load_tokenizer(sp_model)
-    n = sp.vocab_size()
-    size = max(n, vocab_size)
-    base = torch.zeros(size, dtype=torch.int16)
-    space = torch.zeros(size, dtype=torch.bool)
-    boundary = torch.ones(size, dtype=torch.bool)
-    for i in range(n):
-        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
-            continue
-        boundary[i] = False
-        if sp.is_byte(i):
-            base[i] = 1
-            continue
-        piece = sp.id_to_piece(i)
-        if piece.startswith("\u2581"):
-            space[i] = True
-            piece = piece[1:]
-        base[i] = len(piece.encode("utf-8"))
-    return ByteLUTs(base, space, boundary)
 
 
 def _training_sentences(docs: Iterable[str]) -> Iterator[str]:

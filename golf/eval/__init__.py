@@ -1,30 +1,12 @@
-"""Evaluation: exact val_bpb with standard or sliding windows, or score-first test-time training.
+"""Evaluation settings and the lab around the kernel's evaluators.
 
-Callers build an :class:`Evaluator` once (:func:`build_evaluator`) and hand it the model to score.
+The evaluators themselves (exact val_bpb with standard or sliding windows, score-first test-time
+training) are run code: :mod:`golf.kernel.evaluator`, :mod:`golf.kernel.evaluate`, :mod:`golf.kernel.ttt`.
+Here: the ``eval`` config group and its checks (:mod:`golf.eval.config`), the table of parameters TTT
+keeps frozen, and the progress display the evaluators report to (:mod:`golf.eval.progress`).
 """
 
-from golf.eval.bpb import BPBAccumulator, EvalResult
-from golf.eval.compliance import ComplianceError, ScoreLedger
-from golf.eval.config import EvalConfig, TTTConfig, validate_eval
-from golf.eval.evaluator import EvalSetup, Evaluator, SlidingEvaluator, StandardEvaluator, build_evaluator
-from golf.eval.windows import evaluate, evaluate_sliding, evaluate_standard, score_windows, sliding_windows
+from golf.eval.config import EvalConfig, TTTConfig, check_ttt_model, ttt_frozen_prefixes, validate_eval
+from golf.eval.progress import eval_progress
 
-__all__ = [
-    "BPBAccumulator",
-    "ComplianceError",
-    "EvalConfig",
-    "EvalResult",
-    "EvalSetup",
-    "Evaluator",
-    "ScoreLedger",
-    "SlidingEvaluator",
-    "StandardEvaluator",
-    "TTTConfig",
-    "build_evaluator",
-    "evaluate",
-    "evaluate_sliding",
-    "evaluate_standard",
-    "score_windows",
-    "sliding_windows",
-    "validate_eval",
-]
+__all__ = ["EvalConfig", "TTTConfig", "check_ttt_model", "eval_progress", "ttt_frozen_prefixes", "validate_eval"]

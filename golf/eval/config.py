@@ -1,18 +1,25 @@
-"""Evaluation settings (the ``eval`` config group)."""
+"""Evaluation settings (the ``eval`` config group), their checks, and TTT's table of frozen parameters.
+
+The evaluators that read these settings are run kernel code (:mod:`golf.kernel.evaluator`); everything
+that can be wrong with the settings is refused here, before a run starts.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from golf.config.errors import ConfigError
+from golf.kernel.ttt import LORA_TARGETS
+from golf.model.config import parse_layers
+
+if TYPE_CHECKING:
+    from golf.model.config import ArchConfig
 
 EVAL_KINDS = ("standard", "sliding", "ttt")
 TTT_OPTIMIZERS = ("sgd", "adamw")
 TTT_ADAPT = ("all", "lora")
 TTT_SCHEDULES = ("cosine", "constant")
-# LoRA target name -> the module path suffix of the projection it adapts (see golf.model.attention/mlp)
-LORA_TARGETS = {"q": "attn.c_q", "k": "attn.c_k", "v": "attn.c_v", "o": "attn.proj",
-                "up": "mlp.fc", "down": "mlp.proj", "head": "lm_head"}
 
 
 @dataclass
@@ -182,3 +189,25 @@ def validate_ttt(t: TTTConfig, prefix: str = "eval.ttt") -> None:
                 raise ConfigError(f"{prefix}.lora_targets", name, f"unknown projection; use {', '.join(LORA_TARGETS)}")
         if t.freeze_layers not in ("", "none"):
             raise ConfigError(f"{prefix}.freeze_layers", t.freeze_layers, "applies to adapt=all only (LoRA freezes the base)")
+
+
+def check_ttt_model(cfg: EvalConfig, arch: ArchConfig, prefix: str = "eval") -> None:
+    """TTT settings that depend on the model: the blocks ``freeze_layers`` names exist, and a LoRA ``head``
+    target has an untied head (a tied head has no ``lm_head`` projection)."""
+    t = cfg.ttt
+    if t is None:
+        return
+    ttt_frozen_prefixes(cfg, arch.num_layers, prefix)
+    if t.adapt == "lora" and "head" in t.lora_targets and arch.tie_embeddings:
+        raise ConfigError(f"{prefix}.ttt.lora_targets", "head",
+                          "this model ties its head to the embedding, so it has no 'lm_head' projection")
+
+
+def ttt_frozen_prefixes(cfg: EvalConfig, num_layers: int, prefix: str = "eval") -> tuple[str, ...]:
+    """The table TTT's kernel reads (:func:`golf.kernel.ttt.prepare_adaptation`): the parameter name
+    prefixes ``blocks.<i>.`` of the blocks ``ttt.freeze_layers`` selects in a ``num_layers``-block model
+    (``adapt=all``; empty otherwise)."""
+    t = cfg.ttt
+    if t is None or t.adapt != "all":
+        return ()
+    return tuple(f"blocks.{i}." for i in parse_layers(t.freeze_layers, num_layers, f"{prefix}.ttt.freeze_layers"))

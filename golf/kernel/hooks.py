@@ -3,7 +3,7 @@
 The defaults below are what a submission does on its own: print the record-style lines (train loss
 every ``train.log_every`` steps, evaluations, the artifact's sizes and the final score) on rank 0,
 write the artifact next to the script, and count the script's own bytes as code. The lab's subclass
-(:mod:`golf.lab_hooks`) records metrics and the summary, shows progress, resumes and writes
+(:class:`golf.trainer.LabHooks`) records metrics and the summary, shows progress, resumes and writes
 checkpoints, honours stop signals and counts the generated submission instead. No hook changes
 what is computed: the same config trains the same weights with either.
 """
@@ -19,6 +19,8 @@ from golf.kernel.dist import all_reduce_
 
 
 class Hooks:
+    progress = None  # the evaluators' display: progress(kind, done, total, sums) after each batch
+
     def __init__(self, dist, log_every: int = 0):
         self.dist, self.log_every = dist, log_every
 

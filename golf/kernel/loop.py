@@ -27,6 +27,15 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def step_batches(loader, batch_tokens: int, seq_len: int, accum: int, micro: int, device) -> list:
+    """One step's rows as the official loop reads them (``accum`` chunks), on the device in one copy,
+    split into micro-batches of ``micro`` rows: the same data whatever the split."""
+    parts = [loader.next_batch(batch_tokens, seq_len, accum) for _ in range(accum)]
+    xy = torch.stack((torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])))  # [2, rows, T]
+    xy = (xy.pin_memory() if device.type == "cuda" else xy).to(device, non_blocking=True)
+    return [(xy[0, i:i + micro], xy[1, i:i + micro]) for i in range(0, xy.size(1), micro)]
+
+
 def warm_up(cfg: GolfConfig, st: TrainState, train_step) -> None:
     """Compile every topology with real steps, then roll back to the state before them."""
     st.topology.begin()

@@ -5,7 +5,8 @@
     ─► evaluator: the reported val_bpb (always of the round-tripped artifact)
 
 ``plan`` is the lab's plain data for this config (:func:`golf.plan.run_plan`): the per-parameter tables
-(``groups`` for the optimizer, ``schemes`` for the export, ``qat`` targets) and ``micro_rows`` (sequences
+(``groups`` for the optimizer, ``schemes`` and ``prune`` for the export, ``qat`` targets, the
+``ttt_frozen`` name prefixes) and ``micro_rows`` (sequences
 per forward/backward on one rank; None = the official split). A submission embeds it as a literal.
 """
 
@@ -20,15 +21,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from golf.kernel.artifact import frame_body, load_artifact, quantize_state_dict, serialize
 from golf.kernel.averaging import build_averager
 from golf.kernel.data import build_byte_luts, build_train_loader, load_validation_tokens
+from golf.kernel.depth import build_switch
 from golf.kernel.dist import DistInfo, broadcast_object, data_paths, init_distributed, shutdown
-from golf.kernel.evaluate import build_evaluator
+from golf.kernel.evaluator import build_evaluator
 from golf.kernel.gptq import calibrate
-from golf.kernel.artifact import frame_body, load_artifact, quantize_state_dict, serialize
 from golf.kernel.hooks import Hooks
-from golf.kernel.loop import sync, train, warm_up
-from golf.kernel.model import build_gpt, build_switch
+from golf.kernel.loop import step_batches, sync, train, warm_up
+from golf.kernel.model import build_gpt
 from golf.kernel.optim import build_optimizer
 from golf.kernel.qat import apply_qat
 from golf.kernel.state import TrainState
@@ -56,10 +58,10 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     autocast = (lambda: torch.autocast(dev.type, torch.bfloat16)) if bf16 else contextlib.nullcontext
     accum = grad_accum(cfg, dist.world_size)
     luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dev)
-    val = load_validation_tokens(paths.val_pattern, eval_len(cfg), cfg.arch.vocab_size)
+    val = load_validation_tokens(paths.val_pattern, eval_len(cfg))
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_len(cfg)
     periodic_val = val if periodic_len == eval_len(cfg) else \
-        load_validation_tokens(paths.val_pattern, periodic_len, cfg.arch.vocab_size)
+        load_validation_tokens(paths.val_pattern, periodic_len)
 
     model = build_gpt(cfg.arch).to(dev)
     qat = apply_qat(model, cfg.quant, plan["qat"])
@@ -83,23 +85,23 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
 
     def train_step() -> torch.Tensor:
         """One step's gradient: the mean loss over equal micro-batches (the data does not depend on the split)."""
-        parts = [loader.next_batch(tc.batch_tokens, tc.seq_len, accum) for _ in range(accum)]
-        xy = torch.stack((torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])))  # [2, rows, T]
-        xy = (xy.pin_memory() if dev.type == "cuda" else xy).to(dev, non_blocking=True)
-        n = rows // micro
+        batches = step_batches(loader, tc.batch_tokens, tc.seq_len, accum, micro, dev)
+        n = len(batches)
         total = torch.zeros((), device=dev)
-        for i in range(n):
+        for i, (x, y) in enumerate(batches):
             no_sync = train_forward.no_sync() if dist.distributed and i < n - 1 else contextlib.nullcontext()
             with no_sync, autocast():
-                loss = train_forward(xy[0, i * micro:(i + 1) * micro], xy[1, i * micro:(i + 1) * micro])
+                loss = train_forward(x, y)
             with no_sync:
                 (loss / n).backward()
             total += loss.detach()
         return total / n
 
-    evaluator = build_evaluator(cfg.eval, val, luts, eval_len(cfg), dist, autocast, compiled).use_forward(model, forward)
+    evaluator = build_evaluator(cfg.eval, val, luts, eval_len(cfg), dist, autocast, compiled, None, hooks.progress,
+                                plan["ttt_frozen"]).use_forward(model, forward)
     periodic = evaluator.plain() if cfg.eval.periodic == "same" else build_evaluator(
-        cfg.eval, periodic_val, luts, periodic_len, dist, autocast, compiled, "standard").use_forward(model, forward)
+        cfg.eval, periodic_val, luts, periodic_len, dist, autocast, compiled, "standard",
+        hooks.progress).use_forward(model, forward)
 
     st = TrainState(model, opt, averager, loader, qat, topology)
     t_compile = time.perf_counter()

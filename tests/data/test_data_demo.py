@@ -15,8 +15,8 @@ from golf.data.corpus import CorpusError, read_documents
 from golf.data.demo import build_demo, demo_key, main, publish
 from golf.data.paths import prepare_data
 from golf.data.shards import list_shards, read_shard, write_shard
-from golf.data.stream import load_validation_tokens
 from golf.data.tokenizer import BOS_ID, encode_documents, load_tokenizer
+from golf.kernel.data import load_validation_tokens
 
 VOCAB = 512
 
@@ -136,7 +136,7 @@ def test_prepare_data_builds_the_demo(built):
     cfg = DataConfig(train_pattern=None, val_pattern=None, tokenizer_path=None, vocab_size=VOCAB, demo=demo)
     paths = prepare_data(cfg)
     assert paths.tokenizer_path == build.tokenizer_path and paths.vocab_size == VOCAB
-    assert load_validation_tokens(paths.val_pattern, 64, VOCAB).numel() % 64 == 1
+    assert load_validation_tokens(paths.val_pattern, 64).numel() % 64 == 1
 
 
 def test_prepare_data_checks_files_and_names_keys(built, tmp_path):

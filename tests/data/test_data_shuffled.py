@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from golf.data.config import DataConfig, ShuffleConfig
-from golf.data.shards import ShardError, write_shard
-from golf.data.shuffled import ShuffledSequenceLoader, build_train_loader
-from golf.data.stream import DistributedTokenLoader
+from golf.data.shards import ShardError, check_train_shards, write_shard
+from golf.kernel.data import DistributedTokenLoader, ShuffledSequenceLoader, build_train_loader
 
 T = 4
+UNSEEDED = ShuffleConfig()
 SIZES = (23, 30, 17, 41, 9)  # tokens per shard; token value = shard * 1000 + position
 
 
@@ -55,7 +55,7 @@ def _expected_batches(rank, world, rows, batches):
 
 @pytest.mark.parametrize("rank,world", [(0, 1), (0, 2), (1, 2)])
 def test_batches_follow_the_procedure(shards, rank, world):
-    loader = ShuffledSequenceLoader(shards, rank, world, T)
+    loader = ShuffledSequenceLoader(shards, rank, world, T, UNSEEDED)
     rows = 3
     for expected in _expected_batches(rank, world, rows, batches=12):  # several refills of the epoch
         x, y = loader.next_batch(rows * T * world, T, 1)
@@ -65,7 +65,7 @@ def test_batches_follow_the_procedure(shards, rank, world):
 
 
 def test_one_epoch_is_every_window_of_the_rank_once(shards):
-    loader = ShuffledSequenceLoader(shards, 1, 2, T)
+    loader = ShuffledSequenceLoader(shards, 1, 2, T, UNSEEDED)
     total = sum(len(s) for s in loader.starts)
     seen = [_decode(r) for _ in range(total) for r in loader.next_batch(T * 2, T, 1)[0]]
     assert len(set(seen)) == total  # without replacement
@@ -78,36 +78,37 @@ def test_one_epoch_is_every_window_of_the_rank_once(shards):
 
 
 def test_order_depends_on_the_rank_only_unless_seeded(shards):
-    a, b = ShuffledSequenceLoader(shards, 0, 1, T), ShuffledSequenceLoader(shards, 0, 1, T)
+    a, b = ShuffledSequenceLoader(shards, 0, 1, T, UNSEEDED), ShuffledSequenceLoader(shards, 0, 1, T, UNSEEDED)
     torch.manual_seed(123)  # the run's seed plays no part
     assert torch.equal(a.next_batch(16, T, 1)[0], b.next_batch(16, T, 1)[0])
-    c = ShuffledSequenceLoader(shards, 0, 1, T, seed=7)
-    d = ShuffledSequenceLoader(shards, 0, 1, T, seed=7)
+    c = ShuffledSequenceLoader(shards, 0, 1, T, ShuffleConfig(seed=7))
+    d = ShuffledSequenceLoader(shards, 0, 1, T, ShuffleConfig(seed=7))
     xc = c.next_batch(64, T, 1)[0]
     assert torch.equal(xc, d.next_batch(64, T, 1)[0])
-    assert not torch.equal(xc, ShuffledSequenceLoader(shards, 0, 1, T).next_batch(64, T, 1)[0])
+    assert not torch.equal(xc, ShuffledSequenceLoader(shards, 0, 1, T, UNSEEDED).next_batch(64, T, 1)[0])
 
 
 def test_resume_replays_the_same_sequences(shards):
-    loader = ShuffledSequenceLoader(shards, 0, 1, T)
+    loader = ShuffledSequenceLoader(shards, 0, 1, T, UNSEEDED)
     loader.next_batch(5 * T, T, 1)
     state = loader.state_dict()
     ahead = [loader.next_batch(5 * T, T, 1)[0] for _ in range(6)]
-    other = ShuffledSequenceLoader(shards, 0, 1, T)
+    other = ShuffledSequenceLoader(shards, 0, 1, T, UNSEEDED)
     other.load_state_dict(state)
     assert all(torch.equal(a, other.next_batch(5 * T, T, 1)[0]) for a in ahead)
+    with pytest.raises(ShardError, match="cannot resume from"):  # rank 1 of 2 reads other shards
+        ShuffledSequenceLoader(shards, 1, 2, T, UNSEEDED).load_state_dict(state)
 
 
-def test_errors_name_the_problem(shards, tmp_path):
+def test_shards_the_loader_cannot_use_are_refused_before_it_starts(shards):
+    check_train_shards(shards, 8192, world_size=5, seq_len=T, shuffled=True)
     with pytest.raises(ShardError, match="needs at least 8"):
-        ShuffledSequenceLoader(shards, 6, 8, T)
+        check_train_shards(shards, 8192, world_size=8, seq_len=T, shuffled=True)
     with pytest.raises(ShardError, match="cannot hold one sequence"):
-        ShuffledSequenceLoader(shards, 0, 1, 16)  # shard 4 has 9 tokens
+        check_train_shards(shards, 8192, seq_len=16, shuffled=True)  # shard 4 has 9 tokens
+    check_train_shards(shards, 8192, world_size=8, seq_len=16)  # the sequential stream needs neither
     with pytest.raises(ShardError, match="outside the vocabulary"):
-        ShuffledSequenceLoader(shards, 0, 1, T, vocab_size=1000).next_batch(40 * T, T, 1)
-    loader = ShuffledSequenceLoader(shards, 0, 1, T)
-    with pytest.raises(ValueError, match="not a positive multiple"):
-        loader.next_batch(6, T, 1)
+        check_train_shards(shards, 20, seq_len=T, shuffled=True)
 
 
 def test_the_data_config_chooses_the_loader(shards):

@@ -10,8 +10,8 @@ import json
 import pytest
 import torch
 
-from golf.data.shards import ShardError, write_shard
-from golf.data.stream import DistributedTokenLoader, TokenStream, load_validation_tokens
+from golf.data.shards import ShardError, check_validation_shards, write_shard
+from golf.kernel.data import DistributedTokenLoader, load_validation_tokens
 
 SIZES = (10, 5, 7)  # three shards: positions 0-9, 10-14, 15-21
 TOTAL = sum(SIZES)
@@ -30,8 +30,13 @@ def _positions(start, n):
     return [(start + i) % TOTAL for i in range(n)]
 
 
+def whole_stream(pattern):
+    """The whole stream, as one rank of one sees it."""
+    return DistributedTokenLoader(str(pattern), 0, 1)
+
+
 def test_stream_crosses_shards_and_wraps(shards):
-    s = TokenStream(shards, vocab_size=TOTAL)
+    s = whole_stream(shards)
     assert s.take(12).tolist() == list(range(12))
     assert s.take(10).tolist() == list(range(12, 22))
     assert s.take(3).tolist() == [0, 1, 2]  # wrapped to the first shard
@@ -41,7 +46,7 @@ def test_stream_crosses_shards_and_wraps(shards):
 
 def test_two_ranks_take_disjoint_spans_of_one_chunk(shards):
     # global 8 tokens, 2 ranks, 1 micro-step: local = 4, span = 5, chunk = 10 per call
-    loaders = [DistributedTokenLoader(shards, r, 2, vocab_size=TOTAL) for r in range(2)]
+    loaders = [DistributedTokenLoader(shards, r, 2) for r in range(2)]
     expected_starts = [(0, 5), (10, 15), (20, 3)]  # third chunk is 20, 21, then wraps to 0..7
     for start0, start1 in expected_starts:
         for rank, start in ((0, start0), (1, start1)):
@@ -58,14 +63,6 @@ def test_grad_accum_divides_the_global_batch(shards):
     assert x.flatten().tolist() == [5, 6, 7, 8] and y.flatten().tolist() == [6, 7, 8, 9]
 
 
-def test_batch_not_multiple_of_seq_len_is_refused(shards):
-    loader = DistributedTokenLoader(shards, 0, 2)
-    with pytest.raises(ValueError, match="per-rank micro-batch of 3 tokens.*seq_len=2"):
-        loader.next_batch(6, seq_len=2, grad_accum_steps=1)
-    with pytest.raises(ValueError, match="invalid rank 2"):
-        DistributedTokenLoader(shards, 2, 2)
-
-
 @pytest.mark.parametrize("steps_before", [1, 2, 3])
 def test_resume_continues_at_the_same_token(shards, steps_before):
     a = DistributedTokenLoader(shards, 1, 2)
@@ -80,30 +77,33 @@ def test_resume_continues_at_the_same_token(shards, steps_before):
 
 
 def test_resume_at_the_end_of_a_shard(shards):
-    a = TokenStream(shards)
+    a = whole_stream(shards)
     a.take(10)  # exactly the first shard
-    b = TokenStream(shards)
+    b = whole_stream(shards)
     b.load_state_dict(a.state_dict())
     assert b.take(4).tolist() == a.take(4).tolist() == [10, 11, 12, 13]
 
 
 def test_resume_refuses_a_changed_shard_set(shards, tmp_path):
-    a = TokenStream(shards)
+    a = whole_stream(shards)
     a.take(12)
     other = tmp_path / "other"
     write_shard(other / "x_000000.bin", range(20))
     write_shard(other / "x_000001.bin", range(20))
-    with pytest.raises(ShardError, match="saved shard #1 was 'fineweb_train_000001.bin', found 'x_000001.bin'"):
-        TokenStream(other / "x_*.bin").load_state_dict(a.state_dict())
+    with pytest.raises(ShardError, match=r"cannot resume from \[.fineweb_train_000000.bin., .*\]: the shards are now \['x_000000.bin', 'x_000001.bin'\]"):
+        whole_stream(other / "x_*.bin").load_state_dict(a.state_dict())
 
 
 @pytest.mark.parametrize("seq_len,kept", [(4, 21), (6, 19), (7, 22), (21, 22)])
 def test_validation_truncation(shards, seq_len, kept):
-    val = load_validation_tokens(shards, seq_len, vocab_size=TOTAL)
+    check_validation_shards(shards, seq_len, vocab_size=TOTAL)
+    val = load_validation_tokens(shards, seq_len)
     assert val.numel() == kept  # ((22 - 1) // seq_len) * seq_len + 1
     assert val.to(torch.int64).tolist() == list(range(kept))
 
 
 def test_validation_needs_one_full_sequence(shards):
     with pytest.raises(ShardError, match="hold 22 tokens; need at least seq_len\\+1=23"):
-        load_validation_tokens(shards, 22)
+        check_validation_shards(shards, 22, vocab_size=TOTAL)
+    with pytest.raises(ShardError, match="token id 21 at position 6 .*vocab_size=21"):
+        check_validation_shards(shards, 4, vocab_size=21)

@@ -9,14 +9,8 @@ import pytest
 import torch
 
 from golf.data.shards import read_shard
-from golf.data.tokenizer import (
-    BOS_ID,
-    TokenizerError,
-    build_byte_luts,
-    encode_documents,
-    load_tokenizer,
-    train_tokenizer,
-)
+from golf.data.tokenizer import BOS_ID, TokenizerError, encode_documents, load_tokenizer, train_tokenizer
+from golf.kernel.data import build_byte_luts
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +18,8 @@ def sp(sp_model_path):
     return load_tokenizer(sp_model_path, 1024)
 
 
-def test_lut_tables_for_special_byte_and_padding_ids(sp):
-    luts = build_byte_luts(sp, vocab_size=1030)
+def test_lut_tables_for_special_byte_and_padding_ids(sp, sp_model_path):
+    luts = build_byte_luts(sp_model_path, vocab_size=1030)
     assert luts.base_bytes.dtype == torch.int16 and luts.base_bytes.numel() == 1030
     assert luts.is_boundary[:4].all() and (luts.base_bytes[:4] == 0).all()  # pad, bos, eos, unk
     assert not luts.is_boundary[4:1024].any()
@@ -34,8 +28,8 @@ def test_lut_tables_for_special_byte_and_padding_ids(sp):
     assert sp.id_to_piece(939) == "\u2581" and luts.base_bytes[939] == 0 and luts.has_leading_space[939]
 
 
-def test_target_bytes_hand_computed(sp):
-    luts = build_byte_luts(sp, vocab_size=1030)
+def test_target_bytes_hand_computed(sp, sp_model_path):
+    luts = build_byte_luts(sp_model_path, vocab_size=1030)
     # pieces: <s> H ell o ▁ 2 ▁wor ▁“ <0xC3> ” <s> ▁wor [1027] ▁wor
     seq = [1, 981, 465, 943, 939, 976, 458, 502, 199, 1012, 1, 458, 1027, 458]
     assert [sp.id_to_piece(i) for i in seq[1:10]] == ["H", "ell", "o", "\u2581", "2", "\u2581wor", "\u2581“", "<0xC3>", "”"]
@@ -49,16 +43,16 @@ def test_target_bytes_hand_computed(sp):
     assert luts.to("cpu").target_bytes(t[:-1], t[1:]).tolist() == expected
 
 
-def test_val_prefix_totals_match_data_md(sp, val_prefix_shard):
+def test_val_prefix_totals_match_data_md(sp_model_path, val_prefix_shard):
     tokens = read_shard(val_prefix_shard, 1024).to(torch.int64)
-    luts = build_byte_luts(sp, 1024)
+    luts = build_byte_luts(sp_model_path, 1024)
     x, y = tokens[:-1], tokens[1:]
     assert y.numel() == 1_040_297
     assert int(luts.target_bytes(x, y).sum()) == 2_504_867
 
 
-def test_lut_bytes_equal_normalized_text_bytes_per_document(sp, val_prefix_shard, verify_docs_path):
-    luts = build_byte_luts(sp, 1024)
+def test_lut_bytes_equal_normalized_text_bytes_per_document(sp, sp_model_path, val_prefix_shard, verify_docs_path):
+    luts = build_byte_luts(sp_model_path, 1024)
     tokens = read_shard(val_prefix_shard).to(torch.int64).numpy()
     starts = np.flatnonzero(tokens == BOS_ID)
     docs = [tokens[a + 1 : b].tolist() for a, b in zip(starts[:-1], starts[1:])]  # complete docs only

@@ -16,8 +16,8 @@ from golf.data.demo import build_demo, demo_key, main
 from golf.data.paths import prepare_data
 from golf.data.shards import list_shards, read_shard
 from golf.data.sidecar import load_validation_bytes
-from golf.data.stream import load_validation_tokens
 from golf.data.tokenizer import load_tokenizer
+from golf.kernel.data import load_validation_tokens
 from tests.helpers import compose_config
 
 VOCAB, VAL_DOCS = 400, 15
@@ -66,7 +66,7 @@ def test_demo_caseops_option_composes_and_prepares():
     assert cfg.data.text_transform == "caseops" and cfg.arch.vocab_size == cfg.data.vocab_size == 1024
     paths = prepare_data(cfg.data)
     assert paths.text_transform == "caseops" and paths.val_bytes_pattern is not None
-    val = load_validation_tokens(paths.val_pattern, 1024, 1024).to(torch.int64)
+    val = load_validation_tokens(paths.val_pattern, 1024).to(torch.int64)
     counts = load_validation_bytes(paths.val_bytes_pattern, val)
     assert counts.shape == val.shape and int(counts[val == 1].abs().sum()) == 0
     assert int(((val >= 4) & (val <= 7)).sum()) > 0  # operator tokens are in the stream

@@ -15,8 +15,8 @@ from golf.data.paths import prepare_data
 from golf.data.prepare_caseops import main, prepare_caseops, read_docs
 from golf.data.shards import list_shards, read_shard
 from golf.data.sidecar import load_validation_bytes
-from golf.data.stream import load_validation_tokens
 from golf.data.tokenizer import load_tokenizer
+from golf.kernel.data import load_validation_tokens
 from tests.helpers import CONF_DIR
 
 VAL_DOCS, SHARD = 30, 20_000
@@ -63,7 +63,7 @@ def test_output_is_the_fineweb_caseops_layout(prepared):
     option = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data" / "fineweb_caseops.yaml"))
     cfg = DataConfig(**{**option, "root": str(out), "vocab_size": 400, "tokenizer_path": "tokenizers/co.model"})
     paths = prepare_data(cfg)
-    val = load_validation_tokens(paths.val_pattern, 128, 400)
+    val = load_validation_tokens(paths.val_pattern, 128)
     assert load_validation_bytes(paths.val_bytes_pattern, val).numel() == val.numel()
 
 
@@ -124,6 +124,6 @@ def test_record_tokenizer_on_the_validation_prefix(caseops_sp_path, val_prefix_d
     assert (stats["files_val"], stats["files_train"], stats["tokens_val"], stats["bytes_val"]) == (1, 0, 808_617, 2_504_310)
     option = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "data" / "fineweb_caseops.yaml"))
     paths = prepare_data(DataConfig(**{**option, "root": str(tmp_path), "train_pattern": option["val_pattern"]}))
-    val = load_validation_tokens(paths.val_pattern, 2048, 8192)  # 394 sequences of 2048 targets
+    val = load_validation_tokens(paths.val_pattern, 2048)  # 394 sequences of 2048 targets
     counts = load_validation_bytes(paths.val_bytes_pattern, val)
     assert val.numel() == 394 * 2048 + 1 and int(counts[1:].sum()) < 2_504_310

@@ -23,7 +23,7 @@ from golf.data.sidecar import (
     verify_sidecar_file,
     write_validation_bytes,
 )
-from golf.data.stream import load_validation_tokens
+from golf.kernel.data import load_validation_tokens
 from tests.helpers import CONF_DIR
 
 # three documents: [BOS] + pieces, with the original bytes of each piece (BOS 0)
@@ -118,7 +118,7 @@ def _cfg(root, **kw):
 def test_prepare_data_finds_and_checks_the_sidecar(caseops_root, tmp_path, sp_model_path):
     paths = prepare_data(_cfg(caseops_root))
     assert paths.text_transform == "caseops" and paths.val_bytes_pattern.endswith("fineweb_val_bytes_*.bin")
-    val = load_validation_tokens(paths.val_pattern, 1024, 400)
+    val = load_validation_tokens(paths.val_pattern, 1024)
     assert int(load_validation_bytes(paths.val_bytes_pattern, val)[1:].sum()) > 0
     with pytest.raises(ConfigError, match=r"^data.val_pattern='.*fineweb_val_\*.bin': .*include the byte sidecar"):
         prepare_data(_cfg(caseops_root, val_pattern=_cfg(caseops_root).val_pattern.replace("[0-9]", "")))

@@ -80,9 +80,8 @@ def test_baseline_quant_presets_round_trip(tmp_path, quant):
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_the_bundled_config_is_the_same_config(experiment):
     """submission.py carries the resolved config as YAML: read back, it validates to the same run."""
-    from omegaconf import OmegaConf
-
     from golf.code_bytes import bundle_config
+    from omegaconf import OmegaConf
 
     cfg = load_config(compose_config([f"experiment={experiment}"]))
     cfg.run_dir = "/somewhere/else"
@@ -101,8 +100,9 @@ def test_a_seed_bundle_runs_its_dry_run_on_its_own(tmp_path):
     import subprocess
     import sys
 
-    import golf.trainer  # noqa: F401  (what a training process has imported when it writes the bundle)
     from golf.code_bytes import bundle_config, bundle_source
+
+    import golf.trainer  # noqa: F401  (what a training process has imported when it writes the bundle)
 
     cfg = load_config(compose_config(["experiment=pr507"]))
     script = tmp_path / "submission.py"

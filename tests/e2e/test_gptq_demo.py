@@ -12,10 +12,11 @@ import torch
 
 from golf.checkpoint import load_checkpoint
 from golf.config.validate import eval_seq_len, load_config
-from golf.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens, prepare_data
+from golf.data import prepare_data
 from golf.dist import DistInfo
-from golf.eval import evaluate
-from golf.finish import load_into
+from golf.evaluate import load_into
+from golf.kernel.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens
+from golf.kernel.evaluator import build_evaluator
 from golf.model import build_model
 from golf.quant import export_state_dict, load_artifact
 from golf.quant.calibrate import calibrate
@@ -54,16 +55,16 @@ def test_pr1493_demo_gptq_gap_below_round_to_nearest(tmp_path):
     model.load_state_dict(state)
     paths = prepare_data(cfg.data)
     luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size)
-    val = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg), cfg.arch.vocab_size)
+    val = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg))
+    plain = build_evaluator(cfg.eval, tokens=val, luts=luts, seq_len=eval_seq_len(cfg), dist=one).plain()
 
     def score(m) -> float:
-        m.eval()
-        return evaluate(m, val, luts, cfg.eval, seq_len=eval_seq_len(cfg), dist=one).val_bpb
+        return plain(m).val_bpb
 
     prequant = score(model)
     assert prequant == pytest.approx(summary["prequant_val_bpb"], rel=1e-6)
     cal = calibrate(model, cfg.quant, one, train_loader=lambda: DistributedTokenLoader(
-        paths.train_pattern, 0, 1, cfg.arch.vocab_size), batch_tokens=cfg.train.batch_tokens, seq_len=cfg.train.seq_len)
+        paths.train_pattern, 0, 1), batch_tokens=cfg.train.batch_tokens, seq_len=cfg.train.seq_len)
     sd = {k: v.detach().clone() for k, v in state.items()}
     gptq_blob, _ = export_state_dict(sd, cfg.quant, model.param_roles, cal.hessians)
     assert gptq_blob == (run_dir / "model.golf").read_bytes()  # the run exported exactly this

@@ -66,22 +66,22 @@ def test_tiny_run_writes_the_full_record(tmp_path, caplog):
 
 def test_round_trip_score_uses_the_artifact(tmp_path):
     """The reported val_bpb is that of the dequantized artifact, reproducible from the file alone."""
-    from golf.data import build_byte_luts, load_validation_tokens, prepare_data
+    from golf.data import prepare_data
     from golf.dist import DistInfo
-    from golf.eval import evaluate
-    from golf.finish import load_artifact_file
+    from golf.kernel.data import build_byte_luts, load_validation_tokens
+    from golf.kernel.evaluator import build_evaluator
     from golf.model import build_model
+    from golf.quant.export import read_artifact
 
     cfg, run_dir = tiny(tmp_path)
     summary = run(cfg, run_dir)
     model = build_model(cfg.arch)
-    model.load_state_dict(load_artifact_file(run_dir / "model.golf"))
+    model.load_state_dict(read_artifact(run_dir / "model.golf", model.state_dict()))
     paths = prepare_data(cfg.data)
-    tokens = load_validation_tokens(paths.val_pattern, cfg.train.seq_len, cfg.arch.vocab_size)
+    tokens = load_validation_tokens(paths.val_pattern, cfg.train.seq_len)
     luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size)
     cpu = DistInfo(0, 0, 1, torch.device("cpu"))
-    with torch.no_grad():
-        res = evaluate(model.eval(), tokens, luts, cfg.eval, seq_len=cfg.train.seq_len, dist=cpu)
+    res = build_evaluator(cfg.eval, tokens=tokens, luts=luts, seq_len=cfg.train.seq_len, dist=cpu).plain()(model)
     assert res.val_bpb == pytest.approx(summary["val_bpb"], rel=1e-6)
 
 

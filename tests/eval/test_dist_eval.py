@@ -23,8 +23,8 @@ def _free_port() -> int:
 
 
 def _run(rank, world, port, tokens, sp_model, out):
-    from golf.data import build_byte_luts
-    from golf.eval import evaluate_sliding, evaluate_standard
+    from golf.kernel.data import build_byte_luts
+    from golf.kernel.evaluate import evaluate_sliding, evaluate_standard
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)

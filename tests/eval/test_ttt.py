@@ -10,9 +10,10 @@ import torch
 
 from golf.config.errors import ConfigError
 from golf.dist import DistInfo
-from golf.eval import ComplianceError, EvalConfig, ScoreLedger, TTTConfig, evaluate_sliding, validate_eval
-from golf.eval.adapt import chunk_lr, lora_projections, prepare_adaptation
-from golf.eval.ttt import plan_chunks
+from golf.eval import EvalConfig, TTTConfig, ttt_frozen_prefixes, validate_eval
+from golf.kernel import ttt
+from golf.kernel.evaluate import evaluate_sliding
+from golf.kernel.ttt import ScoreLedger, chunk_lr, plan_chunks, prepare_adaptation
 from tests.eval.test_windows import TinyCausalLM
 from tests.eval.ttt_helpers import EventLog, check_score_first, evaluator, ttt_config
 
@@ -21,22 +22,23 @@ CPU = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
 @pytest.fixture(scope="module")
 def stream(val_prefix_shard, sp_model_path):
-    from golf.data import build_byte_luts, read_shard
+    from golf.data import read_shard
+    from golf.kernel.data import build_byte_luts
 
     return read_shard(val_prefix_shard)[:301].to(torch.int64), build_byte_luts(sp_model_path, 1024)
 
 
 def test_plan_of_the_record_matches_spec_6_4():
     """40,540,160 targets, C=32768, W=2048, S=64: 1238 chunks holding 481 / 512 ... / 96 windows."""
-    chunks = plan_chunks(40_540_160, 2048, 64, 32768, 2048)
+    chunks = plan_chunks(40_540_160, 2048, 64, 32768, 2048)  # (windows, scored span, trained span)
     assert len(chunks) == 1238
-    sizes = [len(c.windows) for c in chunks]
+    sizes = [len(windows) for windows, _, _ in chunks]
     assert sizes[0] == 481 and set(sizes[1:-1]) == {512} and sizes[-1] == 96
     assert sum(sizes) == 633_409
-    assert all((c.train[1] - c.train[0]) // 2048 == 16 for c in chunks[:-1])  # 16 sequences per chunk
-    assert chunks[-1].train is None  # the last chunk (6,144 tokens) is scored only
-    assert chunks[5].train == (5 * 32768, 6 * 32768) and chunks[5].span == (5 * 32768, 6 * 32768)
-    assert 1237 * 3 == sum(3 for c in chunks if c.train)  # 3,711 SGD steps
+    assert all((train[1] - train[0]) // 2048 == 16 for _, _, train in chunks[:-1])  # 16 sequences per chunk
+    assert chunks[-1][2] is None  # the last chunk (6,144 tokens) is scored only
+    assert chunks[5][2] == (5 * 32768, 6 * 32768) and chunks[5][1] == (5 * 32768, 6 * 32768)
+    assert 1237 * 3 == sum(3 for _, _, train in chunks if train)  # 3,711 SGD steps
 
 
 def test_cosine_lr_over_chunks_is_the_records():
@@ -97,18 +99,15 @@ def test_events_prove_score_before_update_and_once_only(stream, seq_len, stride,
 
 def test_ledger_refuses_training_before_scoring_and_double_scoring():
     ledger = ScoreLedger(10, torch.device("cpu"))
-    ledger.scored(0, [(0, 4)])
-    ledger.close_chunk(0, 0, 4)
-    ledger.trained(0, 0, 4)
-    with pytest.raises(ComplianceError, match="position 4 before it was scored"):
-        ledger.trained(0, 2, 6)
-    ledger.scored(1, [(3, 6)])
-    with pytest.raises(ComplianceError, match="position 3 scored 2 times"):
-        ledger.close_chunk(1, 3, 6)
+    ledger.scored(0, 4, [(0, 4)])
+    ledger.trained(0, 4)
+    with pytest.raises(AssertionError, match="training on a target before it was scored"):
+        ledger.trained(2, 6)
+    with pytest.raises(AssertionError, match="a target was scored twice"):
+        ledger.scored(3, 6, [(3, 6)])
     ledger = ScoreLedger(4, torch.device("cpu"))
-    ledger.scored(0, [(0, 3)])
-    ledger.close_chunk(0, 0, 3)
-    with pytest.raises(ComplianceError, match="position 3 scored 0 times"):
+    ledger.scored(0, 3, [(0, 3)])
+    with pytest.raises(AssertionError, match="a target was not scored exactly once"):
         ledger.finish()
 
 
@@ -125,9 +124,7 @@ def tiny_gpt():
     return model
 
 
-def test_lora_adds_exactly_the_adapters_and_leaves_the_base_untouched(stream):
-    from golf.eval.ttt import TTTEvaluator
-
+def test_lora_adds_exactly_the_adapters_and_leaves_the_base_untouched(stream, monkeypatch):
     tokens, luts = stream
     base = tiny_gpt()
     cfg = ttt_config(lr=0.5, adapt="lora", lora_rank=3, lora_targets=["q", "v"])
@@ -141,9 +138,11 @@ def test_lora_adds_exactly_the_adapters_and_leaves_the_base_untouched(stream):
     with torch.no_grad():  # B = 0: the adapted model starts equal to the base one
         assert torch.equal(copy_(tokens[None, :32]), base(tokens[None, :32]))
 
-    ev = evaluator(cfg, tokens, luts)
-    adapted = copy.deepcopy(base)
-    result, _ = TTTEvaluator._adapt_and_score(ev, adapted)
+    adapted = []  # the evaluator's private copy, as handed to prepare_adaptation
+    real = ttt.prepare_adaptation
+    monkeypatch.setattr(ttt, "prepare_adaptation", lambda model, *a: adapted.append(model) or real(model, *a))
+    result = evaluator(cfg, tokens, luts)(base)
+    (adapted,) = adapted
     base_state = base.state_dict()
     for name, value in adapted.state_dict().items():
         if ".lora." not in name:
@@ -153,7 +152,10 @@ def test_lora_adds_exactly_the_adapters_and_leaves_the_base_untouched(stream):
     assert result.val_bpb != plain.val_bpb
 
 
-def test_freeze_layers_and_bad_lora_targets():
+def test_freeze_layers_table_and_bad_lora_targets():
+    from golf.config.validate import load_config
+    from tests.helpers import TINY, compose_config
+
     class Blocks(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -161,14 +163,17 @@ def test_freeze_layers_and_bad_lora_targets():
             self.head = torch.nn.Linear(4, 4)
 
     m = Blocks()
-    trained = prepare_adaptation(m, TTTConfig(freeze_layers="first:2"))
+    frozen = ttt_frozen_prefixes(EvalConfig(kind="ttt", stride=8, ttt=TTTConfig(freeze_layers="first:2")), 3)
+    assert frozen == ("blocks.0.", "blocks.1.")
+    assert ttt_frozen_prefixes(EvalConfig(kind="ttt", stride=8, ttt=TTTConfig()), 3) == ()
+    trained = prepare_adaptation(m, TTTConfig(), frozen)
     assert [n for n, p in m.named_parameters() if p.requires_grad] == ["blocks.2.weight", "blocks.2.bias",
                                                                          "head.weight", "head.bias"]
     assert len(trained) == 4
-    with pytest.raises(ConfigError, match="lora_targets='q'"):
-        lora_projections(Blocks(), ["q"])
-    with pytest.raises(ConfigError, match="lora_targets='head'"):  # a tied head has no lm_head
-        lora_projections(tiny_gpt(), ["head"])
+    with pytest.raises(ConfigError, match=r"eval\.ttt\.freeze_layers='first:4'"):  # a 2-layer model
+        load_config(compose_config([*TINY, "eval=ttt", "eval.ttt.freeze_layers=first:4"]))
+    with pytest.raises(ConfigError, match=r"eval\.ttt\.lora_targets='head'"):  # a tied head has no lm_head
+        load_config(compose_config([*TINY, "eval=ttt", "eval.ttt.adapt=lora", "eval.ttt.lora_targets=[q,head]"]))
 
 
 @pytest.mark.parametrize("change,key", [

@@ -21,7 +21,7 @@ CASES = [(32, 8, 64, 16, 300), (32, 6, 40, 16, 300), (16, 5, 48, 16, 200)]
 
 
 def _run(rank, world, port, tokens, sp_model, out):
-    from golf.data import build_byte_luts
+    from golf.kernel.data import build_byte_luts
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -44,7 +44,7 @@ def _spawn(world, tokens, sp_model):
 
 
 def _one_process(tokens, sp_model):
-    from golf.data import build_byte_luts
+    from golf.kernel.data import build_byte_luts
 
     luts = build_byte_luts(sp_model, 1024)
     return [evaluator(ttt_config(seq_len=w, stride=s, chunk=c, seq_len_ttt=t), tokens[: n + 1], luts)(TinyCausalLM())

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from golf.dist import DistInfo
-from golf.eval import EvalConfig, evaluate, evaluate_sliding, evaluate_standard, sliding_windows
+from golf.eval import EvalConfig
+from golf.kernel.evaluate import evaluate_sliding, evaluate_standard, sliding_windows
+from golf.kernel.evaluator import build_evaluator
 
 CPU = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 
@@ -42,7 +44,8 @@ def uniform_forward(vocab: int):
 
 def test_uniform_model_bpb_equals_hand_computation(val_prefix_shard, sp_model_path):
     """A uniform predictor has loss ln(V) per target, so val_bpb = log2(V) * targets / bytes."""
-    from golf.data import build_byte_luts, read_shard
+    from golf.data import read_shard
+    from golf.kernel.data import build_byte_luts
 
     tokens = read_shard(val_prefix_shard).to(torch.int64)
     luts = build_byte_luts(sp_model_path, 1024)
@@ -86,7 +89,8 @@ def brute_force_sliding(model, tokens, w, s, luts):
 
 @pytest.mark.parametrize("n,w,s", [(150, 32, 8), (161, 32, 8), (40, 64, 8)])
 def test_sliding_equals_brute_force(val_prefix_shard, sp_model_path, n, w, s):
-    from golf.data import build_byte_luts, read_shard
+    from golf.data import read_shard
+    from golf.kernel.data import build_byte_luts
 
     tokens = read_shard(val_prefix_shard)[: n + 1].to(torch.int64)
     luts = build_byte_luts(sp_model_path, 1024)
@@ -101,7 +105,8 @@ def test_sliding_equals_brute_force(val_prefix_shard, sp_model_path, n, w, s):
 
 
 def test_sliding_with_stride_equal_window_is_standard(val_prefix_shard, sp_model_path):
-    from golf.data import build_byte_luts, read_shard
+    from golf.data import read_shard
+    from golf.kernel.data import build_byte_luts
 
     w = 32
     tokens = read_shard(val_prefix_shard)[: 10 * w + 1].to(torch.int64)
@@ -115,10 +120,11 @@ def test_sliding_with_stride_equal_window_is_standard(val_prefix_shard, sp_model
 
 
 def test_max_tokens_limits_the_scored_targets(val_prefix_shard, sp_model_path):
-    from golf.data import build_byte_luts, read_shard
+    from golf.data import read_shard
+    from golf.kernel.data import build_byte_luts
 
     tokens = read_shard(val_prefix_shard)[:4097].to(torch.int64)
     luts = build_byte_luts(sp_model_path, 1024)
     cfg = EvalConfig(kind="sliding", seq_len=64, stride=16, max_tokens=1000)
-    res = evaluate(uniform_forward(1024), tokens, luts, cfg, seq_len=64, dist=CPU)
+    res = build_evaluator(cfg, tokens=tokens, luts=luts, seq_len=64, dist=CPU)(torch.nn.Module(), forward=uniform_forward(1024))
     assert res.val_tokens == 1000

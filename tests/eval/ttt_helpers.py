@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from golf.dist import DistInfo
-from golf.eval import EvalConfig, TTTConfig, build_evaluator
+from golf.eval import EvalConfig, TTTConfig
+from golf.kernel.evaluator import build_evaluator
+from golf.kernel.ttt import ScoreLedger
 
 
 def ttt_config(seq_len=32, stride=8, chunk=64, batch_windows=4, seq_len_ttt=16, **ttt) -> EvalConfig:
@@ -16,14 +20,47 @@ def ttt_config(seq_len=32, stride=8, chunk=64, batch_windows=4, seq_len_ttt=16, 
 
 
 def evaluator(cfg: EvalConfig, tokens, luts, *, rank=0, world=1, on_event=None):
+    """The evaluator of ``cfg``; with ``on_event``, a callable that runs it watching its ledger."""
     dist = DistInfo(rank=rank, local_rank=rank, world_size=world, device=torch.device("cpu"))
     ev = build_evaluator(cfg, tokens=tokens, luts=luts, seq_len=cfg.seq_len, dist=dist)
-    ev.on_event = on_event
-    return ev
+    if on_event is None:
+        return ev
+
+    def watched(model):
+        with watch_ledger(on_event):
+            return ev(model)
+
+    return watched
+
+
+@contextlib.contextmanager
+def watch_ledger(on_event):
+    """Inside, every call of :class:`golf.kernel.ttt.ScoreLedger` is also reported to ``on_event`` as
+    ``(kind, chunk, lo, hi)``, in order: ``("score", c, lo, hi)`` for each span this rank scored in chunk
+    ``c`` (one ``scored`` call per chunk, counted from 0), ``("train", c, lo, hi)`` before each update that
+    uses the targets of ``[lo, hi)``. The ledger's own checks run as usual."""
+    scored, trained = ScoreLedger.scored, ScoreLedger.trained
+    chunk = [-1]
+
+    def watched_scored(self, lo, hi, spans):
+        chunk[0] += 1
+        for a, b in spans:
+            on_event("score", chunk[0], a, b)
+        scored(self, lo, hi, spans)
+
+    def watched_trained(self, lo, hi):
+        on_event("train", chunk[0], lo, hi)
+        trained(self, lo, hi)
+
+    ScoreLedger.scored, ScoreLedger.trained = watched_scored, watched_trained
+    try:
+        yield
+    finally:
+        ScoreLedger.scored, ScoreLedger.trained = scored, trained
 
 
 class EventLog:
-    """Records every (kind, chunk, lo, hi) event of a :class:`golf.eval.ScoreLedger`, in order."""
+    """Records every (kind, chunk, lo, hi) event of a :class:`golf.kernel.ttt.ScoreLedger`, in order."""
 
     def __init__(self):
         self.events: list[tuple[str, int, int, int]] = []

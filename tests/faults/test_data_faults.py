@@ -6,15 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from golf.data import ShardError, TokenStream, write_shard
-from golf.data.shards import HEADER_BYTES, check_shards
+from golf.data import ShardError, write_shard
+from golf.data.shards import HEADER_BYTES, check_shards, check_train_shards
 
 
 def test_an_empty_training_shard_is_refused_before_the_first_batch(tmp_path):
     empty = write_shard(tmp_path / "fineweb_train_000000.bin", [])  # valid header, count 0
     assert empty.stat().st_size == HEADER_BYTES
     with pytest.raises(ShardError, match="fineweb_train_000000.bin: the header declares 0 tokens"):
-        TokenStream(tmp_path / "fineweb_train_*.bin")
+        check_train_shards(str(tmp_path / "fineweb_train_*.bin"), 1024)
 
 
 def test_a_corrupt_second_shard_is_found_before_training(tmp_path):
@@ -23,7 +23,7 @@ def test_a_corrupt_second_shard_is_found_before_training(tmp_path):
     with open(bad, "r+b") as f:  # a truncated copy: the header promises more than the file holds
         f.truncate(HEADER_BYTES + 50)
     with pytest.raises(ShardError, match="fineweb_train_000001.bin: file size 1074"):
-        TokenStream(tmp_path / "fineweb_train_*.bin")  # at construction, not when the stream gets there
+        check_train_shards(str(tmp_path / "fineweb_train_*.bin"), 1024)  # before the run, not when the stream gets there
 
 
 def test_every_header_is_checked(tmp_path):
@@ -32,12 +32,3 @@ def test_every_header_is_checked(tmp_path):
     files[2].write_bytes(b"\0" * HEADER_BYTES)
     with pytest.raises(ShardError, match="s2.bin: wrong magic 0"):
         check_shards(files)
-
-
-def test_a_stream_whose_shards_empty_out_underneath_raises_instead_of_spinning(tmp_path):
-    write_shard(tmp_path / "a.bin", np.arange(8))
-    stream = TokenStream(tmp_path / "*.bin")
-    assert stream.take(8).tolist() == list(range(8))
-    write_shard(tmp_path / "a.bin", [])  # replaced on disk while the run reads it
-    with pytest.raises(ShardError, match="no tokens left in any shard"):
-        stream.take(1)

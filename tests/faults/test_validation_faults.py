@@ -11,9 +11,9 @@ import torch
 
 from golf.config.errors import ConfigError
 from golf.config.validate import load_config
-from golf.optim.schedule import lr_multiplier
+from golf.kernel.optim import lr_multiplier
 from golf.quant.config import QATSchedule
-from golf.quant.gptq import GPTQError
+from golf.quant.export import GPTQError
 from tests.faults.lib import golf_cmd
 from tests.helpers import CONF_DIR, TINY, compose_config
 

@@ -124,14 +124,13 @@ def test_auto_micro_batch_run_matches_the_official_split(tmp_path):
 
 
 def test_step_flags_on_cuda_lag_one_step_and_carry_the_device_flag():
-    from golf.dist import DistInfo
-    from golf.flags import StepFlags
+    from golf.kernel.state import StepFlags
 
-    flags = StepFlags(DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cuda")))
+    flags = StepFlags(torch.device("cuda"))
     assert flags.lag == 1
     assert flags.exchange(1.0, 0.0, 0.0, device_flag=torch.tensor(False, device="cuda")) is None
     assert flags.exchange(2.0, 1.0, 0.0, device_flag=torch.tensor(True, device="cuda")) == [1.0, 0.0, 0.0, 0.0]
-    assert flags.exchange(3.5, 0.0, 0.0) == [2.0, 1.0, 0.0, 1.0]
+    assert flags.exchange(3.5, 0.0, 0.0, device_flag=torch.tensor(False, device="cuda")) == [2.0, 1.0, 0.0, 1.0]
     assert flags.projected_clock() == 3.0  # 2.0 agreed, plus the last agreed step time (2.0 - 1.0)
     assert flags.flush() == [3.5, 0.0, 0.0, 0.0] and flags.flush() is None
 
@@ -140,17 +139,16 @@ def test_a_step_of_data_goes_to_the_device_without_a_host_sync(tmp_path):
     """One pinned, non-blocking copy per step: the host never waits for the device queue here."""
     import numpy as np
 
-    from golf.data import DistributedTokenLoader
     from golf.data.shards import write_shard
-    from golf.microbatch import StepBatches
+    from golf.kernel.data import DistributedTokenLoader
+    from golf.kernel.loop import step_batches
 
     write_shard(tmp_path / "t_000000.bin", np.arange(40_000, dtype=np.uint16) % 1024)
-    loader = DistributedTokenLoader(str(tmp_path / "t_*.bin"), 0, 1, 1024)
-    steps = StepBatches(loader, batch_tokens=8 * 1024, seq_len=256, accum=8, micro_rows=16, device=torch.device("cuda"))
-    steps.next_step()  # first use: allocator and pinned-memory pools are set up
+    loader = DistributedTokenLoader(str(tmp_path / "t_*.bin"), 0, 1)
+    step_batches(loader, 8 * 1024, 256, 8, 16, torch.device("cuda"))  # first use: allocator and pinned pools
     torch.cuda.set_sync_debug_mode("error")
     try:
-        batches = steps.next_step()
+        batches = step_batches(loader, 8 * 1024, 256, 8, 16, torch.device("cuda"))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(batches) == 2 and batches[0][0].shape == (16, 256) and batches[0][0].is_cuda

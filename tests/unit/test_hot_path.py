@@ -11,13 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from golf.config.errors import ConfigError
-from golf.data import DistributedTokenLoader
 from golf.data.shards import write_shard
-from golf.dist import DistInfo
-from golf.flags import StepFlags
 from golf.kernel.attention import rotary
+from golf.kernel.data import DistributedTokenLoader
+from golf.kernel.loop import step_batches
+from golf.kernel.state import StepFlags
 from golf.microbatch import (
-    StepBatches,
     activation_bytes_per_token,
     check_micro_batch_tokens,
     resolve_micro_rows,
@@ -84,7 +83,7 @@ def test_loss_from_the_forward_equals_cross_entropy_of_the_logits():
 def _loader(tmp_path, n=20_000, seed=0):
     g = torch.Generator().manual_seed(seed)
     write_shard(tmp_path / "train_000000.bin", torch.randint(0, 32, (n,), generator=g).numpy().astype("uint16"))
-    return DistributedTokenLoader(str(tmp_path / "train_*.bin"), 0, 1, 32)
+    return DistributedTokenLoader(str(tmp_path / "train_*.bin"), 0, 1)
 
 
 def _step_grads(model, batches):
@@ -102,9 +101,7 @@ def test_micro_batching_keeps_the_official_data_and_gradient(tmp_path):
     parts = [official.next_batch(16 * 8, 8, 8) for _ in range(8)]  # the official loop: one chunk per micro-step
     reference = _step_grads(copy.deepcopy(model), parts)
     for micro_rows in (2, 4, 8, 16):
-        steps = StepBatches(_loader(tmp_path), batch_tokens=16 * 8, seq_len=8, accum=8, micro_rows=micro_rows,
-                            device=torch.device("cpu"))
-        batches = steps.next_step()
+        batches = step_batches(_loader(tmp_path), 16 * 8, 8, 8, micro_rows, torch.device("cpu"))
         assert len(batches) == 16 // micro_rows
         assert torch.equal(torch.cat([x for x, _ in batches]), torch.cat([x for x, _ in parts]))
         assert torch.equal(torch.cat([y for _, y in batches]), torch.cat([y for _, y in parts]))
@@ -141,9 +138,9 @@ def test_activation_estimate_grows_with_width_depth_and_vocabulary():
 
 
 def test_step_flags_on_cpu_agree_at_once_and_carry_the_device_flag():
-    flags = StepFlags(DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu")))
+    flags = StepFlags(torch.device("cpu"))
     assert flags.lag == 0
-    assert flags.exchange(1.5, 0.0, 1.0) == [1.5, 0.0, 1.0, 0.0]
+    assert flags.exchange(1.5, 0.0, 1.0, device_flag=torch.tensor(False)) == [1.5, 0.0, 1.0, 0.0]
     assert flags.exchange(2.5, 1.0, 0.0, device_flag=torch.tensor(True)) == [2.5, 1.0, 0.0, 1.0]
     assert flags.projected_clock() == 2.5  # no lag: the agreed clock itself
     assert flags.flush() is None

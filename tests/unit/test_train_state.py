@@ -1,24 +1,24 @@
 """The train state round-trips whole: every component a step changes is saved and restored, so training
 on from a reloaded state gives bit-identical weights; a checkpoint lacking a component, or holding one
-the state does not have, is refused naming it."""
+the state does not have, is refused naming it (by the lab, before the kernel's state loads it)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from golf.averaging import build_averager
-from golf.checkpoint import CheckpointError
+from golf.checkpoint import CheckpointError, check_state_components
 from golf.config.validate import load_config
 from golf.data import prepare_data
-from golf.data.shuffled import build_train_loader
-from golf.kernel.optim import lr_multiplier
-from golf.microbatch import StepBatches
+from golf.kernel.averaging import build_averager
+from golf.kernel.data import build_train_loader
+from golf.kernel.depth import build_switch
+from golf.kernel.optim import build_optimizer, lr_multiplier
+from golf.kernel.qat import apply_qat
+from golf.kernel.state import STATE_COMPONENTS as COMPONENTS
+from golf.kernel.state import TrainState
 from golf.model import build_model
-from golf.model.loop import build_switch
-from golf.optim import build_optimizer
-from golf.quant.qat import apply_qat
-from golf.train_state import COMPONENTS, TrainState
+from golf.plan import tables
 from tests.helpers import TINY, compose_config
 
 # every component active: EMA and SWA (a snapshot every warm-down step), QAT switching on at lr_mul < 0.9 (from
@@ -38,9 +38,10 @@ def setup():
 def new_state(cfg, paths, seed: int = 0) -> TrainState:
     torch.manual_seed(seed)  # two states start from different weights: only a load can make them agree
     model = build_model(cfg.arch)
-    qat = apply_qat(model, cfg.quant.qat)
+    plan = tables(cfg, model)
+    qat = apply_qat(model, cfg.quant, plan["qat"])
     topology = build_switch(model, cfg.arch)
-    opt = build_optimizer(model, cfg.optimizer, world_size=1, rank=0)
+    opt = build_optimizer(model, cfg.optimizer, plan["groups"], 1, 0)
     averager = build_averager(cfg.averaging, model)
     loader = build_train_loader(cfg.data, paths.train_pattern, 0, 1, cfg.train.seq_len)
     topology.begin()
@@ -51,14 +52,12 @@ def new_state(cfg, paths, seed: int = 0) -> TrainState:
 def train(state: TrainState, cfg, until: int) -> None:
     """The trainer's step, without a clock (an iteration schedule), up to step ``until``."""
     tc = cfg.train
-    batches = StepBatches(state.loader, batch_tokens=tc.batch_tokens, seq_len=tc.seq_len, accum=1,
-                          micro_rows=tc.batch_tokens // tc.seq_len, device=torch.device("cpu"))
     state.model.train()
     while state.step < until:
         lr_mul = lr_multiplier(cfg.optimizer.schedule, state.step, 0.0, tc.iterations, None)
         state.qat.update(state.step, 0.0, lr_mul, None)
         state.topology.update(state.step, 0.0, None, tc.iterations)
-        ((x, y),) = batches.next_step()
+        x, y = state.loader.next_batch(tc.batch_tokens, tc.seq_len, 1)
         state.model(x, y).backward()
         state.optimizer.step(state.step, lr_mul)
         state.optimizer.zero_grad(set_to_none=True)
@@ -130,7 +129,7 @@ def test_a_checkpoint_lacking_a_component_is_refused_naming_it(setup, component)
     saved = state.state_dict()
     del saved[component]
     with pytest.raises(CheckpointError, match=f"lacks the component '{component}'"):
-        state.load_state_dict(saved)
+        check_state_components(saved)
 
 
 def test_a_checkpoint_with_an_unknown_component_is_refused_naming_it(setup):
@@ -138,5 +137,5 @@ def test_a_checkpoint_with_an_unknown_component_is_refused_naming_it(setup):
     state = new_state(cfg, paths)
     before = state.snapshot()
     with pytest.raises(CheckpointError, match="has an unknown component 'scaler'"):
-        state.load_state_dict({**state.state_dict(), "scaler": {}})
+        check_state_components({**state.state_dict(), "scaler": {}})
     assert_same(state.state_dict(), before)  # refused before anything was loaded

@@ -199,13 +199,14 @@ class _Folder(ast.NodeTransformer):
 
     def fold_body(self, body: list[ast.stmt], stores: dict[str, int]) -> list[ast.stmt]:
         """Fold a function body; a name assigned once (here, at the top level of the body) from a known
-        config node becomes known from that statement on."""
+        config node or an immutable literal becomes known from that statement on."""
         out = []
         for stmt in body:
             folded = self.visit(stmt)
             for s in folded if isinstance(folded, list) else [folded]:
                 if (isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
-                        and stores.get(s.targets[0].id) == 1):
+                        and stores.get(s.targets[0].id) == 1 and not isinstance(s.value, ast.List)):
+                    # a list display makes a new object the code may change (``flag = [False]``; ``flag[0] = 1``)
                     v = self.value(s.value)
                     if v is not _UNKNOWN:
                         self.env[s.targets[0].id] = v

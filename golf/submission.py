@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from hydra import compose, initialize_config_dir
 
+    from golf.config.store import register_schemas
     from golf.config.validate import load_config
 
     parser = argparse.ArgumentParser(prog="python -m golf.submission")
@@ -145,15 +146,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None)
     args, overrides = parser.parse_known_args(argv)
     conf = Path(__file__).resolve().parents[1] / "conf"
+    register_schemas()
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         cfg = load_config(compose("train", overrides=overrides))
     if args.roots:
         program = specialise(cfg, set(args.roots.split(",")))
         sub = Submission(program, wrap(minify(program)))
     else:
-        from golf.tables import run_tables
+        from golf.plan import submission_plan
 
-        sub = generate(cfg, run_tables(cfg))
+        sub = generate(cfg, submission_plan(cfg))
     if args.out:
         sub.write(Path(args.out))
     print(f"readable {len(sub.readable.encode()):,} B, minified {len(unwrap(sub.script).encode()):,} B, "

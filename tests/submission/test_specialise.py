@@ -91,10 +91,25 @@ def reassigned(cfg: BlockCfg, flag):
     return cfg.dim if cfg is not None else 0
 
 
+def flagged(n):
+    """A list local changed through a closure: never folded to its first value."""
+    on = [False]
+    seen = []
+
+    def hook(x):
+        if on[0]:
+            seen.append(x)
+    for i in range(n):
+        on[0] = i % 2 == 1
+        hook(i)
+    on[0] = False
+    return seen
+
+
 def main(cfg: RootCfg, n):
     part, act, width, layers = build(cfg.block)
     bits = sum(s.bits for s in cfg.schemes.values())
-    return [act(part.forward(n)), width, layers, bits, math.floor(cfg.seed / 2)]
+    return [act(part.forward(n)), width, layers, bits, math.floor(cfg.seed / 2), flagged(n)]
 '''
 
 OPS = '''
@@ -164,6 +179,7 @@ def test_the_specialised_program_computes_what_the_kernel_computes(tmp_path, cfg
         for m in [m for m in sys.modules if m.startswith("pkgk")]:
             del sys.modules[m]
     src = specialise(cfg, {"main"}, pkg, "pkgk")
+    assert want[-1] == [1, 3] and "if on[0]:" in src
     assert run_main(src, cfg, 5) == want
     assert run_main(minify(src, keep=("main",)), cfg, 5) == want  # minified too (locals and globals renamed)
 

@@ -17,6 +17,8 @@ launchers' budget check and the run itself all count: its plan has ``micro_rows`
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from golf.config.schema import GolfConfig
@@ -64,5 +66,15 @@ def submission_of(cfg: GolfConfig) -> Submission:
 
     key = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     if key not in _GENERATED:
-        _GENERATED[key] = generate(cfg, submission_plan(cfg))
+        plan = submission_plan(cfg)
+        _GENERATED[key] = generate(_schemes_in_use(cfg, plan), plan)
     return _GENERATED[key]
+
+
+def _schemes_in_use(cfg: GolfConfig, plan: dict) -> GolfConfig:
+    """``cfg`` with only the export schemes its table routes a tensor to: the script's config carries no
+    other, and the fields the used ones agree on fold into its code."""
+    used = set(plan["schemes"].values())
+    out = copy.deepcopy(cfg)
+    out.quant.schemes = {k: v for k, v in cfg.quant.schemes.items() if k in used}
+    return out

@@ -4,7 +4,10 @@
 
 1. **folds config reads**: inside a function, a parameter annotated with a config class that occurs
    exactly once in the resolved config (``cfg: ArchConfig``), and a local assigned once from such a
-   value (``a = cfg.attention``), are known; an attribute chain over them whose value is a literal
+   value (``a = cfg.attention``), are known; for a class that occurs several times (``s: SchemeConfig``)
+   the fields on which every instance agrees are known. A config class may name the fields an instance's
+   behaviour depends on (``live_fields()``, e.g. a float scheme has no clipping): the others are left out
+   of the script's config and of that agreement. An attribute chain over them whose value is a literal
    (number, string, bool, None, a tuple or list of those) becomes that literal, ``x is None`` of a known
    ``x`` becomes ``True``/``False``, and constant comparisons, ``not``/``and``/``or``, conditional
    expressions and ``if`` statements are decided — so the branches of techniques that are off vanish;
@@ -35,6 +38,10 @@ FRAMEWORK_METHODS = frozenset({"forward", "train", "eval", "extra_repr", "reset_
                                "state_dict", "load_state_dict", "zero_grad", "_load_from_state_dict"})
 
 
+# builtins that read names at run time: python-minifier renames nothing in a module that uses one
+NAME_BLIND_BUILTINS = frozenset({"vars", "locals", "globals", "dir", "eval", "exec"})
+
+
 class SpecialiseError(ValueError):
     """The kernel breaks its contract (golf/kernel/__init__.py): a name defined twice, a forbidden import."""
 
@@ -47,9 +54,12 @@ class Node(dict):
 
 
 def plain(value):
-    """A config value as plain data: dataclasses become :class:`Node`, enums their values, tuples lists."""
+    """A config value as plain data: dataclasses become :class:`Node` (of their ``live_fields()`` where
+    they define it), enums their values, tuples lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return Node({f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        live = value.live_fields() if hasattr(value, "live_fields") else None
+        return Node({f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                     if live is None or f.name in live})
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict):
@@ -60,7 +70,8 @@ def plain(value):
 
 
 def config_types(cfg) -> dict[str, Node]:
-    """Each config class that occurs exactly once in ``cfg``'s tree → its value (as plain data)."""
+    """Each config class in ``cfg``'s tree → its value as plain data where it occurs once, else the
+    fields on which all its instances (those where the field is live) agree."""
     seen: dict[str, list] = defaultdict(list)
 
     def walk(value):
@@ -76,7 +87,19 @@ def config_types(cfg) -> dict[str, Node]:
                 walk(v)
 
     walk(cfg)
-    return {name: plain(values[0]) for name, values in seen.items() if len(values) == 1}
+    out = {}
+    for name, values in seen.items():
+        nodes = [plain(v) for v in values]
+        if len(nodes) == 1:
+            out[name] = nodes[0]
+            continue
+        agreed = Node()
+        for f in dict.fromkeys(k for n in nodes for k in n):
+            held = [n[f] for n in nodes if f in n]
+            if all(v == held[0] and type(v) is type(held[0]) for v in held):
+                agreed[f] = held[0]
+        out[name] = agreed
+    return out
 
 
 # ----------------------------------------------------------------------------- folding
@@ -417,6 +440,11 @@ def load_kernel(root: Path = KERNEL_DIR, package: str = KERNEL_PACKAGE) -> tuple
     for n in defs:
         if n in imports:
             raise SpecialiseError(f"{defs[n].module}: {n!r} is both defined and imported in the kernel")
+    for mod, tree in trees.items():
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Name) and n.id in NAME_BLIND_BUILTINS:
+                raise SpecialiseError(f"{mod}, line {n.lineno}: {n.id}() makes the minifier keep every name of "
+                                      "the script as written; the kernel does not use it")
     return Kernel(defs, imports, _topological(deps), other), trees
 
 
@@ -546,6 +574,44 @@ def reachable(kernel: Kernel, folded: dict[str, ast.stmt], roots: set[str]) -> t
     return nodes, used
 
 
+_EXITS = (ast.Return, ast.Raise, ast.Continue, ast.Break)
+
+
+def _drop_after_exits(tree: ast.AST) -> None:
+    """Statements after a ``return``/``raise``/``continue``/``break`` in the same block never run (folding
+    leaves them, e.g. after a decided ``if`` whose branch returns): dropped."""
+    for node in ast.walk(tree):
+        for name in ("body", "orelse", "finalbody"):
+            block = getattr(node, name, None)
+            if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                cut = next((i for i, s in enumerate(block) if isinstance(s, _EXITS)), None)
+                if cut is not None:
+                    del block[cut + 1:]
+
+
+def _drop_calls_of_empty_functions(defs: dict[str, ast.stmt]) -> None:
+    """A call statement ``f(a, b)`` of a top-level function whose folded body is empty (``pass``), with
+    arguments that are names or literals, does nothing: dropped (then ``f`` itself, if nothing else
+    names it)."""
+    empty = {n for n, d in defs.items() if isinstance(d, ast.FunctionDef) and not d.decorator_list
+             and all(isinstance(s, ast.Pass) for s in d.body)}
+    if not empty:
+        return
+
+    def idle(stmt: ast.stmt) -> bool:
+        return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+                and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id in empty
+                and all(_pure(a) for a in stmt.value.args) and all(_pure(k.value) for k in stmt.value.keywords))
+
+    for d in defs.values():
+        for node in ast.walk(d):
+            for name in ("body", "orelse", "finalbody"):
+                block = getattr(node, name, None)
+                if isinstance(block, list) and block and isinstance(block[0], ast.stmt) and any(map(idle, block)):
+                    kept = [s for s in block if not idle(s)]
+                    block[:] = kept or ([] if name != "body" else [ast.Pass()])
+
+
 def _line(node: ast.AST) -> int:
     return getattr(node, "lineno", 0)
 
@@ -561,7 +627,9 @@ def specialise(cfg, roots: set[str], root: Path = KERNEL_DIR, package: str = KER
         node = copy.deepcopy(d.node)
         _strip(node)
         node = _Folder(types).visit(node)
+        _drop_after_exits(node)
         folded[name] = node
+    _drop_calls_of_empty_functions(folded)
     nodes, used = reachable(kernel, folded, roots)
     imports = [kernel.imports[b] for b in sorted(used, key=lambda b: ast.unparse(kernel.imports[b]))]
     return ast.unparse(ast.Module(body=[*_merge_imports(imports), *nodes], type_ignores=[]))

@@ -65,7 +65,7 @@ def generate(cfg, tables: dict, *, kernel_dir: Path = KERNEL_DIR, package: str =
         raise ValueError(f"the kernel defines {clash}, names the generated script binds itself")
     config = _source(_pruned(plain(cfg), mentioned))
     readable = (f"from types import SimpleNamespace as N\n{program}\n"
-                f"C = {config}\nT = {_source(tables)}\n"
+                f"C = {config}\nT = {_tables_source(tables)}\n"
                 f"if __name__ == '__main__':\n    {entry}(C, T)\n")
     return Submission(readable, wrap(minify(readable)))
 
@@ -93,12 +93,12 @@ def unwrap(script: str) -> str:
 def _mentioned(program: str) -> set[str]:
     import ast
 
-    names = set()
+    names = set()  # config fields are read as attributes (or by getattr/hasattr with a literal name)
     for n in ast.walk(ast.parse(program)):
         if isinstance(n, ast.Attribute):
             names.add(n.attr)
-        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
-            names.add(n.value)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "hasattr"):
+            names.update(a.value for a in n.args[1:2] if isinstance(a, ast.Constant) and isinstance(a.value, str))
     return names
 
 
@@ -111,6 +111,53 @@ def _pruned(value, mentioned: set[str]):
     if isinstance(value, list):
         return [_pruned(v, mentioned) for v in value]
     return value
+
+
+def _tables_source(tables: dict) -> str:
+    """The plan's tables as source, each per-parameter table with its per-block entries folded into a
+    comprehension where every block agrees (``**{f'blocks.{i}.{k}': v for i in range(11) for k, v in
+    (...)}``): the same dict, entries in the same order (checked), a fraction of the bytes."""
+    return "{" + ",".join(f"{_source(k)}:{_per_block_source(v)}" for k, v in tables.items()) + "}"
+
+
+def _per_block_source(table) -> str:
+    import re
+
+    plain_source = _source(table)
+    if not isinstance(table, dict) or not all(isinstance(k, str) for k in table):
+        return plain_source
+    families: dict[str, dict] = {}  # prefix -> {suffix: {index: value}}
+    order: list = []  # a plain key or a family's prefix, where it first appears
+    for key, value in table.items():
+        m = re.fullmatch(r"(.*?\.)(\d+)(\..*)", key)
+        if m is None:
+            order.append(("key", key))
+            continue
+        prefix, i, suffix = m.group(1), int(m.group(2)), m.group(3)
+        if prefix not in families:
+            families[prefix] = {}
+            order.append(("family", prefix))
+        families[prefix].setdefault(suffix, {})[i] = value
+    parts = []
+    for kind, name in order:
+        if kind == "key":
+            parts.append(f"{_source(name)}:{_source(table[name])}")
+            continue
+        suffixes = families[name]
+        indices = sorted(next(iter(suffixes.values())))
+        uniform = all(sorted(v) == indices and len({_source(x) for x in v.values()}) == 1 for v in suffixes.values())
+        if not uniform or indices != list(range(indices[0], indices[-1] + 1)):
+            parts.extend(f"{_source(f'{name}{i}{s}')}:{_source(v[i])}" for s, v in suffixes.items() for i in v)
+            continue
+        pairs = ",".join(f"({_source(s)},{_source(next(iter(v.values())))})" for s, v in suffixes.items())
+        span = f"range({indices[-1] + 1})" if indices[0] == 0 else f"range({indices[0]},{indices[-1] + 1})"
+        parts.append(f"**{{f{_source(name + '{i}{k}')}:v for i in {span} for k,v in ({pairs},)}}")
+    folded = "{" + ",".join(parts) + "}"
+    try:
+        same = list(eval(folded, {}).items()) == list(table.items())  # noqa: S307 - our own literal source
+    except Exception:
+        same = False
+    return folded if same and len(folded) < len(plain_source) else plain_source
 
 
 def _source(value) -> str:
@@ -153,9 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         program = specialise(cfg, set(args.roots.split(",")))
         sub = Submission(program, wrap(minify(program)))
     else:
-        from golf.plan import submission_plan
+        from golf.plan import submission_of
 
-        sub = generate(cfg, submission_plan(cfg))
+        sub = submission_of(cfg)
     if args.out:
         sub.write(Path(args.out))
     print(f"readable {len(sub.readable.encode()):,} B, minified {len(unwrap(sub.script).encode()):,} B, "

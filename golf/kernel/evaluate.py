@@ -39,7 +39,7 @@ class EvalResult:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self, prefix: str = "") -> dict:
-        return {prefix + k: v for k, v in {**vars(self), **self.extra}.items() if k != "extra"}
+        return {prefix + k: v for k, v in {**self.__dict__, **self.extra}.items() if k != "extra"}
 
 
 def bpb_add(sums: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, luts) -> None:

@@ -169,6 +169,10 @@ class SchemeConfig:
     clip_sigmas: float = 12.85  # k of clip=sdclip (#1493: 12.85 for int6 matrices, 20.0 for int8 tok_emb)
     gptq: GPTQConfig | None = None  # quantize with full-Hessian GPTQ (needs calibration); None = round to nearest
 
+    def live_fields(self) -> tuple[str, ...]:
+        """The fields this scheme's storage depends on (a generated submission carries only these)."""
+        return tuple(f.name for f in fields(self)) if self.kind == SchemeKind.int else ("kind",)
+
 
 @dataclass
 class RuleConfig:

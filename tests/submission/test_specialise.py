@@ -36,6 +36,10 @@ class BlockCfg:
 @dataclass
 class SchemeCfg:
     bits: int = 8
+    kind: str = "int"
+
+    def live_fields(self):
+        return ("bits", "kind") if self.kind == "int" else ("kind",)
 
 
 @dataclass
@@ -51,7 +55,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 import itertools
-from pkgk.ops import double, triple
+from pkgk.ops import double, never_called, triple
 if TYPE_CHECKING:
     from tests.submission.test_specialise import BlockCfg
 
@@ -106,10 +110,30 @@ def flagged(n):
     return seen
 
 
+def early(cfg: BlockCfg):
+    """With relu the code after the decided branch's return never runs."""
+    if cfg.act == "relu":
+        return 1
+    return never_called()
+
+
+def announce(cfg: BlockCfg, seen):
+    if cfg.gate is not None:
+        seen.append("gated")
+
+
+def width_of(s: SchemeCfg):
+    if s.kind != "int":
+        return 16
+    return s.bits * 2 if s.bits > 4 else 0
+
+
 def main(cfg: RootCfg, n):
     part, act, width, layers = build(cfg.block)
-    bits = sum(s.bits for s in cfg.schemes.values())
-    return [act(part.forward(n)), width, layers, bits, math.floor(cfg.seed / 2), flagged(n)]
+    bits = sum(width_of(s) for s in cfg.schemes.values())
+    seen = []
+    announce(cfg.block, seen)
+    return [act(part.forward(n)), width, layers, bits, math.floor(cfg.seed / 2), flagged(n), early(cfg.block), seen]
 '''
 
 OPS = '''
@@ -146,10 +170,13 @@ def run_main(source: str, cfg, n: int):
     return ns["main"](cfg, n)
 
 
-def test_config_types_are_those_that_occur_once():
+def test_config_types_are_those_that_occur_once_or_the_fields_all_instances_agree_on():
     types = config_types(RootCfg())
-    assert set(types) == {"RootCfg", "BlockCfg"}  # SchemeCfg occurs twice, GateCfg not at all (None)
+    assert set(types) == {"RootCfg", "BlockCfg", "SchemeCfg"}  # GateCfg occurs nowhere (None)
     assert types["BlockCfg"] == {"dim": 8, "act": "relu", "gate": None, "layers": [0, 2]}
+    assert types["SchemeCfg"] == {"kind": "int"}  # two instances, 8 and 6 bits: only their kind is known
+    agree = RootCfg(schemes={"a": SchemeCfg(6), "b": SchemeCfg(6), "f": SchemeCfg(3, kind="float")})
+    assert config_types(agree)["SchemeCfg"] == {"bits": 6}  # a float scheme's bits are not live
 
 
 def test_the_branches_a_config_decides_are_folded_and_their_code_dropped(tmp_path):
@@ -157,7 +184,8 @@ def test_the_branches_a_config_decides_are_folded_and_their_code_dropped(tmp_pat
     assert "class Gate" not in src and "class Plain" in src  # gate None: Gate unreachable
     assert "def triple" not in src and "def double" in src   # act == relu
     assert "8 * 2" in src and "cfg.dim" not in src and "[0, 2]" in src  # dim as a literal (the minifier folds 8 * 2)
-    assert "never_called" not in src and "reassigned" not in src  # unreachable from main
+    assert "never_called" not in src and "reassigned" not in src  # unreachable from main (or after a return)
+    assert "announce" not in src  # folded to an empty body: its call goes, then the function
     assert '"""' not in src and "PARAM_ROLES" not in src and "TYPE_CHECKING" not in src
     assert "import itertools" not in src and "import math" in src  # imports kept only where used
 
@@ -167,7 +195,8 @@ def test_the_branches_a_config_decides_are_folded_and_their_code_dropped(tmp_pat
     assert "unused_method" not in src and "def forward" in src  # unmentioned methods go; forward stays
 
 
-@pytest.mark.parametrize("cfg", [RootCfg(), RootCfg(block=BlockCfg(dim=3, act=Act.gelu, gate=GateCfg(7)), seed=9)])
+@pytest.mark.parametrize("cfg", [RootCfg(), RootCfg(block=BlockCfg(dim=3, act=Act.gelu, gate=GateCfg(7)), seed=9),
+                                 RootCfg(schemes={"a": SchemeCfg(6), "b": SchemeCfg(6), "f": SchemeCfg(kind="f")})])
 def test_the_specialised_program_computes_what_the_kernel_computes(tmp_path, cfg):
     pkg = write_kernel(tmp_path, {"model": MODEL, "ops": OPS})
     sys.path.insert(0, str(tmp_path))
@@ -179,7 +208,9 @@ def test_the_specialised_program_computes_what_the_kernel_computes(tmp_path, cfg
         for m in [m for m in sys.modules if m.startswith("pkgk")]:
             del sys.modules[m]
     src = specialise(cfg, {"main"}, pkg, "pkgk")
-    assert want[-1] == [1, 3] and "if on[0]:" in src
+    assert want[5] == [1, 3] and "if on[0]:" in src
+    if len(cfg.schemes) == 3:  # the int schemes agree on 6 bits: the width folds, the float one stays apart
+        assert want[3] == 12 + 12 + 16 and "return 6 * 2" in src and "s.bits" not in src
     assert run_main(src, cfg, 5) == want
     assert run_main(minify(src, keep=("main",)), cfg, 5) == want  # minified too (locals and globals renamed)
 
@@ -202,6 +233,15 @@ def test_a_name_defined_in_two_kernel_modules_is_refused(tmp_path):
 def test_imports_that_break_the_contract_are_refused(tmp_path, line, match):
     with pytest.raises(SpecialiseError, match=match):
         program(tmp_path, RootCfg(), {"model": MODEL, "ops": OPS, "bad": line + "\n"})
+
+
+def test_a_name_blind_builtin_is_refused(tmp_path):
+    """``vars(self)`` anywhere in a script makes python-minifier rename nothing at all."""
+    source = "def f(x):\n    long_name = x + 1\n    return long_name\n"
+    assert "long_name" not in minify(source)
+    assert "long_name" in minify(source + "def g(r):\n    return dict(vars(r))\n")
+    with pytest.raises(SpecialiseError, match=r"pkgk.bad, line 2: vars\(\) makes the minifier keep every name"):
+        program(tmp_path, RootCfg(), {"model": MODEL, "ops": OPS, "bad": "def f(x):\n    return vars(x)\n"})
 
 
 def test_a_cycle_between_kernel_modules_is_refused(tmp_path):

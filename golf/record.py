@@ -1,7 +1,7 @@
 """A finished group of runs as a record folder laid out like the challenge's ``records/`` entries
 (``python -m golf.report DIRS --submission LABEL --record-dir DIR``): ``submission.json`` with the
-records' fields, both significance tests and the compliance block, the runs' ``submission.py`` as
-``train_gpt.py``, one log per seed and a README.
+records' fields, both significance tests and the compliance block, the first seed's generated
+``submission.py`` as ``train_gpt.py``, one log per seed and a README.
 
 The compliance block carries the fields records carry, each computed from the runs (never asserted):
 
@@ -11,7 +11,7 @@ The compliance block carries the fields records carry, each computed from the ru
 * ``eval_under_600s``: each seed's evaluation time (:func:`golf.significance.eval_seconds`) is at most 600 s;
 * ``score_first_ttt``: a seed that adapts at evaluation (``eval_kind`` ttt) recorded its TTT statistics,
   which the evaluator writes only once its ledger has checked that every target was scored exactly once
-  and before any update that used it (:mod:`golf.eval.compliance`); true for a seed without TTT;
+  and before any update that used it (:class:`golf.kernel.ttt.ScoreLedger`); true for a seed without TTT;
 * ``no_pre_quant_ttt``: each seed's score was logged after its artifact (the round-tripped model is what
   is scored, and adapted, never the weights before quantization);
 * ``three_seeds``: exactly 3 seeds, one run each, no completed run of the group left out, one
@@ -179,16 +179,17 @@ def _readme(record: dict, good: list[Run], bundle: bool) -> str:
     lines += ["", "Compliance (computed from the runs; evidence in `submission.json`):", ""]
     lines += [f"- `{k}`: {'true' if v else 'false'}" for k, v in record["compliance"].items()]
     if bundle:
-        lines += ["", "Reproduce one seed (the resolved config is inside `train_gpt.py`; golf's dependencies "
-                  "installed, data under `data.root`):", "", "```",
-                  "python train_gpt.py seed=<S> data.root=<dir with datasets/ and tokenizers/>", "```"]
+        lines += ["", "Reproduce one seed (`train_gpt.py` is the generated submission of the first seed, its "
+                  "config and tables inside; it needs torch, numpy, sentencepiece and the recipe's codec):",
+                  "", "```", "SEED=<S> DATA_DIR=<dir with datasets/ and tokenizers/> "
+                  "torchrun --standalone --nproc_per_node=8 train_gpt.py", "```"]
     return "\n".join(lines) + "\n"
 
 
 def write_record(runs: list[Run], name: str, out_dir: Path, *, reported: list[Run] | None = None,
                  **record_fields) -> Path:
-    """Write a group as a record folder: ``submission.json``, ``train_gpt.py`` (the bundle of the first
-    seed; the other seeds are the same file run with ``seed=<S>``), ``train_seed<S>.log`` and a
+    """Write a group as a record folder: ``submission.json``, ``train_gpt.py`` (the generated submission
+    of the first seed; the other seeds are the same file run with ``SEED=<S>``), ``train_seed<S>.log`` and a
     ``README.md`` summarizing the seeds. Returns the folder."""
     record = submission_record(runs, name, reported=reported, **record_fields)
     good = sorted(reported if reported is not None else [r for r in runs if r.ok], key=seed_of)

@@ -25,7 +25,7 @@ An ablation sweep (``hydra/sweeper=ablation``) gets its own table, one row per t
 
 ``--submission LABEL --record-dir DIR`` writes one group as a record folder in the layout of the
 challenge's ``records/`` (see :func:`golf.record.write_record`): ``submission.json`` (with both tests and
-the compliance block computed from the runs), ``train_gpt.py`` (the runs' ``submission.py`` bundle),
+the compliance block computed from the runs), ``train_gpt.py`` (the first seed's generated ``submission.py``),
 ``train_seed<S>.log`` per seed and a ``README.md``.
 """
 

@@ -87,6 +87,9 @@ class LabHooks(Hooks):
             self.roles = build_model(cfg.arch).param_roles  # the routes' reasons in the quant report
         self.recorder.update_summary(run_name=cfg.run_name, eval=cfg.eval.name, eval_kind=cfg.eval.kind)
 
+    def seed(self, seed: int) -> int:
+        return seed  # the config's (a SEED variable in the environment is for submissions only)
+
     # -- records
     def log(self, kind: str, step: int, **fields) -> None:
         self.recorder.log(kind, step, **fields)

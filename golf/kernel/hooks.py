@@ -10,6 +10,7 @@ what is computed: the same config trains the same weights with either.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,11 @@ class Hooks:
 
     def __init__(self, dist, log_every: int = 0):
         self.dist, self.log_every = dist, log_every
+
+    def seed(self, seed: int) -> int:
+        """The run's seed: ``SEED`` from the environment when set (records are run as ``SEED=42 torchrun
+        ... train_gpt.py``), else the config's. The lab's runs take the config's only."""
+        return int(os.environ.get("SEED") or seed)
 
     def log(self, kind: str, step: int, **fields) -> None:
         """A record of the run (``train``, ``val``, ``loop_switch``, ``artifact``, ``final_eval``, ...)."""

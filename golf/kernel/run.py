@@ -52,8 +52,9 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     """Train, export and score; returns the final evaluation's fields."""
     t_setup = time.perf_counter()
     dev, tc = dist.device, cfg.train
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed = hooks.seed(cfg.seed)
+    random.seed(seed)
+    torch.manual_seed(seed)
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, torch.bfloat16)) if bf16 else contextlib.nullcontext
     accum = grad_accum(cfg, dist.world_size)
@@ -74,7 +75,7 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
                         broadcast_buffers=False) if dist.distributed else forward
     rows = tc.batch_tokens // (dist.world_size * tc.seq_len)
     micro = plan["micro_rows"] or rows // accum
-    hooks.summary(model_params=sum(p.numel() for p in model.parameters()), seed=cfg.seed,
+    hooks.summary(model_params=sum(p.numel() for p in model.parameters()), seed=seed,
                   world_size=dist.world_size, grad_accum_steps=accum, micro_batch_tokens=micro * tc.seq_len,
                   compile=compiled)
 

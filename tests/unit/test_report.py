@@ -85,7 +85,7 @@ def test_grouping_statistics_and_submission(tmp_path, capsys):
     assert (rec / "train_seed2.log").read_text() == "log of a2\n"
     readme = (rec / "README.md").read_text()
     assert "| 3 | 1.20000 | 2.40000 | 100 | 15,000,003 |" in readme and "1.10000** ± 0.10000" in readme
-    assert "python train_gpt.py seed=<S>" in readme
+    assert "SEED=<S> DATA_DIR=<dir with datasets/ and tokenizers/> torchrun --standalone" in readme
 
 
 def test_a_record_needs_a_completed_run(tmp_path):

@@ -553,7 +553,7 @@ def reachable(kernel: Kernel, folded: dict[str, ast.stmt], roots: set[str]) -> t
         for name, node in kept.items():
             if isinstance(node, ast.ClassDef):
                 before = len(node.body)
-                pruned = _prune_methods(copy.deepcopy(node), mentioned)
+                pruned = _prune_methods(copy.copy(node), mentioned)  # a new body list; methods shared
                 if len(pruned.body) != before:
                     folded[name] = pruned
                     changed = True
@@ -618,17 +618,20 @@ def _line(node: ast.AST) -> int:
 
 def specialise(cfg, roots: set[str], root: Path = KERNEL_DIR, package: str = KERNEL_PACKAGE) -> str:
     """The kernel folded against ``cfg`` and reduced to what ``roots`` reach, as one module's source."""
-    import copy
 
     kernel, _ = load_kernel(root, package)
     types = config_types(cfg) if cfg is not None else {}
-    folded = {}
+    # the trees are this call's own parse, folded in place (no deepcopy: python-minifier leaves attributes
+    # on the interpreter's shared ast.Load/ast.Store nodes, and copying them would copy its whole tree)
+    folded, done = {}, {}
     for name, d in kernel.defs.items():
-        node = copy.deepcopy(d.node)
-        _strip(node)
-        node = _Folder(types).visit(node)
-        _drop_after_exits(node)
-        folded[name] = node
+        if id(d.node) not in done:  # one assignment may bind several names
+            node = d.node
+            _strip(node)
+            node = _Folder(types).visit(node)
+            _drop_after_exits(node)
+            done[id(d.node)] = node
+        folded[name] = done[id(d.node)]
     _drop_calls_of_empty_functions(folded)
     nodes, used = reachable(kernel, folded, roots)
     imports = [kernel.imports[b] for b in sorted(used, key=lambda b: ast.unparse(kernel.imports[b]))]

@@ -44,6 +44,8 @@ class EvaluateConfig:
 
     # the run directory (holds config.yaml and model.golf)
     run: str = "???"
+    # where the evaluation writes result.json and its log; null = <run>/eval/<time>_<eval>
+    out: str | None = None
     # the artifact to score; null = <run>/model.golf
     artifact: str | None = None
     # which split of the run's data: val or train

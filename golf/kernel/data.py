@@ -79,7 +79,7 @@ class DistributedTokenLoader:
     tokens of the whole stream."""
 
     def __init__(self, pattern: str, rank: int, world_size: int):
-        self.files, self.rank, self.world = sorted(glob.glob(pattern)), rank, world_size
+        self.files, self.rank, self.world = sorted(glob.glob(str(pattern))), rank, world_size
         self._load(0)
 
     def _load(self, i: int) -> None:
@@ -114,7 +114,7 @@ class ShuffledSequenceLoader:
     """Whole sequences of the rank's own shards, sampled without replacement (module doc)."""
 
     def __init__(self, pattern: str, rank: int, world_size: int, seq_len: int, cfg: ShuffleConfig):
-        self.files, self.world, self.T = sorted(glob.glob(pattern))[rank::world_size], world_size, seq_len
+        self.files, self.world, self.T = sorted(glob.glob(str(pattern)))[rank::world_size], world_size, seq_len
         self.rng = np.random.Generator(np.random.PCG64(rank if cfg.seed is None else [cfg.seed, rank]))
         self.sizes = [shard_tokens(f) for f in self.files]
         self.maps = [np.memmap(f, "<u2", "r", 1024, (n,)) for f, n in zip(self.files, self.sizes)]
@@ -162,7 +162,7 @@ def build_train_loader(cfg: DataConfig, pattern: str, rank: int, world_size: int
 
 def load_validation_tokens(pattern: str, seq_len: int) -> torch.Tensor:
     """Every validation shard, concatenated, cut to a whole number of ``seq_len`` targets plus one (uint16)."""
-    tokens = torch.cat([load_shard(f) for f in sorted(glob.glob(pattern))])
+    tokens = torch.cat([load_shard(f) for f in sorted(glob.glob(str(pattern)))])
     return tokens[:(len(tokens) - 1) // seq_len * seq_len + 1]
 
 

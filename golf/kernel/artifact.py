@@ -12,6 +12,9 @@ Body: header length u32 | header (UTF-8 JSON) | payload. The header lists every 
 original dtype, scheme name and either an ``int`` encoding (bits, code range, packing, byte ranges of
 codes and scales) or a ``tensor`` encoding (stored dtype, byte range). Payload sections are grouped
 (all codes, then all scales, then float tensors) so the compressor sees long runs of similar data.
+An int entry may carry an ``lqer`` object (``quant.lqer``, :mod:`golf.kernel.lqer`): rank, group,
+a_bits, b_bits and the byte ranges of A's and B's int8 codes (with the codes) and of their fp16 scales
+(with the scales); loading adds the correction before the cast.
 Codes are int8 containers, or with ``packing=bits`` (#1573) k-bit packed: ``u = q − lo`` written to bits
 [i·k, (i+1)·k) of a little-endian stream, LSB first (int6: 4 values in 3 bytes, int5: 8 in 5).
 
@@ -39,6 +42,7 @@ import torch
 import zstandard
 
 from golf.kernel.gptq import gptq_quantize
+from golf.kernel.lqer import Corrected, add_lqer, lqer_delta
 from golf.kernel.quantize import QuantizedTensor, dequantize, prune_tensor, quantize
 
 if TYPE_CHECKING:
@@ -97,6 +101,8 @@ def quantize_state_dict(sd, q: QuantConfig, schemes, hs=None, prune=()):
         else:
             d = t.to(torch.float16 if s.kind == "fp16" else torch.float32)
         out[n] = schemes[n], t.dtype, d
+    if q.lqer is not None:
+        add_lqer(sd, out, q.lqer)
     return out
 
 
@@ -106,6 +112,12 @@ def serialize(st, q: QuantConfig) -> bytes:
     entries, sections = [], ([], [], [])  # codes, scales, kept tensors: (entry, key, bytes)
     for n, (sn, dt, d) in st.items():
         e = {"name": n, "dtype": str(dt)[6:], "scheme": sn}
+        if q.lqer is not None and isinstance(d, Corrected):
+            f = e["lqer"] = {"rank": d.a.shape[1], "group": q.lqer.group, "a_bits": q.lqer.a_bits,
+                             "b_bits": q.lqer.b_bits}
+            sections[0].extend([(f, "a", _abytes(d.a)), (f, "b", _abytes(d.b))])
+            sections[1].extend([(f, "sa", _abytes(d.sa)), (f, "sb", _abytes(d.sb))])
+            d = d.base
         if isinstance(d, QuantizedTensor):
             e.update(shape=list(d.q.shape), enc="int", bits=d.bits, lo=d.lo, hi=d.hi, packed=bits and d.bits < 8,
                      scale_dtype=str(d.scale.dtype)[6:], scale_shape=list(d.scale.shape))
@@ -162,6 +174,10 @@ def decode_body(b: bytes, q: QuantConfig):
             c = get(e["codes"], "int8") if not (q.packing == "bits" and e["packed"]) else torch.from_numpy(unpack_codes(
                 p[e["codes"][0]:sum(e["codes"])], e["lo"], e["bits"], math.prod(e["shape"]))).reshape(e["shape"])
             t = dequantize(QuantizedTensor(c, get(e["scale"], e["scale_dtype"], e["scale_shape"]), 0, 0, 0))
+            if q.lqer is not None and "lqer" in e:
+                f, (r, k) = e["lqer"], e["shape"]
+                t = t + lqer_delta(get(f["a"], "int8", [r, f["rank"]]), get(f["sa"], "float16", []),
+                                   get(f["b"], "int8", [f["rank"], k]), get(f["sb"], "float16", [-1]), f["group"])
         else:
             t = get(e["data"], e["store_dtype"])
         out[e["name"]] = t.to(getattr(torch, e["dtype"]))

@@ -20,6 +20,11 @@ Absolute scale matters only through the ``1/qmax`` scale floors, which make smal
 Real bytes depend on how far training moves the weights (learning rate, steps), which no estimate
 made before training knows: treat it as ±10–20%.
 
+LQER (``quant.lqer``) adds its factors at their raw size for the ``top_n`` largest matrices routed to
+integer codes (which matrices it corrects depends on the trained weights). The per-group container
+(``quant.pergroup``) is estimated as one body compressed with ``quant.compressor``: its codecs (lrzip)
+are too slow for a check before every run, and it only makes the artifact smaller (#1855: 1.3%).
+
 Large matrices are sampled: a miniature artifact holds ``sample_fraction`` of each large matrix's rows
 and every other tensor whole; a second one twice those rows. The difference of their compressed
 sizes is the marginal cost of the sampled elements once the compressor has adapted, extrapolated to
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +44,7 @@ from torch import Tensor, nn
 from golf.kernel.artifact import frame_body, quantize_state_dict, serialize
 from golf.kernel.quantize import prune_tensor
 from golf.model.roles import Role
-from golf.quant.config import QuantConfig
+from golf.quant.config import QuantConfig, SchemeKind
 from golf.quant.routing import prune_targets, route_state_dict
 
 SAMPLE_MIN_NUMEL = 1 << 16  # matrices above this many elements (and ≥ 4× the sample rows) are sampled
@@ -94,9 +100,11 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
     typical = float(torch.tensor(rms).median()) if rms else None
     pruned = prune_targets(cfg.prune, roles) if cfg.prune is not None else set()
 
+    plain = replace(cfg, lqer=None, pergroup=None)
+
     def store(name: str, values: Tensor) -> tuple:
         """What the kernel stores for ``values`` (round to nearest where the export would run GPTQ)."""
-        return quantize_state_dict({name: values}, cfg, {name: routes[name].scheme_name})[name]
+        return quantize_state_dict({name: values}, plain, {name: routes[name].scheme_name})[name]
 
     gen = torch.Generator().manual_seed(seed)
     small, samples = {}, {}  # samples: name → (stored sample of ``rows`` rows, of ``2·rows`` rows)
@@ -123,12 +131,23 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
 
     def framed(which: int) -> int:
         stored = small | {name: samples[name][which] for name in order}
-        return len(frame_body(serialize(stored, cfg), cfg))
+        return len(frame_body(serialize(stored, plain), plain))
 
-    one = framed(0)
+    one = framed(0) + lqer_bytes(specs, routes, cfg)
     if not samples:
         return one
     # The second artifact adds as many sampled elements again: their cost is the marginal cost once
     # the compressor has adapted, extrapolated to the rows not sampled.
-    more = framed(1) - one
+    more = framed(1) + lqer_bytes(specs, routes, cfg) - one
     return int(round(one + more * (full - sampled) / sampled))
+
+
+def lqer_bytes(specs: Mapping[str, Tensor], routes, cfg: QuantConfig) -> int:
+    """Raw bytes of LQER's factors on the ``top_n`` largest matrices routed to integer codes (0 without)."""
+    c = cfg.lqer
+    if c is None:
+        return 0
+    sizes = sorted((tuple(t.shape) for n, t in specs.items() if t.ndim == 2 and routes[n].scheme is not None
+                    and routes[n].scheme.kind is SchemeKind.int), key=math.prod, reverse=True)[:c.top_n]
+    return sum((rows + cols) * min(c.rank, rows, cols) + 2 + 2 * -(-min(c.rank, rows, cols) * cols // c.group)
+               for rows, cols in sizes)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from golf.kernel.artifact import decode_body, frame_body, quantize_state_dict, serialize
 from golf.model.roles import Role
-from golf.quant.config import Packing, QuantConfig, validate_quant
+from golf.quant.config import LQERConfig, Packing, QuantConfig, validate_quant
 from golf.quant.report import QuantReport, tensor_report
 from golf.quant.routing import Route, prune_table, route_state_dict, uses_gptq
 from golf.quant.validate_artifact import (
@@ -115,7 +115,8 @@ def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Ma
     return blob, report
 
 
-_ANY_PACKING = QuantConfig(packing=Packing.bits)  # decode_body reads bit-packed codes where the header says so
+# decode_body reads bit-packed codes and LQER corrections where the header has them
+_ANY_PACKING = QuantConfig(packing=Packing.bits, lqer=LQERConfig())
 
 
 def load_artifact(blob: bytes, expect: Mapping[str, Tensor] | None = None) -> dict[str, Tensor]:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from golf.kernel.lqer import Corrected
 from golf.kernel.quantize import QuantizedTensor
 from golf.quant.config import OverLimit, Packing, QuantConfig
 
@@ -122,6 +123,12 @@ def tensor_report(name: str, t: torch.Tensor, stored: tuple, reason: str, packin
     """The row of one tensor ``t`` from what the kernel stored for it: (scheme name, dtype, data)."""
     scheme, _, data = stored
     before = t.numel() * t.element_size()
+    if isinstance(data, Corrected):  # LQER: the factors' codes and scales count with the tensor's
+        row = tensor_report(name, t, (scheme, None, data.base), reason, packing)
+        codes = data.a.numel() + data.b.numel()
+        row.bytes_after += codes + 2 * (data.sa.numel() + data.sb.numel())
+        row.code_bytes += codes
+        return row
     if isinstance(data, QuantizedTensor):
         packed = packing is Packing.bits and data.bits < 8
         code_bytes = (data.q.numel() * data.bits + 7) // 8 if packed else data.q.numel()

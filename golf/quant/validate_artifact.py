@@ -237,6 +237,29 @@ def _check_int(entry: dict, payload: bytes, shape: list[int], where: str) -> Non
     if scale_shape != ([shape[0]] if len(shape) == 2 else []):
         raise ArtifactError(f"{where}: scale shape {scale_shape} does not fit tensor shape {shape}")
     _slice(payload, entry, "scale", math.prod(scale_shape) * ITEMSIZE[scale_dtype], where)
+    if "lqer" in entry:
+        _check_lqer(entry["lqer"], payload, shape, f"{where} lqer")
+
+
+def _codes_in(raw: bytes, bits: int, where: str) -> None:
+    q = np.frombuffer(raw, dtype=np.int8)
+    m = 1 << (bits - 1)
+    if q.size and (int(q.min()) < -m or int(q.max()) > m - 1):
+        raise ArtifactError(f"{where}: codes outside [{-m}, {m - 1}]")
+
+
+def _check_lqer(f, payload: bytes, shape: list[int], where: str) -> None:
+    """An LQER correction (golf.kernel.lqer): A [rows, rank] and B [rank, cols] int8 codes in their bit
+    ranges, one fp16 scale for A and one per ``group`` values of B."""
+    if not isinstance(f, dict) or len(shape) != 2:
+        raise ArtifactError(f"{where}: an LQER correction needs a matrix and a field object")
+    rank, group, a_bits, b_bits = (_get(f, k, int, where) for k in ("rank", "group", "a_bits", "b_bits"))
+    if not 1 <= rank <= min(shape) or group < 1 or not (2 <= a_bits <= 8 and 2 <= b_bits <= 8):
+        raise ArtifactError(f"{where}: rank {rank}, group {group} or bits {a_bits}/{b_bits} do not fit {shape}")
+    _codes_in(_slice(payload, f, "a", shape[0] * rank, where), a_bits, where)
+    _codes_in(_slice(payload, f, "b", rank * shape[1], where), b_bits, where)
+    _slice(payload, f, "sa", ITEMSIZE["float16"], where)
+    _slice(payload, f, "sb", -(-rank * shape[1] // group) * ITEMSIZE["float16"], where)
 
 
 def check_body(body: bytes) -> dict[str, list[int]]:

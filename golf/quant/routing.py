@@ -5,9 +5,11 @@ Resolution for one tensor (the baseline's keep-float logic generalised, spec §1
   2. the first rule of ``base_rules + rules`` (:mod:`golf.rules`) whose role expression selects the
      tensor's parameter → that rule's scheme;
   3. a tensor of at most ``passthrough_max_numel`` elements is never quantized: an int scheme chosen
-     for it becomes ``fp16`` (a float scheme stays as chosen).
+     for it becomes ``fp16`` (a float scheme stays as chosen), unless the scheme sets
+     ``quantize_small`` (#1855's int8 per-row attention gates).
 With ``passthrough_order=size_first`` step 3 comes before step 2 and takes every small float tensor to
-``fp16``, whatever a rule would choose (#1573's ``mixed_quantize_int6``: no small tensor stays fp32).
+``fp16``, whatever a rule would choose (#1573's ``mixed_quantize_int6``: no small tensor stays fp32),
+except where its first rule chooses a ``quantize_small`` scheme.
 A float tensor that no rule selects (and, size first, that is not small) is an error naming it and its
 roles. Routing needs only roles, names, shapes and dtypes, so it also runs on ``meta`` tensors (the
 estimator, config validation).
@@ -68,6 +70,10 @@ def route_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig, roles: 
                 floats[name] = roles[name]
     table = [*cfg.base_rules, *cfg.rules]
     matches = first_match(table, floats, f"{prefix}.rules")
+    if size_first:  # a small tensor keeps a scheme that quantizes small tensors, if its first rule chooses one
+        kept = {n: roles[n] for n, t in state_dict.items() if t.is_floating_point() and n not in floats}
+        matches |= {n: m for n, m in first_match(table, kept | floats, f"{prefix}.rules", require_all=False).items()
+                    if n in kept and cfg.schemes[m.rule.scheme].quantize_small}
     nbase = len(cfg.base_rules)
     routes: dict[str, Route] = {}
     for name, t in state_dict.items():
@@ -78,7 +84,7 @@ def route_state_dict(state_dict: Mapping[str, Tensor], cfg: QuantConfig, roles: 
         reason = f"base_rules[{i}]" if i < nbase else f"rules[{i - nbase}]"
         scheme_name = matches[name].rule.scheme
         scheme = cfg.schemes[scheme_name]
-        if scheme.kind is SchemeKind.int and t.numel() <= cfg.passthrough_max_numel:
+        if scheme.kind is SchemeKind.int and t.numel() <= cfg.passthrough_max_numel and not scheme.quantize_small:
             scheme_name, scheme, reason = "fp16", _FP16, small
         routes[name] = Route(scheme_name, scheme, reason)
     if fp16 is None and any(r.scheme is _FP16 for r in routes.values()):

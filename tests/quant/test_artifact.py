@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from golf.kernel.artifact import export_state_dict as kernel_export
 from golf.kernel.artifact import load_artifact as kernel_load
+from golf.kernel.lqer import Corrected, add_lqer, lqer_delta
 from golf.kernel.quantize import dequantize, prune_tensor, quantize
 from golf.quant import ArtifactError, export_state_dict, load_artifact
 from golf.quant.config import Packing, QuantConfig, SchemeKind
@@ -24,18 +25,25 @@ from .conftest import PRESETS, load_preset, named_state_dict
 
 def _expected(sd, cfg):
     """Quantize → dequantize of each original tensor, computed stage by stage."""
+    original = sd
     if cfg.prune is not None:
         targets = prune_table(sd, cfg, roles_by_name(sd))
         sd = {name: prune_tensor(t, cfg.prune.fraction) if name in targets else t for name, t in sd.items()}
-    out = {}
+    out, codes = {}, {}
     for name, route in route_state_dict(sd, cfg, roles_by_name(sd)).items():
         t = sd[name]
         if route.scheme is None:
             out[name] = t
         elif route.scheme.kind is SchemeKind.int:
-            out[name] = dequantize(quantize(t, route.scheme), t.dtype)
+            codes[name] = (route.scheme_name, t.dtype, quantize(t, route.scheme))
+            out[name] = dequantize(codes[name][2], t.dtype)
         else:
             out[name] = t.to(torch.float16 if route.scheme.kind is SchemeKind.fp16 else torch.float32).to(t.dtype)
+    if cfg.lqer is not None:  # the corrected matrices (tests/quant/test_lqer.py): q·s + (qA·sA)(qB·sB), then the cast
+        add_lqer(original, codes, cfg.lqer)
+        for name, (_, dt, d) in codes.items():
+            if isinstance(d, Corrected):
+                out[name] = (dequantize(d.base) + lqer_delta(d.a, d.sa, d.b, d.sb, cfg.lqer.group)).to(dt)
     return out
 
 

@@ -10,7 +10,11 @@ PYTEST_ARGS ?=
 
 .PHONY: install demo test test-slow test-all test-slurm bench lint clean
 
+# lrzip: the per-group container's ZPAQ codec (quant=pr1855); installed with apt where we are root, else
+# named (its tests skip without it)
 install: $(VENV)/.installed
+	@command -v lrzip >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get install -y -q lrzip >/dev/null; } || echo "note: no lrzip binary (quant=pr1855 needs it): apt-get install lrzip"
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

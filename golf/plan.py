@@ -8,6 +8,7 @@ a rule:
 * ``schemes``: tensor name → the export scheme that stores it (None: kept as it is);
 * ``prune``: the tensors the export prunes (empty without ``quant.prune``);
 * ``qat``: the weights fake-quantized during training and the scheme each follows;
+* ``pergroup`` (only with ``quant.pergroup``): the matrices of each stream of the per-group container;
 * ``micro_rows``: sequences per forward/backward on one rank (None: the official split).
 
 :func:`submission_of` generates (once per config in a process) the submission that the dry run, the
@@ -28,7 +29,7 @@ from golf.microbatch import parse_micro_batch_tokens, resolve_micro_rows
 from golf.model import build_model
 from golf.optim import groups_table
 from golf.quant.qat import qat_table
-from golf.quant.routing import prune_table, schemes_table
+from golf.quant.routing import pergroup_table, prune_table, schemes_table
 from golf.submission import Submission, generate
 
 _GENERATED: dict[str, Submission] = {}
@@ -41,7 +42,8 @@ def tables(cfg: GolfConfig, model=None) -> dict:
             model = build_model(cfg.arch)
     return {"groups": groups_table(model, cfg.optimizer), "schemes": schemes_table(model, cfg.quant),
             "prune": prune_table(model, cfg.quant), "qat": qat_table(model, cfg.quant),
-            "ttt_frozen": ttt_frozen_prefixes(cfg.eval, cfg.arch.num_layers)}
+            "ttt_frozen": ttt_frozen_prefixes(cfg.eval, cfg.arch.num_layers),
+            **({"pergroup": pergroup_table(model, cfg.quant)} if cfg.quant.pergroup is not None else {})}
 
 
 def run_plan(cfg: GolfConfig, dist) -> dict:

@@ -44,6 +44,7 @@ from golf.entry import entry_errors
 from golf.files import discard_if_unused, run_dir_lock
 from golf.logging.progress import final_line
 from golf.preempt import Preempted, stop_signal_of
+from golf.quant.config import check_tools
 
 log = logging.getLogger("golf")
 register_schemas()  # before Hydra composes conf/train.yaml (here, in a sweep's jobs, in a Slurm job)
@@ -260,6 +261,7 @@ def run(cfg: GolfConfig, run_dir: Path, data: DataPaths | None = None) -> dict:
         _announce(final_line(run_dir, summary))
         return summary
     check_budget_estimate(cfg)
+    check_tools(cfg.quant)  # the export's programs (lrzip) exist here: refused now, not after training
     with run_dir_lock(run_dir) if rank_env()[0] == 0 else contextlib.nullcontext():
         check_resume(cfg, run_dir, rank_env()[2] if in_worker_group() else cfg.nproc_per_node)  # before any write
         if data is None:

@@ -34,7 +34,7 @@ from golf.model import build_model
 from golf.plan import run_plan, submission_of
 from golf.preempt import Preempted, StopSignal
 from golf.quant.export import check_hessians
-from golf.quant.report import QuantReport, check_budget, tensor_report
+from golf.quant.report import QuantReport, check_budget, stream_bytes, tensor_report
 from golf.quant.routing import route_state_dict
 from golf.quant.validate_artifact import FRAME
 
@@ -189,10 +189,10 @@ class LabHooks(Hooks):
         rows = [tensor_report(n, state[n], stored[n], routes[n].reason, q.packing) for n in stored]
         report = QuantReport(rows, len(blob), FRAME.unpack_from(blob)[4], q.compressor.value, int(q.level),
                              q.packing.value, shuffle=q.byte_shuffle, quantize_s=summary.get("quantize_s", 0.0),
-                             compress_s=summary.get("compress_s", 0.0))
+                             compress_s=summary.get("compress_s", 0.0), streams=stream_bytes(blob))
         write_atomic(self.run_dir / ARTIFACT_NAME, blob)  # whole or absent: a full disk leaves no truncated one
         write_atomic(self.run_dir / "quant_report.json", json.dumps(report.to_dict(), indent=1) + "\n")
-        self.recorder.update_summary(quant=q.name)
+        self.recorder.update_summary(quant=q.name, **({"model_streams": report.streams} if report.streams else {}))
         log.info("artifact: model %d + code %d = %d bytes (limit %d)", len(blob), submission.code_bytes,
                  len(blob) + submission.code_bytes, self.cfg.quant.limit_bytes)
         return submission.code_bytes

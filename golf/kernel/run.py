@@ -32,6 +32,7 @@ from golf.kernel.hooks import Hooks
 from golf.kernel.loop import step_batches, sync, train, warm_up
 from golf.kernel.model import build_gpt
 from golf.kernel.optim import build_optimizer
+from golf.kernel.pergroup import load_groups, pack_groups
 from golf.kernel.qat import apply_qat
 from golf.kernel.state import TrainState
 
@@ -145,7 +146,8 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
             sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             stored = quantize_state_dict(sd, cfg.quant, plan["schemes"], hessians, plan["prune"])
             t2 = time.perf_counter()
-            blob = frame_body(serialize(stored, cfg.quant), cfg.quant)
+            blob = frame_body(serialize(stored, cfg.quant), cfg.quant) if cfg.quant.pergroup is None else \
+                pack_groups(serialize(stored, cfg.quant), cfg.quant, plan["pergroup"])
             hooks.summary(quantize_s=round(t2 - t, 3), compress_s=round(time.perf_counter() - t2, 3))
             code = hooks.artifact(blob, sd, stored)
             sizes = dict(model_bytes=len(blob), code_bytes=code, artifact_bytes=len(blob) + code,
@@ -161,7 +163,8 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
             raise failure
         raise RuntimeError(f"artifact export failed on the main rank: {blob}")
     own = model.state_dict()
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in load_artifact(blob, cfg.quant).items()})
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in (
+        load_artifact(blob, cfg.quant) if cfg.quant.pergroup is None else load_groups(blob, cfg.quant)).items()})
     t = time.perf_counter()
     result = evaluator(model)
     fields = dict(eval_s=round(time.perf_counter() - t, 3), **result.to_dict())

@@ -2,7 +2,8 @@
 tensor by its parameter's role into the kernel's plain tables, check the calibration Hessians, run the
 kernel's stages with progress, and report what they made.
 
-    export:  prune → route → quantize (store) → serialize (pack) → (byte shuffle) → compress/frame → bytes
+    export:  prune → route → quantize (store) → (LQER) → serialize (pack) → (byte shuffle) → compress/frame
+             (or the per-group container: groups sorted, transposed and compressed each) → bytes
     load:    unframe/decompress (strict) → (unshuffle) → check the header → decode/dequantize → state dict
 
 The stages themselves are :mod:`golf.kernel.artifact` (and :mod:`golf.kernel.quantize`,
@@ -24,10 +25,11 @@ import torch
 from torch import Tensor
 
 from golf.kernel.artifact import decode_body, frame_body, quantize_state_dict, serialize
+from golf.kernel.pergroup import pack_groups
 from golf.model.roles import Role
 from golf.quant.config import LQERConfig, Packing, QuantConfig, validate_quant
-from golf.quant.report import QuantReport, tensor_report
-from golf.quant.routing import Route, prune_table, route_state_dict, uses_gptq
+from golf.quant.report import QuantReport, stream_bytes, tensor_report
+from golf.quant.routing import Route, pergroup_table, prune_table, route_state_dict, uses_gptq
 from golf.quant.validate_artifact import (
     FRAME_BYTES,
     ArtifactError,
@@ -106,12 +108,12 @@ def export_state_dict(state_dict: dict[str, Tensor], cfg: QuantConfig, roles: Ma
     t1 = time.perf_counter()
     body = serialize(stored, cfg)
     done("pack", bytes=len(body))
-    blob = frame_body(body, cfg)
+    blob = frame_body(body, cfg) if cfg.pergroup is None else pack_groups(body, cfg, pergroup_table(state_dict, cfg, roles))
     done("compress", bytes=len(blob), codec=f"{cfg.compressor.value}-{int(cfg.level)}")
     rows = [tensor_report(name, state_dict[name], stored[name], routes[name].reason, cfg.packing) for name in stored]
     report = QuantReport(rows, len(blob), len(body), cfg.compressor.value, int(cfg.level), cfg.packing.value,
                          shuffle=cfg.byte_shuffle, quantize_s=round(t1 - t0, 3),
-                         compress_s=round(time.perf_counter() - t1, 3))
+                         compress_s=round(time.perf_counter() - t1, 3), streams=stream_bytes(blob))
     return blob, report
 
 

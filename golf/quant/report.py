@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from golf.kernel.lqer import Corrected
+from golf.kernel.pergroup import split_streams
 from golf.kernel.quantize import QuantizedTensor
 from golf.quant.config import OverLimit, Packing, QuantConfig
 
@@ -65,6 +66,9 @@ class QuantReport:
     shuffle: int | None = None  # byte-shuffle stride before compression (None = none)
     quantize_s: float = 0.0     # seconds spent quantizing (GPTQ included)
     compress_s: float = 0.0     # seconds spent serializing, shuffling and compressing
+    # the per-group container's streams (quant.pergroup): compressed bytes of the rest (header, scales,
+    # kept tensors, row orders) and of each group, in quant.pergroup.groups order; None for one body
+    streams: dict[str, int] | None = None
 
     @property
     def code_entropy_bytes(self) -> float:
@@ -98,6 +102,7 @@ class QuantReport:
                 "byte_shuffle": self.shuffle,
                 "quantize_s": self.quantize_s,
                 "compress_s": self.compress_s,
+                "streams": self.streams,
             },
         }
 
@@ -116,7 +121,18 @@ class QuantReport:
         shuffle = f", byte shuffle {self.shuffle}" if self.shuffle else ""
         lines.append(f"model bytes {self.model_bytes:,} ({self.compressor}-{self.level}, {self.packing} packing{shuffle}); "
                      f"entropy reference {d['entropy_bound_bytes']:,} (ratio {d['ratio_to_entropy_bound']:.3f})")
+        if self.streams:
+            lines.append("per-group streams: " + ", ".join(f"{k} {v:,}" for k, v in self.streams.items()))
         return "\n".join(lines)
+
+
+def stream_bytes(blob: bytes) -> dict[str, int] | None:
+    """Compressed bytes of each stream of a per-group artifact (``rest``, ``group0``, ``group1``, ...);
+    None for an artifact with one compressed body."""
+    if len(blob) < 5 or blob[4] != 2:
+        return None
+    rest, *groups = split_streams(blob)
+    return {"rest": len(rest), **{f"group{i}": len(z) for i, z in enumerate(groups)}}
 
 
 def tensor_report(name: str, t: torch.Tensor, stored: tuple, reason: str, packing: Packing) -> TensorReport:

@@ -16,8 +16,9 @@ estimator, config validation).
 
 The run kernel (:mod:`golf.kernel.artifact`) takes the result as plain tables: :func:`schemes_table`
 (name → the scheme name the artifact records: ``raw`` for non-float tensors, ``fp16`` for small ones,
-defined as ``quant.schemes[name]`` otherwise) and :func:`prune_table` (the names magnitude-pruned
-before quantization, from ``quant.prune.select``). ``raw`` is therefore no scheme name, and a scheme
+defined as ``quant.schemes[name]`` otherwise), :func:`prune_table` (the names magnitude-pruned
+before quantization, from ``quant.prune.select``) and :func:`pergroup_table` (the matrices of each
+stream of the per-group container, from ``quant.pergroup.groups``). ``raw`` is therefore no scheme name, and a scheme
 named ``fp16`` must store fp16.
 """
 
@@ -117,3 +118,29 @@ def prune_table(source, cfg: QuantConfig, roles: Mapping[str, Role] | None = Non
     state = source.state_dict() if hasattr(source, "state_dict") else source
     targets = prune_targets(cfg.prune, source.param_roles if roles is None else roles)
     return [name for name, t in state.items() if name in targets and t.is_floating_point()]
+
+
+MAX_SORTED_ROWS = 1 << 16  # a sorted matrix's row order is stored as uint16
+
+
+def pergroup_table(source, cfg: QuantConfig, roles: Mapping[str, Role] | None = None,
+                   prefix: str = "quant.pergroup") -> dict[str, int]:
+    """The kernel's per-group table (:mod:`golf.kernel.pergroup`): name → the index of its group in
+    ``quant.pergroup.groups``, in state-dict order, for every matrix stored with integer codes (after the
+    passthrough) that a group's ``select`` chooses (the first such group; empty without the container)."""
+    if cfg.pergroup is None:
+        return {}
+    state = source.state_dict() if hasattr(source, "state_dict") else source
+    roles = source.param_roles if roles is None else roles
+    routes = route_state_dict(state, cfg, roles)
+    chosen = [selected(g.select, roles, f"{prefix}.groups[{i}].select") for i, g in enumerate(cfg.pergroup.groups)]
+    out = {}
+    for n, t in state.items():
+        i = next((i for i, c in enumerate(chosen) if n in c), None)
+        if i is None or t.ndim != 2 or routes[n].scheme is None or routes[n].scheme.kind is not SchemeKind.int:
+            continue
+        if cfg.pergroup.groups[i].sort and t.shape[0] > MAX_SORTED_ROWS:
+            raise ConfigError(f"{prefix}.groups[{i}].sort", True, f"{n} has {t.shape[0]} rows: a sorted matrix's "
+                              f"row order is stored as uint16 (at most {MAX_SORTED_ROWS} rows)")
+        out[n] = i
+    return out

@@ -11,7 +11,8 @@ compressed length plus :data:`EXPANSION_SLACK` (real artifacts compress 1-4x), o
 larger than that, what an artifact of that model can hold (:func:`body_bound`: every tensor at 4 bytes
 per element, or its own itemsize when wider, plus its header entry). A zstd frame that declares its own
 content size must declare the same; decoding reads at most :data:`CHUNK` bytes at a time and stops one
-byte past the declared size. The tensors of a known model are then checked against the header (names
+byte past the declared size. A per-group artifact (version 2) is read by :mod:`golf.quant.validate_pergroup`
+under the same limit on its body. The tensors of a known model are then checked against the header (names
 and shapes, :func:`check_fits`) before anything is dequantized.
 """
 
@@ -35,6 +36,7 @@ from golf.kernel.artifact import byte_unshuffle, unpack_codes
 
 MAGIC = b"GQNT"
 VERSION = 1
+PERGROUP_VERSION = 2  # the per-group container (golf.kernel.pergroup, golf.quant.validate_pergroup)
 SHUFFLED = 0x80  # flag bit of the compressor id byte
 FRAME = struct.Struct("<4sBBQQ32s")
 FRAME_BYTES = FRAME.size
@@ -153,8 +155,9 @@ def unframe(blob: bytes, model_bound: int | None = None) -> bytes:
     magic, version, comp_id, comp_len, body_len, digest = FRAME.unpack_from(blob)
     if magic != MAGIC:
         raise ArtifactError(f"not a golf artifact: magic {magic!r}, expected {MAGIC!r}")
-    if version != VERSION:
-        raise ArtifactError(f"artifact format version {version} is not supported (this reader: {VERSION})")
+    if version not in (VERSION, PERGROUP_VERSION):
+        raise ArtifactError(f"artifact format version {version} is not supported (this reader: {VERSION}, "
+                            f"{PERGROUP_VERSION})")
     shuffled = bool(comp_id & SHUFFLED)
     codec = COMPRESSORS.get(comp_id & ~SHUFFLED)
     if codec is None:
@@ -167,6 +170,10 @@ def unframe(blob: bytes, model_bound: int | None = None) -> bytes:
     if size > limit:
         raise ArtifactError(f"artifact declares a body of {size} bytes, more than the {limit} bytes that "
                             f"{comp_len} compressed bytes of a golf artifact expand to; refused before decompressing")
+    if version == PERGROUP_VERSION:
+        from golf.quant.validate_pergroup import unframe_groups
+
+        return unframe_groups(blob, body_len, digest, model_bound)
     data = blob[FRAME_BYTES:]
     if codec == "zstd":
         try:

@@ -12,11 +12,13 @@ from omegaconf import OmegaConf
 
 from golf.kernel.artifact import export_state_dict as kernel_export
 from golf.kernel.artifact import load_artifact as kernel_load
+from golf.kernel.artifact import serialize
 from golf.kernel.lqer import Corrected, add_lqer, lqer_delta
+from golf.kernel.pergroup import load_groups, pack_groups
 from golf.kernel.quantize import dequantize, prune_tensor, quantize
 from golf.quant import ArtifactError, export_state_dict, load_artifact
 from golf.quant.config import Packing, QuantConfig, SchemeKind
-from golf.quant.routing import prune_table, route_state_dict, uses_gptq
+from golf.quant.routing import pergroup_table, prune_table, route_state_dict, uses_gptq
 from golf.quant.validate_artifact import FRAME_BYTES, MAGIC, check_body, unframe
 from tests.helpers import compose_config, roles_by_name
 
@@ -78,14 +80,17 @@ def test_the_kernel_loads_what_it_wrote_with_the_recipe_codec(preset, state_dict
     table = {n: r.scheme_name for n, r in route_state_dict(state_dict, cfg, roles).items()}
     hessians = identity_hessians(state_dict, cfg)
     blob, stored = kernel_export(state_dict, cfg, table, hessians, set(prune_table(state_dict, cfg, roles)))
+    load = kernel_load
+    if cfg.pergroup is not None:  # the run's path (golf.kernel.run): the body into the per-group container
+        blob, load = pack_groups(serialize(stored, cfg), cfg, pergroup_table(state_dict, cfg, roles)), load_groups
     assert blob == export_state_dict(state_dict, cfg, roles, hessians)[0]
     assert set(stored) == set(state_dict) and all(stored[n][0] == table[n] for n in stored)
-    mine, lab = kernel_load(blob, cfg), load_artifact(blob)
+    mine, lab = load(blob, cfg), load_artifact(blob)
     assert list(mine) == list(lab) and all(torch.equal(mine[n], lab[n]) for n in lab)
     bad = bytearray(blob)
     bad[30] ^= 1  # inside the stored checksum
     with pytest.raises(ValueError, match="checksum"):
-        kernel_load(bytes(bad), cfg)
+        load(bytes(bad), cfg)
 
 
 def test_empty_tensors_round_trip():

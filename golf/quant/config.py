@@ -12,17 +12,27 @@ wins (see :mod:`golf.quant.routing`). ``conf/quant/base/common.yaml`` holds what
 (the fp32 control tensors of ``base_rules``, the passthrough size, container, compressor, budget).
 QAT has its own scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights
 during training.
+The optional stages of #1855 — LQER (``lqer``) and the per-group container (``pergroup``) — have their
+own module, :mod:`golf.quant.config_stages`.
 A scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.kernel.gptq`) and makes
 the export need calibration (``calibration``, :mod:`golf.quant.calibrate`).
 """
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from golf.config.errors import ConfigError
+from golf.quant.config_stages import (  # noqa: F401 (the optional stages' types, importable from here too)
+    GroupCodec,
+    LQERConfig,
+    PackGroupConfig,
+    PerGroupConfig,
+    check_tools,
+    validate_lqer,
+    validate_pergroup,
+)
 from golf.rules import check_expression, check_rules
 
 BASELINE_CLIP_QUANTILE = 0.9999984  # the baseline's 99.99984th percentile as a fraction
@@ -105,16 +115,6 @@ class Compressor(str, Enum):
     brotli = "brotli"  # quality 0..11 (#1394 lineage, #1493: 11)
 
 
-class GroupCodec(str, Enum):
-    """The codec of one per-group stream (:class:`PackGroupConfig`): the body's codecs, or lrzip."""
-
-    zlib = "zlib"
-    zstd = "zstd"
-    lzma = "lzma"
-    brotli = "brotli"
-    lrzip = "lrzip"  # the Debian ``lrzip`` binary, ZPAQ back end (``-z``, #1855); levels 1..9
-
-
 class CalibrationSource(str, Enum):
     """Where calibration inputs come from. Validation data is never a source (it is what gets scored)."""
 
@@ -145,7 +145,7 @@ class QATSchedule(str, Enum):
 
 
 LEVEL_RANGES = {Compressor.zlib: (0, 9), Compressor.zstd: (1, 22), Compressor.lzma: (0, 9),
-                Compressor.brotli: (0, 11), GroupCodec.lrzip: (1, 9)}
+                Compressor.brotli: (0, 11)}
 SHUFFLE_STRIDES = (2, 4)  # byte-shuffle strides the container records (2 = #1493)
 
 
@@ -219,51 +219,6 @@ class CalibrationConfig:
     temperature: float = 0.8  # source=generated: sampling temperature (#1019: 0.8)
     start_token: int = 1      # source=generated: first token of every sequence (1 = BOS of the challenge data)
     seed: int = 0             # source=generated: sampling seed (the same on every rank plus its rank)
-
-
-@dataclass
-class LQERConfig:
-    """LQER, a low-rank correction of the quantization error (Zhang et al. 2024, "LQER: Low-Rank Quantization
-    Error Reconstruction for LLMs"; PR #1797's asymmetric packing as #1855 runs it, spec frontier-1855 §5.5).
-
-    After quantization, E = W − Ŵ for every matrix stored with integer codes; the ``top_n`` largest by
-    ‖E‖_F get E ≈ A·B from a thin SVD (A = U_r·diag(S_r), B = V_rᵀ), stored as integer codes: A with one
-    scale for the matrix, B with one scale per group of ``group`` values (B flattened row-major). A code
-    range of k bits is [−2^(k−1), 2^(k−1) − 1] and its scale max|x| / (2^(k−1) − 0.5), rounded to fp16.
-    Loading adds (qA·sA)(qB·sB) to q·s in fp32, before the cast to the parameter's dtype."""
-
-    top_n: int = 3     # matrices corrected (#1855: 3, over all 67 GPTQ matrices, tok_emb included)
-    rank: int = 4      # r (at most min(rows, cols) of each matrix is used)
-    a_bits: int = 2    # bits of A's codes (#1855: int2, levels −2..1, scale max|A|/1.5)
-    b_bits: int = 4    # bits of B's codes (#1855: int4, levels −8..7, scale max|group|/7.5)
-    group: int = 64    # values of B per scale (#1855: 64; the last group of B may be shorter)
-
-
-@dataclass
-class PackGroupConfig:
-    """One stream of the per-group container: the integer codes of the matrices ``select`` chooses."""
-
-    select: str = ""                     # role expression (golf.rules) of the matrices in this group
-    codec: GroupCodec = GroupCodec.lrzip
-    level: int = 9                       # the codec's level (lrzip: -L, 1..9; #1855: 9)
-    # reorder each matrix's rows by a greedy L1 nearest-neighbour chain before the transpose (the
-    # permutation is stored); #1855 sorts tok_emb, c_q and fc
-    sort: bool = False
-
-
-@dataclass
-class PerGroupConfig:
-    """The per-group container (PR #1855, spec frontier-1855 §5.7): the int8 codes of the matrices each
-    group selects leave the body and are stored as one stream per group — each matrix (rows optionally
-    sorted) transposed, the group's matrices concatenated in state-dict order, compressed with the
-    group's codec; the rest of the body (header, scales, other tensors) and the row permutations are
-    compressed with ``quant.compressor``. A matrix is in the first group that selects it; needs int8
-    containers (``packing: int8``)."""
-
-    groups: list[PackGroupConfig] = field(default_factory=list)
-    # lrzip's thread count, pinned: lrzip splits its input by threads, so the bytes depend on it
-    # (spec frontier-1855 §5.7: 4,889,448 B with -p 1 against 4,889,858 B with -p 2 on one blob)
-    lrzip_threads: int = 8
 
 
 @dataclass
@@ -409,46 +364,6 @@ def validate_calibration(cfg: QuantConfig, prefix: str = "quant") -> None:
         raise ConfigError(f"{key}.start_token", cal.start_token, "must be a token id >= 0")
 
 
-def validate_lqer(c: LQERConfig, prefix: str = "quant.lqer") -> None:
-    for key in ("top_n", "rank", "group"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"{prefix}.{key}", getattr(c, key), "must be positive")
-    for key in ("a_bits", "b_bits"):
-        if not MIN_BITS <= getattr(c, key) <= MAX_BITS:
-            raise ConfigError(f"{prefix}.{key}", getattr(c, key), f"must be in [{MIN_BITS}, {MAX_BITS}]")
-
-
-def validate_pergroup(cfg: QuantConfig, prefix: str = "quant.pergroup") -> None:
-    p = cfg.pergroup
-    if cfg.packing is not Packing.int8:
-        raise ConfigError("quant.packing", cfg.packing.value, "the per-group container sorts and transposes int8 "
-                          "containers: use packing: int8 with quant.pergroup (its codecs do the packing)")
-    if len(p.groups) == 0:
-        raise ConfigError(f"{prefix}.groups", [], "needs at least one group (or pergroup: null)")
-    for i, g in enumerate(p.groups):
-        check_expression(g.select, f"{prefix}.groups[{i}].select")
-        lo, hi = LEVEL_RANGES[g.codec]
-        if not lo <= g.level <= hi:
-            raise ConfigError(f"{prefix}.groups[{i}].level", g.level, f"{g.codec.value} takes levels {lo}..{hi}")
-    if p.lrzip_threads < 1:
-        raise ConfigError(f"{prefix}.lrzip_threads", p.lrzip_threads, "must be positive")
-
-
-def lrzip_missing(cfg: QuantConfig) -> str | None:
-    """The key of the first group that needs the ``lrzip`` binary when it is not on PATH, else None."""
-    if cfg.pergroup is None or shutil.which("lrzip") is not None:
-        return None
-    return next((f"quant.pergroup.groups[{i}].codec" for i, g in enumerate(cfg.pergroup.groups)
-                 if g.codec is GroupCodec.lrzip), None)
-
-
-def check_tools(cfg: QuantConfig) -> None:
-    """The programs the export runs exist on this machine: checked before a run trains, not at its export."""
-    key = lrzip_missing(cfg)
-    if key is not None:
-        raise ConfigError(key, "lrzip", "the lrzip binary is not on PATH: apt-get install lrzip (Debian/Ubuntu)")
-
-
 def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
     """Raise :class:`ConfigError` on the first invalid value of a quant config."""
     if len(cfg.schemes) == 0:
@@ -475,6 +390,9 @@ def validate_quant(cfg: QuantConfig, prefix: str = "quant") -> None:
     if cfg.lqer is not None:
         validate_lqer(cfg.lqer, f"{prefix}.lqer")
     if cfg.pergroup is not None:
-        validate_pergroup(cfg, f"{prefix}.pergroup")
+        if cfg.packing is not Packing.int8:
+            raise ConfigError(f"{prefix}.packing", cfg.packing.value, "the per-group container sorts and transposes "
+                              "int8 containers: use packing: int8 with quant.pergroup (its codecs do the packing)")
+        validate_pergroup(cfg.pergroup, f"{prefix}.pergroup")
     if cfg.qat is not None:
         validate_qat(cfg.qat, f"{prefix}.qat")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -30,7 +31,15 @@ RECIPES = {
     "pr1493": ["experiment=pr1493", "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
                "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
                "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
+    # #1855's export (LQER, int8 gates, the per-group container through lrzip) on #1493's recipe; every
+    # matrix above 4,096 elements quantized so that each group holds codes at this width
+    "pr1493_quant1855": ["experiment=pr1493", "quant=pr1855", "quant.passthrough_max_numel=4096",
+                         "quant.calibration.batches=2", "data=demo_sp8192",
+                         "optimizer.schedule.kind=wallclock_fraction", "train.max_wallclock_s=null",
+                         "train.warmup_steps=1", "eval.stride=64", "eval.ttt.chunk_tokens=1024",
+                         "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
 }
+NEEDS_LRZIP = {"pr1493_quant1855"}
 
 # Runs a script with golf, hydra and omegaconf unimportable (whatever sys.path and installed finders say).
 BLOCKED_RUNNER = """
@@ -69,6 +78,8 @@ def printed(stdout: str, kind: str) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", list(RECIPES))
 def test_the_generated_script_computes_what_golf_computes(tmp_path, recipe):
+    if recipe in NEEDS_LRZIP and shutil.which("lrzip") is None:
+        pytest.skip("the lrzip binary is not installed (apt-get install lrzip)")
     cfg = load_config(compose_config([*RECIPES[recipe], *SHORT]))
     run_dir = tmp_path / "golf"
     cfg.run_dir = str(run_dir)

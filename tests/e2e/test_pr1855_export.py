@@ -1,0 +1,54 @@
+"""quant=pr1855 end to end at CPU scale on the CaseOps demo data: GPTQ with the #1855 clips, LQER, the
+per-group container through lrzip, the strictly read artifact and its round-tripped score.
+
+The recipe is #1493's (``experiment=pr1855`` composes the model side of #1855 with this export); every
+matrix above 4,096 elements is quantized so that every group holds codes at width 128."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+from golf.config.validate import load_config
+from golf.kernel.artifact import frame_body
+from golf.quant.export import read_artifact
+from golf.quant.validate_artifact import unframe
+from golf.train import run
+from tests.e2e.test_pr1493 import CPU_SCALE
+from tests.helpers import compose_config
+
+pytestmark = pytest.mark.skipif(shutil.which("lrzip") is None, reason="the lrzip binary is not installed")
+
+
+@pytest.mark.slow
+def test_pr1855_export_writes_a_smaller_per_group_artifact_and_scores_it(tmp_path):
+    overrides = [o for o in CPU_SCALE if not o.startswith("data=")]
+    cfg = load_config(compose_config([*overrides, "data=demo_caseops", "arch.vocab_size=1024", "quant=pr1855",
+                                      "quant.passthrough_max_numel=4096", "quant.calibration.batches=2",
+                                      "train.iterations=8", "train.max_wallclock_s=null"]))
+    run_dir = tmp_path / "pr1855"
+    cfg.run_dir = str(run_dir)
+    summary = run(cfg, run_dir)
+    assert math.isfinite(summary["val_bpb"])
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    streams = on_disk["model_streams"]
+    assert set(streams) == {"rest", *(f"group{i}" for i in range(7))} and all(v > 0 for v in streams.values())
+    blob = (run_dir / "model.golf").read_bytes()
+    assert blob[4] == 2 and on_disk["model_bytes"] == len(blob) == sum(streams.values()) + 54 + 4 + 8 * 8
+    report = json.loads((run_dir / "quant_report.json").read_text())
+    rows = {r["name"]: r for r in report["tensors"]}
+    assert rows["tok_emb.weight"]["bits"] == 7 and rows["blocks.0.mlp.fc.weight"]["bits"] == 6
+    corrected = [n for n, r in rows.items() if r["code_bytes"] > math.prod(r["shape"])]  # LQER factors counted
+    assert len(corrected) == 3
+    # the same codes in one brotli-11 body (the record's COMPRESSOR=brotli) take more bytes
+    body = unframe(blob)
+    plain = frame_body(body, cfg.quant.__class__(compressor="brotli", level=11))
+    assert len(blob) < len(plain), (len(blob), len(plain))
+    print(f"per-group container {len(blob):,} B against one brotli-11 body {len(plain):,} B; streams {streams}")
+    from golf.model import build_model
+
+    loaded = read_artifact(run_dir / "model.golf", build_model(cfg.arch).state_dict())
+    assert set(loaded) == set(build_model(cfg.arch).state_dict())

@@ -183,6 +183,9 @@ class LabHooks(Hooks):
 
     # -- the export: its Hessians, the artifact and the code that counts beside it
     def calibrated(self, model, hessians: dict) -> None:
+        c = self.cfg.quant.calibration
+        self.recorder.update_summary(calibration_batches=c.batches, calibration_source=str(c.source),
+                                     calibration_tensors=len(hessians))
         sd = model.state_dict()
         check_hessians(sd, route_state_dict(sd, self.cfg.quant, self.roles), hessians)  # one GPTQError line
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from golf.config.validate import load_config
+from golf.plan import submission_of
 from golf.train import run
 from tests.helpers import CONF_DIR, TINY, compose_config
 
@@ -315,8 +316,10 @@ def test_cli_run_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert summary["status"] == "completed" and math.isfinite(summary["val_bpb"])
-    counted = (tmp_path / "cli" / "code_files.txt").read_text().split()  # a fresh process imports only what it uses
-    assert "golf/trainer.py" in counted and "golf/data/download.py" not in counted and "golf/report.py" not in counted
+    # the code counted is the generated script, the same in a fresh process as in this one
+    cfg = load_config(compose_config(TINY))
+    assert summary["code_bytes"] == (tmp_path / "cli" / "submission.py").stat().st_size == \
+        submission_of(cfg).code_bytes
 
 
 def test_dry_run_reports_counts_and_estimate_without_data(tmp_path, capsys):

@@ -114,6 +114,9 @@ class ArchConfig:
     # AdamW moments, EMA cast-back and dequantized copy are bf16; under bf16 autocast the residual stream
     # it starts is bf16; without autocast the stream is upcast to fp32)
     embedding_dtype: str = "float32"
+    # the tokenizer's BOS id (golf.data.tokenizer.BOS_ID: every document starts with it); read by the
+    # techniques that respect document starts (SmearGate scalar_gate_bos)
+    bos_id: int = 1
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
@@ -219,7 +222,7 @@ def _validate_input(cfg: ArchConfig, prefix: str) -> None:
         _positive(i.trigram, f"{p}.trigram", "dim")
         if i.trigram.buckets < 2:
             raise ConfigError(f"{p}.trigram.buckets", i.trigram.buckets, "must be >= 2")
-    if i.smear is not None and i.smear.variant is SmearVariant.scalar_gate:
+    if i.smear is not None and i.smear.variant in (SmearVariant.scalar_gate, SmearVariant.scalar_gate_bos):
         if not 1 <= i.smear.gate_dims <= cfg.model_dim:
             raise ConfigError(f"{p}.smear.gate_dims", i.smear.gate_dims, f"must be in [1, model_dim {cfg.model_dim}]")
     if i.pre_enrich is not None:
@@ -278,6 +281,8 @@ def validate_arch(cfg: ArchConfig, prefix: str = "arch") -> None:
         raise ConfigError(f"{prefix}.model_dim", cfg.model_dim,
                           f"head dim {head_dim(cfg)} = model_dim / num_heads must be even for RoPE")
     _positive(cfg.init, f"{prefix}.init", "embed_std")
+    if not 0 <= cfg.bos_id < cfg.vocab_size:
+        raise ConfigError(f"{prefix}.bos_id", cfg.bos_id, f"must be a token id in [0, vocab_size {cfg.vocab_size})")
     for key, value in ((f"{prefix}.embedding_dtype", cfg.embedding_dtype),
                        (f"{prefix}.attention.rope.freq_dtype", cfg.attention.rope.freq_dtype)):
         if value not in PARAM_DTYPES:

@@ -217,17 +217,20 @@ class TrigramConfig:
 
 
 class SmearVariant(str, Enum):
-    """The three SmearGates of spec §2.1."""
+    """The three SmearGates of spec §2.1, and C with #1855's BOS fix (frontier-1855 spec §3.3)."""
 
     pass_through = "pass_through"  # A: x_t <- g x_t + (1-g) x_{t-1}, gate init 3.0; before the input norm
     half_blend = "half_blend"      # B: x_t <- (1-g) x_t + g x_{t-1}, gate init 0; after the input norm
     scalar_gate = "scalar_gate"    # C: x_t <- x_t + lambda sigma(w . x_t[:k]) x_{t-1}, w = lambda = 0
+    # C whose previous-token term is zeroed where the current token is BOS (arch.bos_id): a document's
+    # first token never receives the previous document's last one (#1855)
+    scalar_gate_bos = "scalar_gate_bos"
 
 
 @dataclass
 class SmearConfig:
     variant: SmearVariant = SmearVariant.half_blend
-    # scalar_gate only: how many leading dims of x_t the gate reads
+    # scalar_gate / scalar_gate_bos only: how many leading dims of x_t the gate reads
     gate_dims: int = 12
 
 

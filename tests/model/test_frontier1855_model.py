@@ -1,0 +1,95 @@
+"""PR #1855's model options against hand-computed cases (frontier-1855 spec §3.3, §3.5, §3.8): the
+BOS-masked SmearGate, the sparse attention output gate and the two-lane parallel decoder."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from golf.config.errors import ConfigError
+from golf.data.tokenizer import BOS_ID
+from golf.kernel.inputs import BosMaskedSmear, input_stream
+from golf.model.config import ArchConfig, InputConfig, SmearConfig, SmearVariant, validate_arch
+from tests.model.lib import build, tiny
+
+BOS = tiny(input=InputConfig(smear=SmearConfig(variant=SmearVariant.scalar_gate_bos, gate_dims=2)))
+
+# ----------------------------------------------------------------------------- SmearGate with the BOS fix (§3.3)
+
+# w = [1, -1] reads x_t[0] - x_t[1] = 0 at every position below: sigma(0) = 1/2, and lambda = 2 makes
+# the gate exactly 1, so a smeared position is x_t + x_{t-1} (x_{t-1} un-smeared)
+E = torch.tensor([[1.0, 1.0, 0.0], [2.0, 2.0, 1.0], [3.0, 3.0, -1.0], [0.0, 0.0, 5.0]]).view(1, 4, 3)
+
+
+def _smear(w=(1.0, -1.0), lam=2.0) -> BosMaskedSmear:
+    s = BosMaskedSmear(gate_dims=2)
+    with torch.no_grad():
+        s.gate.copy_(torch.tensor(w))
+        s.scale.fill_(lam)
+    return s
+
+
+def test_bos_smear_by_hand():
+    ids = torch.tensor([[BOS_ID, 7, BOS_ID, 9]])
+    out = _smear()(E, ids != BOS_ID).view(4, 3)
+    expected = torch.tensor([[1.0, 1.0, 0.0],    # position 0: untouched
+                             [3.0, 3.0, 1.0],    # [2, 2, 1] + [1, 1, 0]
+                             [3.0, 3.0, -1.0],   # a BOS: never receives the previous token (unmasked: [5, 5, 0])
+                             [3.0, 3.0, 4.0]])   # [0, 0, 5] + the un-smeared [3, 3, -1]
+    assert torch.equal(out, expected)
+    # without any BOS it is variant C: position 2 then takes [3, 3, -1] + [2, 2, 1]
+    plain = _smear()(E, torch.ones(1, 4, dtype=torch.bool)).view(4, 3)
+    assert torch.equal(plain[2], torch.tensor([5.0, 5.0, 0.0]))
+    # position 0 is untouched whatever its token is
+    assert torch.equal(_smear()(E, torch.tensor([[True, True, False, True]])).view(4, 3), expected)
+
+
+def test_bos_smear_gate_value_by_hand():
+    # w = [ln 3, 0]: sigma(ln 3 * x_t[0]) at x_t[0] = 1 is 3/4; lambda = 0.5 -> g = 0.375
+    e = torch.tensor([[0.0, 0.0, 4.0], [1.0, 0.0, 8.0]]).view(1, 2, 3)
+    out = _smear(w=(math.log(3.0), 0.0), lam=0.5)(e, torch.tensor([[True, True]])).view(2, 3)
+    torch.testing.assert_close(out[1], torch.tensor([1.0, 0.0, 8.0 + 0.375 * 4.0]))
+
+
+def test_bos_smear_is_identity_at_init_and_labelled():
+    s = BosMaskedSmear(gate_dims=12)
+    assert not s.gate.any() and not s.scale.any() and s.gate.shape == (12,) and s.scale.shape == (1,)
+    x = torch.randn(2, 5, 16)
+    assert torch.equal(s(x, torch.ones(2, 5, dtype=torch.bool)), x)
+    model = build(BOS)
+    assert isinstance(model.smear, BosMaskedSmear)
+    roles = {n: (r.kind, r.family) for n, r in model.param_roles.items() if n.startswith("smear")}
+    assert roles == {"smear.gate": ("control", "smear"), "smear.scale": ("control", "smear")}
+
+
+def test_model_reads_the_bos_id_from_config():
+    """x0 at a BOS position does not depend on the token before it; with another bos_id it does."""
+    model = build(BOS)
+    with torch.no_grad():
+        model.smear.gate.fill_(0.3)
+        model.smear.scale.fill_(1.5)
+    ids = torch.tensor([[5, 6, BOS_ID, 9, 10]])
+    other = ids.clone()
+    other[0, 1] = 11
+    with torch.no_grad():
+        a, b = input_stream(model, BOS, ids), input_stream(model, BOS, other)
+    assert torch.equal(a[0, 2], b[0, 2]) and not torch.allclose(a[0, 1], b[0, 1])
+    moved = tiny(bos_id=3, input=BOS.input)
+    with torch.no_grad():
+        a, b = input_stream(model, moved, ids), input_stream(model, moved, other)
+    assert not torch.allclose(a[0, 2], b[0, 2])
+    emb = model.tok_emb.weight[ids]  # by hand: x0 = RMSNorm(e_t + lambda sigma(w . e_t[:2]) e_{t-1} [t != BOS])
+    g = 1.5 * torch.sigmoid(0.3 * emb[0, 1:, :2].sum(-1)) * (ids[0, 1:] != BOS_ID)
+    e = torch.cat((emb[0, :1], emb[0, 1:] + g[:, None] * emb[0, :-1]))
+    torch.testing.assert_close(input_stream(model, BOS, ids)[0], F.rms_norm(e, (16,)), atol=1e-6, rtol=0)
+
+
+def test_bos_id_default_and_validation():
+    assert ArchConfig().bos_id == BOS_ID
+    with pytest.raises(ConfigError, match="arch.bos_id"):
+        validate_arch(tiny(bos_id=32))
+    with pytest.raises(ConfigError, match="arch.input.smear.gate_dims"):
+        validate_arch(tiny(input=InputConfig(smear=SmearConfig(variant=SmearVariant.scalar_gate_bos, gate_dims=17))))

@@ -184,6 +184,8 @@ def _validate_attention(cfg: ArchConfig, prefix: str) -> None:
         parse_layers(a.xsa.layers, L, f"{p}.xsa.layers")
     if a.gate is not None:
         parse_layers(a.gate.layers, L, f"{p}.gate.layers")
+        if a.gate.kind is GateKind.sparse and not 1 <= a.gate.window <= cfg.model_dim:
+            raise ConfigError(f"{p}.gate.window", a.gate.window, f"must be in [1, model_dim {cfg.model_dim}]")
     if a.value_residual is not None:
         parse_layers(a.value_residual.layers, L, f"{p}.value_residual.layers")
     if a.value_embed is not None:

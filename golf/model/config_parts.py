@@ -47,14 +47,21 @@ class GateKind(str, Enum):
 
     input = "input"    # sigma(W x + b), W: heads x model_dim (#344, #1573)
     static = "static"  # sigma(b), one logit per head (#507)
+    # sigma(scale * W x[:window]), W: heads x window, zero-init, no bias: exactly 0.5 at init, so it
+    # halves the attention output until it learns (#1855 from #1787; frontier-1855 spec §3.5)
+    sparse = "sparse"
 
 
 @dataclass
 class AttnGateConfig:
     kind: GateKind = GateKind.input
-    # the gate's bias (logit) at init: sigma(4) = 0.982, nearly open
+    # input / static: the gate's bias (logit) at init: sigma(4) = 0.982, nearly open
     bias_init: float = 4.0
     layers: str = "all"
+    # sparse: how many leading dims of the attention input (the normed, LN-scaled block input) the gate reads
+    window: int = 12
+    # sparse: the logit's multiplier (#1855 ran 0.5; its code default is 1.0)
+    scale: float = 1.0
 
 
 class ValueResidualInit(str, Enum):

@@ -93,3 +93,68 @@ def test_bos_id_default_and_validation():
         validate_arch(tiny(bos_id=32))
     with pytest.raises(ConfigError, match="arch.input.smear.gate_dims"):
         validate_arch(tiny(input=InputConfig(smear=SmearConfig(variant=SmearVariant.scalar_gate_bos, gate_dims=17))))
+
+
+# ----------------------------------------------------------------------------- sparse attention output gate (§3.5)
+
+def _gated(scale=0.5, window=3, **changes):
+    from golf.model.config import AttentionConfig, AttnGateConfig, GateKind, XSAConfig
+
+    gate = AttnGateConfig(kind=GateKind.sparse, window=window, scale=scale)
+    return tiny(attention=AttentionConfig(xsa=XSAConfig(layers="all"), gate=gate), **changes)
+
+
+def _proj_inputs(model, ids):
+    """The input of every attention's output projection and of every attention, per block."""
+    seen = {}
+    hooks = [b.attn.proj.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(("proj", i), a[0]))
+             for i, b in enumerate(model.blocks)]
+    hooks += [b.attn.register_forward_hook(lambda m, a, o, i=i: seen.__setitem__(("attn", i), a[0]))
+              for i, b in enumerate(model.blocks)]
+    with torch.no_grad():
+        model(ids)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_sparse_gate_halves_attention_at_init():
+    """W = 0: sigma(0) = 1/2 on every head, after XSA and before W_o, so the projection reads exactly half."""
+    from golf.model.config import AttentionConfig, XSAConfig
+
+    gated, plain = build(_gated(), seed=3), build(tiny(attention=AttentionConfig(xsa=XSAConfig(layers="all"))), seed=3)
+    for b in gated.blocks:
+        assert b.attn.attn_gate.weight.shape == (4, 3) and not b.attn.attn_gate.weight.any()
+    with torch.no_grad():  # non-zero output projections, so the halving reaches the stream of the next block
+        for a, b in zip(gated.blocks, plain.blocks):
+            a.attn.proj.weight.normal_()
+            b.attn.proj.weight.copy_(a.attn.proj.weight)
+    ids = torch.randint(0, 32, (2, 7))
+    assert torch.equal(_proj_inputs(gated, ids)[("proj", 0)], 0.5 * _proj_inputs(plain, ids)[("proj", 0)])
+    assert not torch.allclose(_proj_inputs(gated, ids)[("proj", 1)], 0.5 * _proj_inputs(plain, ids)[("proj", 1)])
+
+
+def test_sparse_gate_formula():
+    """g[t, h] = sigma(0.5 * sum_{j<3} W[h, j] z_t[j]) with z the attention input; per head of 4 dims."""
+    from golf.model.config import AttentionConfig, XSAConfig
+
+    cfg = _gated(num_layers=1)
+    gated, plain = build(cfg, seed=1), build(tiny(num_layers=1, attention=AttentionConfig(xsa=XSAConfig(layers="all"))),
+                                             seed=1)
+    W = torch.tensor([[1.0, 0.0, 0.0], [0.0, -2.0, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 3.0]])
+    with torch.no_grad():
+        gated.blocks[0].attn.attn_gate.weight.copy_(W)
+    ids = torch.randint(0, 32, (1, 5))
+    a, b = _proj_inputs(gated, ids), _proj_inputs(plain, ids)
+    z = a[("attn", 0)][0]  # [T, d]
+    g = torch.sigmoid(0.5 * torch.stack([z[:, 0], -2 * z[:, 1], 0.5 * z[:, :3].sum(-1), 3 * z[:, 2]], -1))  # [T, H]
+    expected = b[("proj", 0)][0].view(5, 4, 4) * g[:, :, None]
+    torch.testing.assert_close(a[("proj", 0)][0].view(5, 4, 4), expected, atol=1e-6, rtol=0)
+
+
+def test_sparse_gate_roles_count_and_validation():
+    model = build(_gated(window=12, model_dim=32, num_heads=4))
+    roles = {n: (r.kind, r.family, r.part) for n, r in model.param_roles.items() if "attn_gate" in n}
+    assert roles == {f"blocks.{i}.attn.attn_gate.weight": ("control", "sparse_attn_gate", "attn") for i in range(4)}
+    with pytest.raises(ConfigError, match="arch.attention.gate.window"):
+        validate_arch(_gated(window=17))

@@ -135,7 +135,9 @@ def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
             for b in buckets.values():
                 us, vs, ratios = zip(*b)
                 # (a lone matrix goes in as it is: a transposed view multiplies differently from a copy)
-                x = ns(torch.cat(us) if len(us) > 1 else us[0], cs, dt)
+                # one (a, b, c) per Newton-Schulz step (more steps than per-step tuples run the list once)
+                x = ns(torch.cat(us) if len(us) > 1 else us[0], [m.ns_coefficients] * m.ns_steps
+                       if m.ns_coefficients_per_step is None else m.ns_coefficients_per_step[:m.ns_steps], dt)
                 for v, ratio, y in zip(vs, ratios, x.split([len(u) for u in us])):
                     v.copy_(y)
                     if ratio > 1:
@@ -154,8 +156,6 @@ def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
                     torch._foreach_mul_(gps, 1 - lr * g["weight_decay"])
 
     ps = [p for g in groups for p in g["params"]]
-    # the (a, b, c) of each Newton-Schulz step (more steps than per-step tuples run the list once)
-    cs = [m.ns_coefficients] * m.ns_steps if m.ns_coefficients_per_step is None else m.ns_coefficients_per_step[:m.ns_steps]
     cuda = ps[0].is_cuda
     dt = torch.bfloat16 if m.ns_dtype == "bfloat16" or m.ns_dtype == "auto" and cuda else torch.float32
     # compiled once per bucket shape when asked (ns_compile None = on CUDA)

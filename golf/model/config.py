@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from golf.config.errors import ConfigError
 from golf.kernel.arch import encoder_layers, head_dim, layer_ids, mlp_hidden, rope_dims
+from golf.kernel.depth import depth_steps
 from golf.model.config_parts import (
     AttentionConfig,
     AttnGateConfig,
@@ -42,6 +43,7 @@ from golf.model.config_parts import (
     SmearConfig,
     SmearVariant,
     TrigramConfig,
+    TwoLaneConfig,
     ValueEmbedConfig,
     ValueResidualConfig,
     ValueResidualInit,
@@ -80,6 +82,7 @@ __all__ = [
     "SmearConfig",
     "SmearVariant",
     "TrigramConfig",
+    "TwoLaneConfig",
     "ValueEmbedConfig",
     "ValueResidualConfig",
     "ValueResidualInit",
@@ -249,12 +252,28 @@ def _validate_depth(cfg: ArchConfig, prefix: str) -> None:
         _validate_loop(cfg, prefix)
     if cfg.residual.parallel is not None:
         parse_layers(cfg.residual.parallel.layers, L, f"{prefix}.residual.parallel.layers")
+    if cfg.residual.two_lane is not None:
+        _validate_two_lane(cfg, prefix)
     b = cfg.backout
     if b is not None:
         if b.source is BackoutSource.encoder_output and e == 0:
             raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no encoder layers")
         if b.source is BackoutSource.first_decoder_output and e == L:
             raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no decoder layers")
+
+
+def _validate_two_lane(cfg: ArchConfig, prefix: str) -> None:
+    start, key = cfg.residual.two_lane.start_layer, f"{prefix}.residual.two_lane.start_layer"
+    if cfg.residual.parallel is not None:
+        raise ConfigError(f"{prefix}.residual.parallel", cfg.residual.parallel.layers,
+                          "cannot be combined with residual.two_lane (two different parallel residuals)")
+    if not 0 <= start < cfg.num_layers:
+        raise ConfigError(key, start, f"must be a block index in [0, num_layers {cfg.num_layers})")
+    for order in ([s[0] for s in steps] for steps in depth_steps(cfg)[0]):
+        lanes = order[next(k for k, i in enumerate(order) if i >= start):]
+        if min(lanes) < start:
+            raise ConfigError(key, start, f"block {min(lanes)} runs after the lanes open (block order {order}): "
+                                          "every application from the first of a block >= start_layer must be one")
 
 
 def _validate_loop(cfg: ArchConfig, prefix: str) -> None:

@@ -151,12 +151,31 @@ class ParallelResidualConfig:
 
 
 @dataclass
+class TwoLaneConfig:
+    """Two-lane parallel decoder (#1855 from #1530; frontier-1855 spec §3.8), unlike ``parallel``'s one
+    stream: at the first application of a block >= ``start_layer`` the stream splits into lane0 = lane1 = x;
+    each later application of block l reads attention from ``resid_mix(lane0, x0)`` and the MLP from lane1
+    directly (no resid_mix, no x0), then ``lane_k <- Q[l,k] lane_k + P[l,0,k] attn + P[l,1,k] mlp``; U-Net
+    skips merge into lane0 only; the exit is the mean of the lanes. P = ``parallel_post_lambdas`` [L, 2, 2]
+    (branch, lane) and Q = ``parallel_resid_lambdas`` [L, 2] (rows below ``start_layer`` unused, as #1855)."""
+
+    # the first block that runs in lanes; every application after the lanes open must be of a block >= it
+    start_layer: int = 8
+    # init of every entry of P
+    post_init: float = 1.0
+    # init of every entry of Q
+    resid_init: float = 1.1
+
+
+@dataclass
 class ResidualConfig:
     mix_init: ResidMixInit = ResidMixInit.plain
     # layer-wise LN scale: both norm outputs of block l are multiplied by 1/sqrt(l + 1) (spec §2.6)
     ln_scale: bool = False
     catalytic: CatalyticConfig | None = None
+    # one stream, attention and MLP side by side (#1493); exclusive with two_lane
     parallel: ParallelResidualConfig | None = None
+    two_lane: TwoLaneConfig | None = None
 
 
 class SkipKind(str, Enum):

@@ -158,3 +158,87 @@ def test_sparse_gate_roles_count_and_validation():
     assert roles == {f"blocks.{i}.attn.attn_gate.weight": ("control", "sparse_attn_gate", "attn") for i in range(4)}
     with pytest.raises(ConfigError, match="arch.attention.gate.window"):
         validate_arch(_gated(window=17))
+
+
+# ----------------------------------------------------------------------------- two-lane parallel decoder (§3.8)
+
+def _lanes(**changes):
+    from golf.model.config import ResidualConfig, TwoLaneConfig
+
+    return tiny(residual=ResidualConfig(ln_scale=True, two_lane=TwoLaneConfig(**changes.pop("lanes", {}))), **changes)
+
+
+def test_two_lane_update_on_a_two_block_toy():
+    """Blocks 0 (encoder) and 1 (decoder, in lanes from block 1): by hand from the parts' outputs, with
+    chosen lambdas P[1] = [[0.5, 2.0], [1.5, -1.0]] (branch, lane), Q[1] = [0.9, 1.2]."""
+    from tests.model.lib import randomize
+
+    cfg = _lanes(num_layers=2, lanes={"start_layer": 1})
+    model = randomize(build(cfg, seed=4), seed=5)
+    with torch.no_grad():
+        model.parallel_post_lambdas[1].copy_(torch.tensor([[0.5, 2.0], [1.5, -1.0]]))
+        model.parallel_resid_lambdas[1].copy_(torch.tensor([0.9, 1.2]))
+        model.parallel_post_lambdas[0].fill_(7.0)  # rows of blocks before the start are never read
+        model.parallel_resid_lambdas[0].fill_(7.0)
+    seen = {}
+    model.final_norm.register_forward_hook(lambda m, a, o: seen.__setitem__("exit", a[0]))
+    model.blocks[0].register_forward_hook(lambda m, a, o: seen.__setitem__("h", o))
+    ids = torch.randint(0, 32, (2, 6))
+    with torch.no_grad():
+        model(ids)
+        b, h = model.blocks[1], seen["h"]
+        x0 = input_stream(model, cfg, ids)
+        c = 1 / math.sqrt(2)  # LN scale of block 1
+        lane0 = h + model.skip_weights[0] * h  # the plain skip (the encoder's output) into lane0 only
+        lane1 = h
+        attn = b.attn_scale * b.attn(F.rms_norm(b.resid_mix[0] * lane0 + b.resid_mix[1] * x0, (16,)) * c, {})
+        mlp = b.mlp_scale * b.mlp(F.rms_norm(lane1, (16,)) * c)  # lane1 directly: no resid_mix, no x0
+        new0 = 0.9 * lane0 + 0.5 * attn + 1.5 * mlp
+        new1 = 1.2 * lane1 + 2.0 * attn - 1.0 * mlp
+    torch.testing.assert_close(seen["exit"], 0.5 * (new0 + new1), atol=1e-6, rtol=0)
+
+
+def test_two_lane_parameters_and_init():
+    model = build(_lanes(num_layers=4, lanes={"start_layer": 3}))
+    assert model.parallel_post_lambdas.shape == (4, 2, 2) and torch.equal(model.parallel_post_lambdas, torch.ones(4, 2, 2))
+    assert torch.equal(model.parallel_resid_lambdas, torch.full((4, 2), 1.1))
+    roles = {n: (r.kind, r.family, r.place) for n, r in model.param_roles.items() if n.startswith("parallel")}
+    assert roles == {n: ("control", "two_lane", "decoder") for n in ("parallel_post_lambdas", "parallel_resid_lambdas")}
+
+
+def test_two_lane_validation():
+    from golf.model.config import (
+        DepthConfig,
+        LoopConfig,
+        ParallelResidualConfig,
+        ResidualConfig,
+        TwoLaneConfig,
+    )
+
+    with pytest.raises(ConfigError, match="arch.residual.two_lane.start_layer"):
+        validate_arch(_lanes(lanes={"start_layer": 4}))
+    with pytest.raises(ConfigError, match="arch.residual.parallel"):
+        validate_arch(tiny(residual=ResidualConfig(parallel=ParallelResidualConfig(), two_lane=TwoLaneConfig(3))))
+    # blocks 3,4,5 looped in 11: block 4 is followed by block 3 again, so the lanes cannot open at 4
+    looped = dict(num_layers=11, depth=DepthConfig(loop=LoopConfig()))
+    with pytest.raises(ConfigError, match="block 3 runs after the lanes open"):
+        validate_arch(_lanes(lanes={"start_layer": 4}, **looped))
+    validate_arch(_lanes(lanes={"start_layer": 8}, **looped))
+    validate_arch(_lanes(lanes={"start_layer": 6}, **looped))
+
+
+def test_two_lane_applications_in_both_topologies():
+    """With #1493's loop in 11 blocks and the lanes from block 8, blocks 8, 9, 10 run in lanes in both
+    topologies (their attention reads differ from the sequential block's), the other 14 / 8 sequentially."""
+    from golf.model.config import DepthConfig, LoopConfig
+    from tests.model.lib import blocks_recorder
+
+    model = build(_lanes(num_layers=11, depth=DepthConfig(loop=LoopConfig())))
+    ids = torch.randint(0, 32, (1, 5))
+    for topology, sequential in ((0, list(range(8))), (1, [0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7])):
+        model.set_topology(topology)
+        rec = blocks_recorder(model)
+        with torch.no_grad():
+            model(ids)
+        rec.close()
+        assert [int(n) for n in rec.names()] == sequential

@@ -7,9 +7,11 @@ transposed when rows > cols; ``steps`` quintic steps ``A = X X^T; X = a*X + (b*A
 frontier-1855 spec §4.2): a tuple per iteration, no 1.01 safety factor on the norm (golf never had one);
 ``u <- X * sqrt(max(1, rows/cols))``; ``p <- p - lr*u``.
 Decoupled weight decay ``p <- p*(1 - lr*wd)`` runs before (#295, #344, #1573) or after (#507, #187)
-the update (spec §2.17). MuonEq-R (PR #1394 lineage, run by #1493; frontier spec §4.2) divides each row
-of the Nesterov update by its fp32 L2 norm (floor 1e-7) before Newton-Schulz. A 3-D parameter (a bank
-of matrices, PR #399) is orthogonalised slice by slice. The iteration runs in bf16 on CUDA, as the
+the update (spec §2.17). The momentum buffer is fp32, or bf16 as #1855 keeps it (frontier-1855 spec
+§4.2: ``b <- mu*b + g`` rounded to bf16; the Nesterov vector ``g + mu*b`` is fp32). MuonEq-R (PR #1394
+lineage, run by #1493; frontier spec §4.2) divides each row of the Nesterov update by its fp32 L2 norm
+(floor 1e-7) before Newton-Schulz. A 3-D parameter (a bank of matrices, PR #399) is orthogonalised
+slice by slice. The iteration runs in bf16 on CUDA, as the
 records, and in fp32 on CPU by default (CPUs without bf16 units run bf16 matmuls tens of times slower).
 
 Distributed (world > 1): matrix i is orthogonalised on rank ``i mod world``, which writes it into a
@@ -118,6 +120,8 @@ def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
             for p in gp:
                 if not st[p]:
                     st[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+                if m.momentum_dtype == "bfloat16":  # also after load_state_dict, which casts to the param's dtype
+                    st[p]["momentum_buffer"] = st[p]["momentum_buffer"].bfloat16()
             bufs = [st[p]["momentum_buffer"] for p in gp]
             torch._foreach_mul_(bufs, mu)
             torch._foreach_add_(bufs, [p.grad for p in gp])

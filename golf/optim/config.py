@@ -36,6 +36,8 @@ class MuonConfig:
     # the momentum reached after warmup (the constant momentum when ``momentum_warmup`` is None)
     momentum: float = 0.95
     momentum_warmup: MomentumWarmupConfig | None = field(default_factory=MomentumWarmupConfig)
+    # dtype of the momentum buffer: "float32", or "bfloat16" as #1855 (frontier-1855 spec §4.2, trap 7)
+    momentum_dtype: str = "float32"
     # Newton-Schulz iterations and the quintic's (a, b, c)
     ns_steps: int = 5
     ns_coefficients: list[float] = field(default_factory=lambda: [3.4445, -4.7750, 2.0315])
@@ -152,6 +154,8 @@ def validate_optimizer(cfg: OptimizerConfig, prefix: str = "optimizer") -> None:
         if m.momentum_warmup.steps < 1:
             raise ConfigError(f"{prefix}.muon.momentum_warmup.steps", m.momentum_warmup.steps,
                               "must be positive (or momentum_warmup null for a constant momentum)")
+    if m.momentum_dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"{prefix}.muon.momentum_dtype", m.momentum_dtype, "must be float32 or bfloat16")
     if m.ns_steps < 1:
         raise ConfigError(f"{prefix}.muon.ns_steps", m.ns_steps, "must be positive")
     if m.ns_dtype not in ("auto", "bfloat16", "float32"):

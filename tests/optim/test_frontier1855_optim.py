@@ -234,3 +234,29 @@ def test_warmup_rollback_restores_muon_momentum():
         assert torch.equal(s["exp_avg"], b)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+# ----------------------------------------------------------------------------- bf16 momentum (§4.2)
+
+def test_bf16_momentum_buffer_by_hand():
+    """b <- mu b + g kept in bf16; the Nesterov vector g + mu b in fp32; a state round trip keeps bf16."""
+    m = MuonConfig(momentum=0.5, momentum_warmup=None, ns_steps=5, momentum_dtype="bfloat16", ns_dtype="float32")
+    p = torch.nn.Parameter(torch.zeros(2, 4))
+    opt = build_muon([dict(params=[p], lr=1.0, base_lr=1.0, weight_decay=0.0)], m)
+    g1 = torch.tensor([[1.001, 0.0, 2.0, 0.0], [0.0, 3.0009, 0.0, 1.0]])
+    g2 = torch.tensor([[0.5, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.25]])
+    p.grad = g1.clone()
+    opt.step()
+    b1 = opt.state[p]["momentum_buffer"]
+    assert b1.dtype == torch.bfloat16 and torch.equal(b1, g1.bfloat16())  # 1.001 -> 1.0, 3.0009 -> 3.0
+    opt.load_state_dict(opt.state_dict())  # torch casts the loaded state to the parameter's fp32
+    before = p.detach().clone()
+    p.grad = g2.clone()
+    opt.step()
+    b2 = opt.state[p]["momentum_buffer"]
+    assert b2.dtype == torch.bfloat16 and torch.equal(b2, (0.5 * g1.bfloat16().float() + g2).bfloat16())
+    u = g2 + 0.5 * b2.float()
+    torch.testing.assert_close(p.detach(), before - newton_schulz(u, [(3.4445, -4.7750, 2.0315)] * 5, torch.float32),
+                               rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="optimizer.muon.momentum_dtype"):
+        validate_optimizer(OptimizerConfig(muon=MuonConfig(momentum_dtype="fp16")))

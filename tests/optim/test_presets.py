@@ -78,6 +78,7 @@ def test_pr1855_recipe():
     m = c.muon
     assert (m.lr, m.momentum, m.momentum_warmup.start, m.momentum_warmup.steps) == (0.026, 0.97, 0.92, 1500)
     assert m.row_normalize and m.weight_decay == 0.095 and m.ns_steps == 5 and len(m.ns_coefficients_per_step) == 5
+    assert m.momentum_dtype == "bfloat16"
     assert m.ns_coefficients_per_step[0] == [8.156554524902461, -22.48329292557795, 15.878769915207462]
     assert m.ns_coefficients_per_step[4] == [2.3465413258596377, -1.7097828382687081, 0.42323551169305323]
     assert {k: (g.lr, tuple(g.betas), g.weight_decay) for k, g in c.adam_groups.items() if k != "head"} == {

@@ -26,8 +26,9 @@ the official script; with wd 0 it is Adam), ``frozen`` parameters to no optimize
 global gradient norm over every parameter, frozen ones included (#507), if configured; set each group's
 lr to ``base_lr * lr_mul`` and Muon's momentum for the step; step. Hyperparameters come from the
 config also after a checkpoint is loaded. With ``grad_clip_scope=local`` (#1855, frontier-1855 spec
-§4.5) the run has no DDP: each rank clips its own gradient and the set then averages the clipped
-gradients over the ranks (``mean_r clip(g_r)``, not ``clip(mean_r g_r)``).
+§4.5) the run has no DDP: the set starts every rank from rank 0's weights (as DDP would), each rank
+clips its own gradient and the set then averages the clipped gradients over the ranks
+(``mean_r clip(g_r)``, not ``clip(mean_r g_r)``).
 
 **Schedules** (official baseline, spec §1.7): no lr warmup; the multiplier is 1 until the warmdown, then
 falls linearly to 0. Wall-clock: ``step_s = elapsed / step``, ``warmdown_s = warmdown_iters * step_s``,
@@ -193,6 +194,9 @@ def build_optimizer(model, cfg: OptimizerConfig, groups, world_size=1, rank=0, /
             ag.append(dict(params=ps, lr=a.lr * lm, base_lr=a.lr * lm, betas=a.betas, eps=a.eps,
                            weight_decay=a.weight_decay * wm))
     every = list(model.parameters())
+    if cfg.grad_clip_scope == "local" and world_size > 1:  # no DDP: every rank starts from rank 0's weights
+        for p in every:
+            dist.broadcast(p.data, 0)
     mo = build_muon(mg, m, world_size, rank) if mg else None
     ao = torch.optim.AdamW(ag, fused=every[0].is_cuda or None) if ag else None
     opts = [o for o in (mo, ao) if o]

@@ -150,6 +150,10 @@ def _clip_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         model = seeded_model()
+        if rank:  # another init: building the set hands every rank rank 0's weights, as DDP would
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(1.0)
         opt = build_optimizer(model, _clip_cfg("local"), world_size=world, rank=rank)
         grads = rank_grads(model, rank)
         for n, p in model.named_parameters():

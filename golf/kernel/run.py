@@ -71,8 +71,10 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     averager = build_averager(cfg.averaging, model)
     compiled = cfg.compile if cfg.compile is not None else dev.type == "cuda"
     forward = torch.compile(model, fullgraph=True, dynamic=False) if compiled else model
+    # grad_clip_scope=local: no DDP, the optimizer set averages the clipped gradients itself
     train_forward = DDP(forward, device_ids=[dist.local_rank] if dev.type == "cuda" else None,
-                        broadcast_buffers=False) if dist.distributed else forward
+                        broadcast_buffers=False) if cfg.optimizer.grad_clip_scope != "local" and dist.distributed \
+        else forward
     rows = tc.batch_tokens // (dist.world_size * tc.seq_len)
     micro = plan["micro_rows"] or rows // accum
     hooks.summary(model_params=sum(p.numel() for p in model.parameters()), seed=seed,
@@ -90,7 +92,8 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
         n = len(batches)
         total = torch.zeros((), device=dev)
         for i, (x, y) in enumerate(batches):
-            no_sync = train_forward.no_sync() if dist.distributed and i < n - 1 else contextlib.nullcontext()
+            no_sync = train_forward.no_sync() if cfg.optimizer.grad_clip_scope != "local" and dist.distributed \
+                and i < n - 1 else contextlib.nullcontext()
             with no_sync, autocast():
                 loss = train_forward(x, y)
             with no_sync:

@@ -1,6 +1,6 @@
 """The generated submission runs like a record and computes what golf computes.
 
-For the baseline, #507 and #1493 recipes at ``scale=cpu`` (cut to a few steps, one thread, demo data):
+For the baseline, #507, #1493 and #1855 recipes at ``scale=cpu`` (cut to a few steps, one thread, demo data):
 golf trains, exports and scores; then the run's own ``submission.py`` is run as a plain script — with
 golf, hydra and omegaconf made unimportable, data paths from the environment — and must print the same
 train loss at every step, the same round-trip val_bpb and the same artifact bytes.
@@ -28,6 +28,10 @@ RECIPES = {
     "baseline": ["experiment=baseline", "data=demo"],
     "pr507": ["experiment=pr507", "data=demo", "eval.stride=64"],
     "pr1493": ["experiment=pr1493", "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
+               "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
+               "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
+    # every #1855 model and optimizer option folded in (its CaseOps data is another issue's)
+    "pr1855": ["experiment=pr1855", "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
                "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
                "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
 }

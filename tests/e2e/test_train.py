@@ -361,30 +361,6 @@ def test_a_failing_worker_group_marks_the_run_failed(tmp_path):
 
 
 @pytest.mark.slow
-def test_submission_bundle_reruns_the_same_run_on_its_own(tmp_path):
-    """``python submission.py`` from an empty directory, with the golf checkout nowhere on its path,
-    trains the same config to the same losses and score, and bundles itself to the same bytes."""
-    cli = tmp_path / "cli"
-    proc = subprocess.run([sys.executable, "-m", "golf.train", *TINY, "eval.prequant=false", f"hydra.run.dir={cli}"],
-                          capture_output=True, text=True, timeout=600, cwd=CONF_DIR.parent)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    bundle = cli / "submission.py"
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GOLF_BUNDLE_DIR")}
-    again = subprocess.run([sys.executable, str(bundle), "run_dir=again"], capture_output=True, text=True,
-                           timeout=600, cwd=elsewhere, env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    rerun = elsewhere / "again"
-    first, second = (json.loads((d / "summary.json").read_text()) for d in (cli, rerun))
-    assert second["status"] == "completed" and second["val_bpb"] == first["val_bpb"]
-    assert train_losses(rerun) == train_losses(cli)
-    assert (rerun / "submission.py").read_bytes() == bundle.read_bytes()
-    assert (rerun / "code_files.txt").read_text() == (cli / "code_files.txt").read_text()
-    assert "golf/train.py" in (cli / "code_files.txt").read_text().split()
-
-
-@pytest.mark.slow
 def test_cli_dry_runs_and_refused_configs_leave_no_run_dir(tmp_path):
     """Hydra creates the run directory before golf sees the config: golf removes it again when all it
     holds are Hydra's own files."""

@@ -185,7 +185,12 @@ def check_validation_shards(pattern: str, seq_len: int, vocab_size: int) -> None
 
 def check_data(cfg: DataConfig, paths: DataPaths, *, world_size: int, seq_len: int, val_seq_len: int) -> None:
     """The shards of a run, before it starts (``ShardError`` naming the file): the training shards for
-    ``world_size`` ranks and sequences of ``seq_len``, the validation shards for windows of ``val_seq_len``."""
+    ``world_size`` ranks and sequences of ``seq_len``, the validation shards for windows of ``val_seq_len``,
+    and their byte sidecar where the data has one."""
     check_train_shards(paths.train_pattern, cfg.vocab_size, world_size=world_size, seq_len=seq_len,
                        shuffled=cfg.shuffle is not None)
     check_validation_shards(paths.val_pattern, val_seq_len, cfg.vocab_size)
+    if paths.val_bytes_pattern is not None:
+        from golf.data.sidecar import check_sidecar_data  # (it builds on this module)
+
+        check_sidecar_data(paths.val_pattern, paths.val_bytes_pattern)

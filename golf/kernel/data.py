@@ -29,22 +29,31 @@ resume onto another shard set is refused (it would silently train on other data)
 
 **Validation tokens**: every validation shard concatenated, cut to ``((N-1)//seq_len)*seq_len + 1``.
 
-**Byte tables** (``build_sentencepiece_luts`` of ``train_gpt.py``; spec ``techniques.md`` §1.3): a target
-token is credited with the UTF-8 bytes of its piece without a leading "▁" (byte-fallback pieces
-``<0xNN>``: 1 byte), plus one byte for that "▁" unless the previous token is a boundary (control,
-unknown, unused ids, and table slots past the SentencePiece vocabulary: 0 bytes).
+**Validation bytes** (the denominator of val_bpb): :func:`validation_bytes` gives every evaluator one
+int32 tensor aligned with the validation tokens, entry ``t`` = the bytes token ``t`` stands for as a
+target, from one of two sources the data config decides:
+
+* **byte tables** (``build_sentencepiece_luts`` of ``train_gpt.py``; spec ``techniques.md`` §1.3): a
+  target token is credited with the UTF-8 bytes of its piece without a leading "▁" (byte-fallback pieces
+  ``<0xNN>``: 1 byte), plus one byte for that "▁" unless the previous token is a boundary (control,
+  unknown, unused ids, and table slots past the SentencePiece vocabulary: 0 bytes);
+* **the byte sidecar** of CaseOps data (PR #1729 onward; frontier-1855 spec §2.4, trap 1), or of any data
+  with ``data.val_bytes_pattern``: ``fineweb_val_bytes_*.bin`` in the shard format, one uint16 per
+  validation token, the *original* UTF-8 bytes it accounts for (operators and BOS 0). Piece tables would
+  overstate CaseOps bytes by about 10%. The lab checks the sidecar against the tokens before a run
+  (:mod:`golf.data.sidecar`); here it is read as it is.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import sentencepiece as spm
 import torch
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
     from golf.data.config import DataConfig, ShuffleConfig
@@ -166,25 +175,11 @@ def load_validation_tokens(pattern: str, seq_len: int) -> torch.Tensor:
     return tokens[:(len(tokens) - 1) // seq_len * seq_len + 1]
 
 
-@dataclass
-class ByteLUTs:
-    """Per-id byte tables, each of length ``max(sp vocab, model vocab)``."""
-
-    base_bytes: torch.Tensor  # int16: bytes of the piece without its leading "▁"
-    has_leading_space: torch.Tensor  # bool: the piece starts with "▁"
-    is_boundary: torch.Tensor  # bool: control / unknown / unused / past the sp vocabulary
-
-    def target_bytes(self, prev: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        """Bytes credited to each target: ``base[t] + (space[t] & ~boundary[p])`` (int64, same shape)."""
-        prev, tgt = prev.long(), tgt.long()
-        return self.base_bytes[tgt].long() + (self.has_leading_space[tgt] & ~self.is_boundary[prev]).long()
-
-    def to(self, device) -> ByteLUTs:
-        return ByteLUTs(self.base_bytes.to(device), self.has_leading_space.to(device), self.is_boundary.to(device))
-
-
-def build_byte_luts(tokenizer_path, vocab_size: int) -> ByteLUTs:
-    """The byte tables of a SentencePiece model file for a model vocabulary of ``vocab_size``."""
+def byte_tables(tokenizer_path, vocab_size: int) -> tuple:
+    """The byte tables of a SentencePiece model file for a model vocabulary of ``vocab_size``: per id (length
+    ``max(sp vocab, model vocab)``), ``(base, space, boundary)``: the bytes of the piece without its leading
+    "▁" (int16), whether it starts with "▁", whether it is a boundary (control / unknown / unused / past the
+    sp vocabulary)."""
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
     n = sp.vocab_size()
     size = max(n, vocab_size)
@@ -203,4 +198,25 @@ def build_byte_luts(tokenizer_path, vocab_size: int) -> ByteLUTs:
             space[i] = True
             piece = piece[1:]
         base[i] = len(piece.encode())
-    return ByteLUTs(base, space, boundary)
+    return base, space, boundary
+
+
+def piece_bytes(tables: tuple, tokens: torch.Tensor) -> torch.Tensor:
+    """The bytes the byte tables credit each of ``tokens`` [N] as a target, int32 [N]: ``base[t] +
+    (space[t] & ~boundary[token before t])``; entry 0 (no token before it, never a target) is 0."""
+    base, space, boundary = tables
+    t = tokens.long()
+    return F.pad(base[t[1:]] + (space[t[1:]] & ~boundary[t[:-1]]), (1, 0)).int()
+
+
+def load_sidecar(pattern, n: int) -> torch.Tensor:
+    """The first ``n`` entries of a byte sidecar's shards (sorted path order), int32 [n]."""
+    return torch.cat([load_shard(f) for f in sorted(glob.glob(str(pattern)))])[:n].to(torch.int32)
+
+
+def validation_bytes(d: DataConfig, paths, tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The bytes each of ``tokens`` stands for as a target, int32 [N] aligned with them (module doc): the
+    sidecar's for CaseOps data or a configured sidecar, else the byte tables' given the token before."""
+    if d.text_transform == "caseops" or d.val_bytes_pattern is not None:
+        return load_sidecar(paths.val_bytes_pattern, len(tokens))
+    return piece_bytes(byte_tables(paths.tokenizer_path, vocab_size), tokens)

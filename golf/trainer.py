@@ -24,7 +24,7 @@ from golf.config.schema import GolfConfig
 from golf.config.validate import eval_seq_len
 from golf.data import DataPaths, check_data
 from golf.dist import DistInfo, scheduler_job_id
-from golf.eval import eval_progress
+from golf.eval import EvalBudget, eval_progress
 from golf.files import write_atomic
 from golf.kernel.hooks import Hooks, mean_loss
 from golf.kernel.run import run
@@ -81,7 +81,8 @@ class LabHooks(Hooks):
         self.cfg, self.run_dir, self.recorder, self.stop = cfg, run_dir, recorder, stop
         self.resolved = resolved_config(cfg)  # recorded with every checkpoint (golf.train checks it on resume)
         self.show = cfg.logger.console_every > 0  # 0: no training progress lines at all
-        self.progress = eval_progress(dist)
+        self.budget = EvalBudget(cfg.eval.budget_s)
+        self.progress = eval_progress(dist, budget=self.budget)
         self.saved_step = None
         with torch.device("meta"):
             self.roles = build_model(cfg.arch).param_roles  # the routes' reasons in the quant report
@@ -98,6 +99,10 @@ class LabHooks(Hooks):
             log.info(line, step, fields)
 
     def summary(self, **fields) -> None:
+        if "final_eval_s" in fields:  # the final evaluation (from the artifact's load) against its budget
+            fields.update(self.budget.fields(fields["final_eval_s"]))
+            if fields["eval_over_budget"] and self.dist.is_main:
+                log.warning("evaluation took %.1f s, over eval.budget_s=%g", fields["eval_s"], self.budget.budget_s)
         self.recorder.update_summary(**fields)
         if "model_params" in fields:
             log.info("model_params:%d world_size:%d grad_accum_steps:%d micro_batch_tokens:%d device:%s compile:%s",
@@ -191,6 +196,7 @@ class LabHooks(Hooks):
                              q.packing.value, shuffle=q.byte_shuffle, quantize_s=summary.get("quantize_s", 0.0),
                              compress_s=summary.get("compress_s", 0.0))
         write_atomic(self.run_dir / ARTIFACT_NAME, blob)  # whole or absent: a full disk leaves no truncated one
+        self.budget.start()
         write_atomic(self.run_dir / "quant_report.json", json.dumps(report.to_dict(), indent=1) + "\n")
         self.recorder.update_summary(quant=q.name)
         log.info("artifact: model %d + code %d = %d bytes (limit %d)", len(blob), submission.code_bytes,

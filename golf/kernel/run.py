@@ -160,9 +160,9 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
         if dist.is_main:
             raise failure
         raise RuntimeError(f"artifact export failed on the main rank: {blob}")
+    t = time.perf_counter()  # the evaluation's time counts decompression and dequantization
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in load_artifact(blob, cfg.quant).items()})
-    t = time.perf_counter()
     result = evaluator(model)
     fields = dict(eval_s=round(time.perf_counter() - t, 3), **result.to_dict())
     hooks.log("final_eval", st.step, **fields)

@@ -22,10 +22,21 @@ re-phased in order. The generator is numpy's ``PCG64`` seeded by the rank alone 
 order does not follow the run's seed) or by ``(seed, rank)`` when ``data.shuffle.seed`` is set, so
 loaders built alike replay the same order (warm-up, training and GPTQ calibration each build one).
 
-Both loaders give ``next_batch(global_tokens, seq_len, grad_accum_steps) -> (x, y)`` int64 CPU tensors
-``[local // seq_len, seq_len]`` with ``local = global_tokens // (world_size * grad_accum_steps)``, and a
-``state_dict``/``load_state_dict`` of plain data from which a resumed run continues bit for bit; a
-resume onto another shard set is refused (it would silently train on other data).
+**Document-packed loader** (PR #1530 lineage, run by #1855; frontier-1855 spec §2.5, trap 2): every rank
+reads the same shards, in sorted order, wrapping around, the order fixed whatever the seed. A call takes
+the next ``world_size * (local + 1)`` tokens of the current shard at the cursor; rank ``r`` keeps
+``[r*(local+1), (r+1)*(local+1))`` as one packed row (inputs ``[1, local]``, targets shifted by one), and
+the cursor moves past the whole span. A span that would run past the shard's end is taken from the next
+shard instead, starting at its first BOS (the old shard's tail is dropped; a shard too short for a span
+from its first BOS is passed over); the first shard is also entered at its first BOS. The next shard is
+read by a background thread while the current one is used. Documents are cut by the attention, not here
+(:mod:`golf.kernel.segments`).
+
+The loaders give ``next_batch(global_tokens, seq_len, grad_accum_steps) -> (x, y)`` int64 CPU tensors
+``[local // seq_len, seq_len]`` (the packed one: ``[1, local]``) with ``local = global_tokens //
+(world_size * grad_accum_steps)``, and a ``state_dict``/``load_state_dict`` of plain data from which a
+resumed run continues bit for bit; a resume onto another shard set is refused (it would silently train
+on other data).
 
 **Validation tokens**: every validation shard concatenated, cut to ``((N-1)//seq_len)*seq_len + 1``.
 
@@ -48,6 +59,7 @@ from __future__ import annotations
 
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -56,7 +68,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from golf.data.config import DataConfig, ShuffleConfig
+    from golf.data.config import DataConfig, PackingConfig, ShuffleConfig
 
 
 class ShardError(ValueError):
@@ -119,6 +131,30 @@ class DistributedTokenLoader:
         self.pos = state["pos"]
 
 
+class DocumentPackingLoader(DistributedTokenLoader):
+    """One packed row per rank per call from the shards every rank reads alike (module doc)."""
+
+    def __init__(self, pattern: str, rank: int, world_size: int, cfg: PackingConfig):
+        self.bos, self.pool, self.ahead = cfg.bos_id, ThreadPoolExecutor(1), (None, None)
+        super().__init__(pattern, rank, world_size)
+
+    def _load(self, i: int) -> None:
+        j, read = self.ahead
+        self.tokens = read.result() if j == i else load_shard(self.files[i])
+        j = (i + 1) % len(self.files)
+        self.ahead = j, self.pool.submit(load_shard, self.files[j])
+        self.shard, self.pos = i, int((self.tokens == self.bos).nonzero()[0])
+
+    def next_batch(self, global_tokens: int, seq_len: int, grad_accum_steps: int):
+        n = global_tokens // (self.world * grad_accum_steps) + 1
+        while self.pos + n * self.world > len(self.tokens):
+            self._load((self.shard + 1) % len(self.files))
+        a = self.pos + self.rank * n
+        self.pos += n * self.world
+        span = self.tokens[a:a + n].to(torch.int64)
+        return span[None, :-1], span[None, 1:]  # [1, local]
+
+
 class ShuffledSequenceLoader:
     """Whole sequences of the rank's own shards, sampled without replacement (module doc)."""
 
@@ -161,8 +197,10 @@ class ShuffledSequenceLoader:
 
 
 def build_train_loader(cfg: DataConfig, pattern: str, rank: int, world_size: int, seq_len: int):
-    """The training loader ``cfg`` asks for: the sequential stream, or shuffled sequences."""
-    if cfg.shuffle is None:
+    """The training loader ``cfg`` asks for: the sequential stream, shuffled sequences or packed rows."""
+    if cfg.packing is not None:
+        loader = DocumentPackingLoader(pattern, rank, world_size, cfg.packing)
+    elif cfg.shuffle is None:
         loader = DistributedTokenLoader(pattern, rank, world_size)
     else:
         loader = ShuffledSequenceLoader(pattern, rank, world_size, seq_len, cfg.shuffle)

@@ -47,6 +47,7 @@ from golf.kernel.arch import layer_ids, mlp_hidden
 from golf.kernel.attention import AttnGate, CausalSelfAttention, zero_linear
 from golf.kernel.depth import RecycleModulation, depth_steps
 from golf.kernel.inputs import bigram_buckets, build_inputs, input_stream
+from golf.kernel.segments import segment_starts
 
 if TYPE_CHECKING:
     from golf.model.config import ArchConfig
@@ -187,7 +188,8 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
         bl = m.bigram(bigram_buckets(ids, b))  # added before each block, times its scale
     if cfg.attention.value_embed is not None:
         ve = m.ve_shared(ids)  # added to the target layers' values, times their scales
-    ctx, skips = {}, []
+    d = cfg.attention.document  # document-aware attention: every layer reads the segment starts in ctx
+    ctx, skips = {"segments": segment_starts(ids, d)} if d is not None else {}, []
     for i, merge, push, tap, renorm, mod, inputs in m.steps[m.topology]:
         if cfg.depth.encoder_recurrence is not None and renorm:
             x = F.rms_norm(x, (x.size(-1),))

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from golf.checkpoint import check_state_components, load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
-from golf.config.validate import eval_seq_len
+from golf.config.validate import eval_seq_len, grad_accum_steps
 from golf.data import DataPaths, check_data
 from golf.dist import DistInfo, scheduler_job_id
 from golf.eval import EvalBudget, eval_progress
@@ -55,7 +55,8 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path, data: DataPaths
             hooks = LabHooks(cfg, dist, run_dir, recorder, stop)
             periodic_len = cfg.train.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)
             check_data(cfg.data, data, world_size=dist.world_size, seq_len=cfg.train.seq_len,
-                       val_seq_len=max(eval_seq_len(cfg), periodic_len))
+                       val_seq_len=max(eval_seq_len(cfg), periodic_len),
+                       row_tokens=cfg.train.batch_tokens // (dist.world_size * grad_accum_steps(cfg, dist.world_size)))
             result = run(cfg, run_plan(cfg, dist), data, dist, hooks)
         if dist.is_main:
             check_budget(recorder.summary["artifact_bytes"], cfg.quant)  # the score is recorded by now

@@ -29,6 +29,8 @@ layer):
   per (position, head), W [H, k] zero-init (no bias), s the fixed ``scale``, x the attention's input: 0.5
   at init, so attention starts halved. Family ``sparse_attn_gate`` (the export stores it int8 per row in
   #1855); no init rule touches it.
+* document-aware attention (#1855; frontier-1855 spec §2.6): causal attention inside segments cut at BOS
+  and every ``max_len`` tokens (:mod:`golf.kernel.segments`), the segment starts computed once per forward.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.kernel.arch import head_dim, layer_ids, rope_dims
+from golf.kernel.segments import document_attention
 
 if TYPE_CHECKING:
     from golf.model.config import ArchConfig
@@ -155,10 +158,13 @@ def attend(m: CausalSelfAttention, cfg: ArchConfig, x: Tensor, ctx: dict, ve: Te
     q = rotary(F.rms_norm(q, (q.size(-1),)), cfg)
     k = rotary(F.rms_norm(k, (k.size(-1),)), cfg)
     q = q * m.q_gain.to(q.dtype)[:, None]  # [H, 1] over [B, T, H, D]
-    y = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),  # [B, heads, T, D]
-        is_causal=True, enable_gqa=cfg.num_kv_heads != cfg.num_heads,
-    ).transpose(1, 2)  # [B, T, H, D]
+    if a.document is not None:  # inside segments only (golf.kernel.segments; starts from the model's ctx)
+        y = document_attention(q, k, v, ctx["segments"], a.document.max_len)
+    else:
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),  # [B, heads, T, D]
+            is_causal=True, enable_gqa=cfg.num_kv_heads != cfg.num_heads,
+        ).transpose(1, 2)  # [B, T, H, D]
     if a.xsa is not None and m.xsa:
         y = exclusive_self_attention(y, v_raw if a.xsa.value == "raw" else v)
     if a.gate is not None and hasattr(m, "attn_gate"):

@@ -50,6 +50,7 @@ from golf.kernel.arch import layer_ids, mlp_hidden
 from golf.kernel.attention import AttnGate, CausalSelfAttention, zero_linear
 from golf.kernel.depth import RecycleModulation, depth_steps
 from golf.kernel.inputs import bigram_buckets, build_inputs, input_stream
+from golf.kernel.segments import segment_starts
 
 if TYPE_CHECKING:
     from golf.model.config import ArchConfig
@@ -196,7 +197,8 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
         bl = m.bigram(bigram_buckets(ids, b))  # added before each block, times its scale
     if cfg.attention.value_embed is not None:
         ve = m.ve_shared(ids)  # added to the target layers' values, times their scales
-    ctx, skips = {}, []
+    d = cfg.attention.document  # document-aware attention: every layer reads the segment starts in ctx
+    ctx, skips = {"segments": segment_starts(ids, d)} if d is not None else {}, []
     tl = cfg.residual.two_lane
     if tl is not None:
         lane = None  # lane1 of the two-lane decoder (x is lane0), once open

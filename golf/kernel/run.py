@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golf.kernel.artifact import frame_body, load_artifact, quantize_state_dict, serialize
 from golf.kernel.averaging import build_averager
-from golf.kernel.data import build_byte_luts, build_train_loader, load_validation_tokens
+from golf.kernel.data import build_train_loader, load_validation_tokens, validation_bytes
 from golf.kernel.depth import build_switch
 from golf.kernel.dist import DistInfo, broadcast_object, data_paths, init_distributed, shutdown
 from golf.kernel.evaluator import build_evaluator
@@ -58,11 +58,11 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, torch.bfloat16)) if bf16 else contextlib.nullcontext
     accum = grad_accum(cfg, dist.world_size)
-    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dev)
     val = load_validation_tokens(paths.val_pattern, eval_len(cfg))
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_len(cfg)
     periodic_val = val if periodic_len == eval_len(cfg) else \
         load_validation_tokens(paths.val_pattern, periodic_len)
+    val_bytes = validation_bytes(cfg.data, paths, max(val, periodic_val, key=len), cfg.arch.vocab_size)
 
     model = build_gpt(cfg.arch).to(dev)
     qat = apply_qat(model, cfg.quant, plan["qat"])
@@ -101,10 +101,10 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
             total += loss.detach()
         return total / n
 
-    evaluator = build_evaluator(cfg.eval, val, luts, eval_len(cfg), dist, autocast, compiled, None, hooks.progress,
+    evaluator = build_evaluator(cfg.eval, val, val_bytes, eval_len(cfg), dist, autocast, compiled, None, hooks.progress,
                                 plan["ttt_frozen"]).use_forward(model, forward)
     periodic = evaluator.plain() if cfg.eval.periodic == "same" else build_evaluator(
-        cfg.eval, periodic_val, luts, periodic_len, dist, autocast, compiled, "standard",
+        cfg.eval, periodic_val, val_bytes, periodic_len, dist, autocast, compiled, "standard",
         hooks.progress).use_forward(model, forward)
 
     st = TrainState(model, opt, averager, loader, qat, topology)

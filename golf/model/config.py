@@ -22,6 +22,7 @@ from golf.model.config_parts import (
     BigramForm,
     CatalyticConfig,
     DepthConfig,
+    DocumentMaskConfig,
     EmbedInit,
     EncoderRecurrenceConfig,
     GateKind,
@@ -61,6 +62,7 @@ __all__ = [
     "BigramForm",
     "CatalyticConfig",
     "DepthConfig",
+    "DocumentMaskConfig",
     "EmbedInit",
     "EncoderRecurrenceConfig",
     "GateKind",
@@ -196,6 +198,10 @@ def _validate_attention(cfg: ArchConfig, prefix: str) -> None:
         if a.value_embed.embed_std < 0:
             raise ConfigError(f"{p}.value_embed.embed_std", a.value_embed.embed_std, "must be >= 0")
         parse_layers(a.value_embed.layers, L, f"{p}.value_embed.layers")
+    if a.document is not None:
+        _positive(a.document, f"{p}.document", "max_len")
+        if not 0 <= a.document.bos_id < cfg.vocab_size:
+            raise ConfigError(f"{p}.document.bos_id", a.document.bos_id, f"must be a token id below {cfg.vocab_size}")
 
 
 def _validate_mlp(cfg: ArchConfig, prefix: str) -> None:

@@ -93,6 +93,18 @@ class ValueEmbedConfig:
 
 
 @dataclass
+class DocumentMaskConfig:
+    """Document-aware attention (#1530 lineage, #1855; frontier-1855 spec §2.6, :mod:`golf.kernel.segments`):
+    a token attends only inside its segment: from the last document start (BOS) at or before it, cut into
+    pieces of ``max_len`` tokens. Needed by document-packed rows (data.packing); works on any rows."""
+
+    # the token id that starts a document (BOS)
+    bos_id: int = 1
+    # the longest segment: a longer document is attended in consecutive pieces of this many tokens (#1855: 2048)
+    max_len: int = 2048
+
+
+@dataclass
 class AttentionConfig:
     # per-head multiplier on q after q/k RMSNorm and RoPE
     q_gain_init: float = 1.5
@@ -101,6 +113,8 @@ class AttentionConfig:
     gate: AttnGateConfig | None = None
     value_residual: ValueResidualConfig | None = None
     value_embed: ValueEmbedConfig | None = None
+    # attention cut at document starts and every max_len tokens; None = plain causal attention over the row
+    document: DocumentMaskConfig | None = None
 
 
 # ----------------------------------------------------------------------------- MLP

@@ -70,7 +70,7 @@ def test_round_trip_score_uses_the_artifact(tmp_path):
     """The reported val_bpb is that of the dequantized artifact, reproducible from the file alone."""
     from golf.data import prepare_data
     from golf.dist import DistInfo
-    from golf.kernel.data import build_byte_luts, load_validation_tokens
+    from golf.kernel.data import load_validation_tokens, validation_bytes
     from golf.kernel.evaluator import build_evaluator
     from golf.model import build_model
     from golf.quant.export import read_artifact
@@ -81,9 +81,9 @@ def test_round_trip_score_uses_the_artifact(tmp_path):
     model.load_state_dict(read_artifact(run_dir / "model.golf", model.state_dict()))
     paths = prepare_data(cfg.data)
     tokens = load_validation_tokens(paths.val_pattern, cfg.train.seq_len)
-    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size)
+    nbytes = validation_bytes(cfg.data, paths, tokens, cfg.arch.vocab_size)
     cpu = DistInfo(0, 0, 1, torch.device("cpu"))
-    res = build_evaluator(cfg.eval, tokens=tokens, luts=luts, seq_len=cfg.train.seq_len, dist=cpu).plain()(model)
+    res = build_evaluator(cfg.eval, tokens=tokens, nbytes=nbytes, seq_len=cfg.train.seq_len, dist=cpu).plain()(model)
     assert res.val_bpb == pytest.approx(summary["val_bpb"], rel=1e-6)
 
 

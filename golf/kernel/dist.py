@@ -42,6 +42,12 @@ def env_ranks() -> tuple[int, int, int]:
     return int(e.get("RANK") or 0), int(e.get("LOCAL_RANK") or 0), int(e.get("WORLD_SIZE") or 1)
 
 
+def env_seed(seed: int) -> int:
+    """``SEED`` from the environment when set (records are run as ``SEED=42 torchrun ... train_gpt.py``),
+    else ``seed``."""
+    return int(os.environ.get("SEED") or seed)
+
+
 def data_paths(d: DataConfig) -> dict:
     """Where a submission finds its data: ``data.*`` under ``DATA_DIR`` (default ``data.root``), each of
     ``TRAIN_FILES``, ``VAL_FILES``, ``TOKENIZER_PATH`` (and ``VAL_BYTES_FILES`` for data scored through a

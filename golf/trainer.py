@@ -96,7 +96,8 @@ class LabHooks(Hooks):
     def log(self, kind: str, step: int, **fields) -> None:
         self.recorder.log(kind, step, **fields)
         line = _CONSOLE.get(kind)
-        if line is not None and self.dist.is_main:
+        # the loop switch is each rank's own decision (from the agreed clock): every rank's log shows it
+        if line is not None and (self.dist.is_main or kind in _EVERY_RANK):
             log.info(line, step, fields)
 
     def summary(self, **fields) -> None:
@@ -215,3 +216,4 @@ _CONSOLE = {
     "prequant_eval": "prequant eval at step %d: %s",
     "final_eval": "final eval of the round-tripped artifact at step %d: %s",
 }
+_EVERY_RANK = frozenset({"loop_switch"})

@@ -151,6 +151,7 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
             blob = frame_body(serialize(stored, cfg.quant), cfg.quant)
             hooks.summary(quantize_s=round(t2 - t, 3), compress_s=round(time.perf_counter() - t2, 3))
             code = hooks.artifact(blob, sd, stored)
+            hooks.summary(export_s=round(time.perf_counter() - t, 3))
             sizes = dict(model_bytes=len(blob), code_bytes=code, artifact_bytes=len(blob) + code,
                          artifact_limit=cfg.quant.limit_bytes)
             hooks.log("artifact", st.step, **sizes)

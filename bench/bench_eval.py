@@ -29,12 +29,13 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def load_tokens(n: int, vocab: int) -> tuple[torch.Tensor, object]:
     from golf.data import read_shard
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
     shard = SHARED / "datasets" / "fineweb10B_sp1024_valprefix" / "fineweb_val_000000.bin"
     model = SHARED / "tokenizers" / "fineweb_1024_bpe.model"
     if shard.exists() and model.exists():
-        return read_shard(shard)[: n + 1].to(torch.int64), build_byte_luts(model, vocab)
+        tokens = read_shard(shard)[: n + 1].to(torch.int64)
+        return tokens, piece_bytes(byte_tables(model, vocab), tokens)
     import sentencepiece  # noqa: F401  (only to fail early with a clear message if missing)
 
     raise SystemExit(f"real validation data not found at {SHARED}; this bench needs it for byte tables")
@@ -68,10 +69,9 @@ def main() -> None:
     heads = max(1, args.dim // 64) * 2
     cfg = ArchConfig(num_layers=args.layers, model_dim=args.dim, num_heads=heads, num_kv_heads=heads // 2)
     model = build_model(cfg).to(device).eval()
-    tokens, luts = load_tokens(args.tokens, cfg.vocab_size)
+    tokens, nbytes = load_tokens(args.tokens, cfg.vocab_size)
     n = ((tokens.numel() - 1) // args.window) * args.window
     tokens = tokens[: n + 1]
-    luts = luts.to(device)
     info = DistInfo(0, 0, 1, device)
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else None
 
@@ -80,12 +80,12 @@ def main() -> None:
 
     def standard():
         with ctx(), torch.no_grad():
-            return evaluate_standard(model, tokens, luts, seq_len=args.window,
+            return evaluate_standard(model, tokens, nbytes, seq_len=args.window,
                                      batch_tokens=args.batch_windows * args.window, dist=info)
 
     def sliding():
         with ctx(), torch.no_grad():
-            return evaluate_sliding(model, tokens, luts, seq_len=args.window, stride=args.stride,
+            return evaluate_sliding(model, tokens, nbytes, seq_len=args.window, stride=args.stride,
                                     batch_windows=args.batch_windows, dist=info)
 
     standard(), sliding()  # warm-up

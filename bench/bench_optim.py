@@ -35,10 +35,10 @@ class LoopMuon:
     """The official script's Muon step: per matrix momentum, NS5, scale, flat buffer, apply; in the same
     Newton-Schulz dtype as golf's Muon (bf16 on CUDA, float32 on CPU by default), so only the loop differs."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, ns_steps: int, coefficients,
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float, coefficients,
                  dtype: torch.dtype = torch.bfloat16):
         self.params, self.lr, self.momentum, self.dtype = params, lr, momentum, dtype
-        self.ns_steps, self.coefficients = ns_steps, coefficients
+        self.coefficients = coefficients  # (a, b, c) per step
         self.bufs = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
@@ -47,7 +47,7 @@ class LoopMuon:
         offset = 0
         for p, buf in zip(self.params, self.bufs):
             buf.mul_(self.momentum).add_(p.grad)
-            u = newton_schulz(p.grad.add(buf, alpha=self.momentum), self.ns_steps, self.coefficients, self.dtype)
+            u = newton_schulz(p.grad.add(buf, alpha=self.momentum), self.coefficients, self.dtype)
             u *= max(1.0, p.size(-2) / p.size(-1)) ** 0.5
             flat[offset:offset + p.numel()] = u.reshape(-1)
             offset += p.numel()
@@ -99,11 +99,11 @@ def main() -> None:
 
     opt = build_optimizer(model, cfg)
     muon_params = [p for g in opt.muon.param_groups for p in g["params"]]
-    momentum, coeffs = cfg.muon.momentum, cfg.muon.ns_coefficients
+    momentum, coeffs = cfg.muon.momentum, [cfg.muon.ns_coefficients] * cfg.muon.ns_steps
     auto = torch.bfloat16 if device.type == "cuda" else torch.float32  # muon.ns_dtype=auto
     dtype = auto if cfg.muon.ns_dtype == "auto" else getattr(torch, cfg.muon.ns_dtype)
     loop = LoopMuon([torch.nn.Parameter(p.detach().clone()) for p in muon_params], 1.0, momentum,
-                    cfg.muon.ns_steps, coeffs, dtype)
+                    coeffs, dtype)
     for q, p in zip(loop.params, muon_params):
         q.grad = p.grad.clone()
 

@@ -15,26 +15,11 @@ The process group uses NCCL on CUDA and gloo on CPU.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    local_rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
+from golf.kernel.dist import DistInfo  # the kernel's: one class for ranks and device
 
 
 def _env_int(*names: str) -> int | None:

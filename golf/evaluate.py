@@ -27,10 +27,11 @@ from golf.config.store import register_schemas, run_entry
 from golf.config.validate import load_config
 from golf.data import prepare_data
 from golf.data.shards import check_validation_shards
+from golf.data.sidecar import check_sidecar_data
 from golf.dist import init_distributed, shutdown
 from golf.entry import entry_errors
 from golf.eval import EvalConfig, check_ttt_model, eval_progress, ttt_frozen_prefixes, validate_eval
-from golf.kernel.data import build_byte_luts, load_validation_tokens
+from golf.kernel.data import load_validation_tokens, validation_bytes
 from golf.kernel.evaluator import build_evaluator
 from golf.logging import RunRecorder
 from golf.model import build_model
@@ -78,6 +79,9 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
     cfg = load_config(recorded)
     validate_eval(eval_cfg, "eval", window=cfg.train.seq_len)  # the window it falls back to is the run's
     check_ttt_model(eval_cfg, cfg.arch)
+    if split != "val" and (cfg.data.text_transform is not None or cfg.data.val_bytes_pattern is not None):
+        raise ConfigError("split", split, f"the run's data ({cfg.data.name}) is scored on original bytes from a "
+                          "byte sidecar, which only the validation split has")
     cfg.precision, cfg.compile = precision, compile_model
 
     dist = init_distributed(device)
@@ -89,11 +93,13 @@ def score_artifact(run_dir: Path, eval_cfg: EvalConfig, *, artifact: Path | None
         seq_len = eval_cfg.seq_len or cfg.train.seq_len
         pattern = paths.val_pattern if split == "val" else paths.train_pattern
         check_validation_shards(pattern, seq_len, cfg.arch.vocab_size)
+        if paths.val_bytes_pattern is not None:
+            check_sidecar_data(paths.val_pattern, paths.val_bytes_pattern)
         tokens = load_validation_tokens(pattern, seq_len)
-        luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dist.device)
+        nbytes = validation_bytes(cfg.data, paths, tokens, cfg.arch.vocab_size)
         model = model.to(dist.device).eval()
         use_compile = compile_model if compile_model is not None else dist.device.type == "cuda"
-        evaluator = build_evaluator(eval_cfg, tokens=tokens, luts=luts, seq_len=seq_len, dist=dist,
+        evaluator = build_evaluator(eval_cfg, tokens=tokens, nbytes=nbytes, seq_len=seq_len, dist=dist,
                                     autocast=autocast_factory(cfg.precision, dist.device), compile_model=use_compile,
                                     progress=eval_progress(dist),
                                     ttt_frozen=ttt_frozen_prefixes(eval_cfg, cfg.arch.num_layers))

@@ -9,7 +9,8 @@ a rule:
 * ``prune``: the tensors the export prunes (empty without ``quant.prune``);
 * ``qat``: the weights fake-quantized during training and the scheme each follows;
 * ``pergroup`` (only with ``quant.pergroup``): the matrices of each stream of the per-group container;
-* ``micro_rows``: sequences per forward/backward on one rank (None: the official split).
+* ``micro_rows``: sequences per forward/backward on one rank (None: the official split; 1 with
+  document-packed rows, one row per micro-step).
 
 :func:`submission_of` generates (once per config in a process) the submission that the dry run, the
 launchers' budget check and the run itself all count: its plan has ``micro_rows`` only when
@@ -51,15 +52,16 @@ def run_plan(cfg: GolfConfig, dist) -> dict:
     with torch.device("meta"):
         model = build_model(cfg.arch)
     tc, bf16 = cfg.train, cfg.precision == "bf16" or (cfg.precision == "auto" and dist.device.type == "cuda")
-    micro = resolve_micro_rows(tc.micro_batch_tokens, arch=cfg.arch, model=model, batch_tokens=tc.batch_tokens,
-                               seq_len=tc.seq_len, world_size=dist.world_size,
-                               accum=grad_accum_steps(cfg, dist.world_size), device=dist.device, bf16=bf16)
+    micro = 1 if cfg.data.packing is not None else resolve_micro_rows(  # packed: one row per micro-batch
+        tc.micro_batch_tokens, arch=cfg.arch, model=model, batch_tokens=tc.batch_tokens, seq_len=tc.seq_len,
+        world_size=dist.world_size, accum=grad_accum_steps(cfg, dist.world_size), device=dist.device, bf16=bf16)
     return {**tables(cfg, model), "micro_rows": micro}
 
 
 def submission_plan(cfg: GolfConfig) -> dict:
     tokens = parse_micro_batch_tokens(cfg.train.micro_batch_tokens)
-    return {**tables(cfg), "micro_rows": None if tokens is None else tokens // cfg.train.seq_len}
+    micro = 1 if cfg.data.packing is not None else None if tokens is None else tokens // cfg.train.seq_len
+    return {**tables(cfg), "micro_rows": micro}
 
 
 def submission_of(cfg: GolfConfig) -> Submission:

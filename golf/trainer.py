@@ -21,10 +21,10 @@ from omegaconf import OmegaConf
 
 from golf.checkpoint import check_state_components, load_checkpoint, resolved_config, save_checkpoint
 from golf.config.schema import GolfConfig
-from golf.config.validate import eval_seq_len
+from golf.config.validate import eval_seq_len, grad_accum_steps
 from golf.data import DataPaths, check_data
 from golf.dist import DistInfo, scheduler_job_id
-from golf.eval import eval_progress
+from golf.eval import EvalBudget, eval_progress
 from golf.files import write_atomic
 from golf.kernel.hooks import Hooks, mean_loss
 from golf.kernel.run import run
@@ -55,7 +55,8 @@ def run_training(cfg: GolfConfig, dist: DistInfo, run_dir: Path, data: DataPaths
             hooks = LabHooks(cfg, dist, run_dir, recorder, stop)
             periodic_len = cfg.train.seq_len if cfg.eval.periodic == "standard" else eval_seq_len(cfg)
             check_data(cfg.data, data, world_size=dist.world_size, seq_len=cfg.train.seq_len,
-                       val_seq_len=max(eval_seq_len(cfg), periodic_len))
+                       val_seq_len=max(eval_seq_len(cfg), periodic_len),
+                       row_tokens=cfg.train.batch_tokens // (dist.world_size * grad_accum_steps(cfg, dist.world_size)))
             result = run(cfg, run_plan(cfg, dist), data, dist, hooks)
         if dist.is_main:
             check_budget(recorder.summary["artifact_bytes"], cfg.quant)  # the score is recorded by now
@@ -81,7 +82,8 @@ class LabHooks(Hooks):
         self.cfg, self.run_dir, self.recorder, self.stop = cfg, run_dir, recorder, stop
         self.resolved = resolved_config(cfg)  # recorded with every checkpoint (golf.train checks it on resume)
         self.show = cfg.logger.console_every > 0  # 0: no training progress lines at all
-        self.progress = eval_progress(dist)
+        self.budget = EvalBudget(cfg.eval.budget_s)
+        self.progress = eval_progress(dist, budget=self.budget)
         self.saved_step = None
         with torch.device("meta"):
             self.roles = build_model(cfg.arch).param_roles  # the routes' reasons in the quant report
@@ -94,10 +96,15 @@ class LabHooks(Hooks):
     def log(self, kind: str, step: int, **fields) -> None:
         self.recorder.log(kind, step, **fields)
         line = _CONSOLE.get(kind)
-        if line is not None and self.dist.is_main:
+        # the loop switch is each rank's own decision (from the agreed clock): every rank's log shows it
+        if line is not None and (self.dist.is_main or kind in _EVERY_RANK):
             log.info(line, step, fields)
 
     def summary(self, **fields) -> None:
+        if "final_eval_s" in fields:  # the final evaluation (from the artifact's load) against its budget
+            fields.update(self.budget.fields(fields["final_eval_s"]))
+            if fields["eval_over_budget"] and self.dist.is_main:
+                log.warning("evaluation took %.1f s, over eval.budget_s=%g", fields["eval_s"], self.budget.budget_s)
         self.recorder.update_summary(**fields)
         if "model_params" in fields:
             log.info("model_params:%d world_size:%d grad_accum_steps:%d micro_batch_tokens:%d device:%s compile:%s",
@@ -178,6 +185,9 @@ class LabHooks(Hooks):
 
     # -- the export: its Hessians, the artifact and the code that counts beside it
     def calibrated(self, model, hessians: dict) -> None:
+        c = self.cfg.quant.calibration
+        self.recorder.update_summary(calibration_batches=c.batches, calibration_source=str(c.source),
+                                     calibration_tensors=len(hessians))
         sd = model.state_dict()
         check_hessians(sd, route_state_dict(sd, self.cfg.quant, self.roles), hessians)  # one GPTQError line
 
@@ -191,6 +201,7 @@ class LabHooks(Hooks):
                              q.packing.value, shuffle=q.byte_shuffle, quantize_s=summary.get("quantize_s", 0.0),
                              compress_s=summary.get("compress_s", 0.0), streams=stream_bytes(blob))
         write_atomic(self.run_dir / ARTIFACT_NAME, blob)  # whole or absent: a full disk leaves no truncated one
+        self.budget.start()
         write_atomic(self.run_dir / "quant_report.json", json.dumps(report.to_dict(), indent=1) + "\n")
         self.recorder.update_summary(quant=q.name, **({"model_streams": report.streams} if report.streams else {}))
         log.info("artifact: model %d + code %d = %d bytes (limit %d)", len(blob), submission.code_bytes,
@@ -205,3 +216,4 @@ _CONSOLE = {
     "prequant_eval": "prequant eval at step %d: %s",
     "final_eval": "final eval of the round-tripped artifact at step %d: %s",
 }
+_EVERY_RANK = frozenset({"loop_switch"})

@@ -170,6 +170,12 @@ def run_entry(hydra_main: Callable[[], object], prog: str) -> None:
         composed()
 
 
+def full_error() -> bool:
+    """The user asked for tracebacks (``HYDRA_FULL_ERROR=1``; not the one :func:`run_entry` sets while
+    composing)."""
+    return os.environ.get(_FULL_ERROR) == "1" and not _composing[0]
+
+
 def composed() -> None:
     """Called by a task when it starts: the composition is over (see :func:`run_entry`)."""
     if _composing[0]:

@@ -21,7 +21,7 @@ from golf.averaging.config import validate_averaging
 from golf.config.errors import ConfigError
 from golf.config.policies import check_policies
 from golf.config.schema import GolfConfig
-from golf.data.config import validate_data
+from golf.data.config import validate_data, validate_packing
 from golf.eval.config import check_ttt_model, validate_eval
 from golf.kernel.optim import lr_multiplier
 from golf.logging.config import validate_logger
@@ -125,6 +125,8 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
             f"must be divisible by seq_len x world_size x grad_accum_steps = {t.seq_len} x {world_size} x {accum} = {unit}",
         )
     check_micro_batch_tokens(t.micro_batch_tokens, t.batch_tokens, t.seq_len, world_size)
+    validate_packing(cfg.data, row_tokens=t.batch_tokens // (world_size * accum), micro_batch_tokens=t.micro_batch_tokens,
+                     ntk_reference_len=cfg.arch.attention.rope.ntk_reference_len)
     if cfg.data.vocab_size != cfg.arch.vocab_size:
         raise ConfigError("arch.vocab_size", cfg.arch.vocab_size,
                           f"differs from data.vocab_size={cfg.data.vocab_size} (the tokenizer's vocabulary)")

@@ -3,10 +3,11 @@
 Call :func:`prepare_data` with the ``data`` config to get concrete shard globs and the tokenizer (it
 builds the embedded demo corpus when ``data.demo`` is set), and :func:`golf.data.shards.check_data` to
 check the shards before a run. The run reads them with the kernel (:mod:`golf.kernel.data`: the
-training loaders, the validation tokens and the byte tables of val_bpb). The demo builder
+training loaders, the validation tokens and the bytes of val_bpb). The demo builder
 (:mod:`golf.data.demo`) and the hub downloader (:mod:`golf.data.download`) are also command-line tools,
 so they are imported from their modules rather than re-exported here. Data with a byte sidecar
-(CaseOps, :mod:`golf.data.caseops`) is scored on the bytes :func:`load_validation_bytes` reads.
+(CaseOps, :mod:`golf.data.caseops`) is scored on its sidecar's bytes (:mod:`golf.data.sidecar` checks
+it; :func:`golf.kernel.data.validation_bytes` is what every evaluator reads).
 """
 
 from golf.data.config import DataConfig, DemoConfig, validate_data

@@ -54,6 +54,17 @@ class ShuffleConfig:
 
 
 @dataclass
+class PackingConfig:
+    """Document-packed training rows (PR #1530 lineage, #1855; :mod:`golf.kernel.data`): every rank reads
+    the same shards in order, one row of batch_tokens / (world x grad_accum_steps) tokens per micro-step,
+    each shard entered at its first document start. Pair it with arch.attention.document, which keeps
+    attention inside each document."""
+
+    # the token id that starts every document (BOS; 1 in every golf and challenge tokenizer)
+    bos_id: int = 1
+
+
+@dataclass
 class DataConfig:
     """Training/validation shards, tokenizer and vocabulary size."""
 
@@ -82,6 +93,8 @@ class DataConfig:
     demo: DemoConfig | None = None
     # Shuffled-sequence training loader; None = the official sequential stream.
     shuffle: ShuffleConfig | None = None
+    # Document-packed training rows (exclusive with shuffle); None = rows of train.seq_len tokens.
+    packing: PackingConfig | None = None
 
 
 def validate_data(cfg: DataConfig, prefix: str = "data") -> None:
@@ -110,6 +123,23 @@ def validate_data(cfg: DataConfig, prefix: str = "data") -> None:
                 f"{prefix}.{key}", getattr(cfg, key), "must be null when data.demo is set (the demo builds its own)"
             )
     _validate_demo(cfg.demo, cfg.vocab_size, cfg.text_transform, prefix)
+
+
+def validate_packing(cfg: DataConfig, *, row_tokens: int, micro_batch_tokens: str,
+                     ntk_reference_len: int | None, prefix: str = "data") -> None:
+    """Cross-group checks of document-packed rows of ``row_tokens`` tokens (batch / (world x accum))."""
+    if cfg.packing is None:
+        return
+    if cfg.shuffle is not None:
+        raise ConfigError(f"{prefix}.shuffle", {"seed": cfg.shuffle.seed},
+                          f"cannot be combined with {prefix}.packing (one training loader)")
+    if str(micro_batch_tokens) != "auto":
+        raise ConfigError("train.micro_batch_tokens", micro_batch_tokens,
+                          f"must be auto with {prefix}.packing: each micro-batch is one packed row of {row_tokens} tokens")
+    if ntk_reference_len is not None and row_tokens > ntk_reference_len:
+        raise ConfigError("arch.attention.rope.ntk_reference_len", ntk_reference_len,
+                          f"the NTK rescale would fire on every packed training row of {row_tokens} tokens "
+                          "(RoPE positions run over the whole row); set it to null with data.packing")
 
 
 def _validate_demo(demo: DemoConfig, vocab_size: int, text_transform: str | None, data_prefix: str) -> None:

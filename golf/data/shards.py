@@ -175,6 +175,31 @@ def check_train_shards(pattern: str, vocab_size: int, *, world_size: int = 1, se
     read_shard(files[0], vocab_size)
 
 
+def first_token(path: str | os.PathLike, token: int, chunk: int = 1 << 20) -> int | None:
+    """The position of the first ``token`` in a shard (read a chunk at a time), None when it holds none."""
+    data = np.memmap(path, "<u2", "r", HEADER_BYTES, (read_header(path),))
+    for start in range(0, len(data), chunk):
+        hits = np.flatnonzero(data[start:start + chunk] == token)
+        if hits.size:
+            return start + int(hits[0])
+    return None
+
+
+def check_packed_shards(pattern: str, bos_id: int, span: int) -> None:
+    """What the document-packed loader needs: a document start (``bos_id``) in every training shard, and
+    one shard at least that holds a whole step's ``span`` of tokens from its first one (shorter shards
+    are passed over, as the loader does)."""
+    fits = False
+    for path in list_shards(pattern):
+        first = first_token(path, bos_id)
+        if first is None:
+            raise ShardError(f"{path}: no document start (token {bos_id}) for the packed loader to enter the shard at")
+        fits = fits or read_header(path) - first >= span
+    if not fits:
+        raise ShardError(f"no training shard of {pattern!r} holds a packed step of {span} tokens "
+                         "(world_size x (row + 1)) after its first document start")
+
+
 def check_validation_shards(pattern: str, seq_len: int, vocab_size: int) -> None:
     """Every validation shard well formed with ids below ``vocab_size``, holding one ``seq_len`` window
     (``seq_len + 1`` tokens) in all."""
@@ -183,9 +208,17 @@ def check_validation_shards(pattern: str, seq_len: int, vocab_size: int) -> None
         raise ShardError(f"validation shards {pattern!r} hold {total} tokens; need at least seq_len+1={seq_len + 1}")
 
 
-def check_data(cfg: DataConfig, paths: DataPaths, *, world_size: int, seq_len: int, val_seq_len: int) -> None:
+def check_data(cfg: DataConfig, paths: DataPaths, *, world_size: int, seq_len: int, val_seq_len: int,
+               row_tokens: int | None = None) -> None:
     """The shards of a run, before it starts (``ShardError`` naming the file): the training shards for
-    ``world_size`` ranks and sequences of ``seq_len``, the validation shards for windows of ``val_seq_len``."""
+    ``world_size`` ranks and sequences of ``seq_len`` (with ``data.packing``, rows of ``row_tokens``), the
+    validation shards for windows of ``val_seq_len``, and their byte sidecar where the data has one."""
     check_train_shards(paths.train_pattern, cfg.vocab_size, world_size=world_size, seq_len=seq_len,
                        shuffled=cfg.shuffle is not None)
+    if cfg.packing is not None:
+        check_packed_shards(paths.train_pattern, cfg.packing.bos_id, world_size * ((row_tokens or seq_len) + 1))
     check_validation_shards(paths.val_pattern, val_seq_len, cfg.vocab_size)
+    if paths.val_bytes_pattern is not None:
+        from golf.data.sidecar import check_sidecar_data  # (it builds on this module)
+
+        check_sidecar_data(paths.val_pattern, paths.val_bytes_pattern)

@@ -12,7 +12,9 @@ targets ``t``.
 The glob ``fineweb_val_*.bin`` also matches the sidecars, so a validation token pattern must exclude them
 (``fineweb_val_[0-9]*.bin``); :func:`check_token_files` refuses one that does not. Written by
 :mod:`golf.data.prepare_caseops` and the demo builder, fetched by :mod:`golf.data.download`, checked by
-:func:`golf.data.paths.prepare_data` and read by the evaluator through :func:`load_validation_bytes`.
+:func:`golf.data.paths.prepare_data` (headers) and :func:`check_sidecar_data` (contents, before a run or an
+evaluation), and read by the run kernel (:func:`golf.kernel.data.validation_bytes`, the bytes of every
+evaluator); :func:`load_validation_bytes` is that reader with the checks around it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from golf.data.shards import ShardError, list_shards, read_header, read_shard, write_split_shards
 from golf.data.tokenizer import BOS_ID
+from golf.kernel.data import load_sidecar
 
 SPLIT = "val_bytes"  # files fineweb_val_bytes_%06d.bin
 SIDECAR_MARK = "_bytes_"
@@ -84,6 +87,16 @@ def verify_sidecar_file(val_file: str | os.PathLike, bytes_file: str | os.PathLi
     _check_bos(tokens, counts, str(bytes_file))
 
 
+def check_sidecar_data(val_pattern: str | os.PathLike, bytes_pattern: str | os.PathLike) -> None:
+    """Every sidecar file against its validation shard, before a run reads them: they pair up, each holds
+    one entry per token and 0 bytes at every BOS (:class:`ShardError` naming the file)."""
+    val_files, bytes_files = list_shards(val_pattern), list_shards(bytes_pattern)
+    check_token_files(val_files)
+    check_validation_bytes(val_files, bytes_files)
+    for tokens_file, bytes_file in zip(val_files, bytes_files):
+        verify_sidecar_file(tokens_file, bytes_file)
+
+
 def load_validation_bytes(pattern: str | os.PathLike, val_tokens: torch.Tensor) -> torch.Tensor:
     """The sidecar entries aligned with ``val_tokens`` (as :func:`golf.kernel.data.load_validation_tokens`
     returns them: the first ``n`` tokens of the concatenated validation shards).
@@ -92,10 +105,9 @@ def load_validation_bytes(pattern: str | os.PathLike, val_tokens: torch.Tensor) 
     bytes of the targets ``val_tokens[1:]`` are ``result[1:]``. Raises :class:`ShardError` when the sidecar
     is shorter than the tokens or credits bytes to a BOS (then it does not belong to these tokens).
     """
-    counts = torch.cat([read_shard(f) for f in list_shards(pattern)])
-    n = val_tokens.numel()
-    if counts.numel() < n:
-        raise ShardError(f"byte sidecar {str(pattern)!r} holds {counts.numel()} entries for {n} validation tokens")
-    counts = counts[:n].to(torch.int32)
+    total, n = sum(read_header(f) for f in list_shards(pattern)), val_tokens.numel()
+    if total < n:
+        raise ShardError(f"byte sidecar {str(pattern)!r} holds {total} entries for {n} validation tokens")
+    counts = load_sidecar(pattern, n)
     _check_bos(val_tokens, counts, f"byte sidecar {str(pattern)!r}")
     return counts

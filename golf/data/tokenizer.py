@@ -1,7 +1,7 @@
 """SentencePiece tokenizer: loading (with one clear error), official training settings, document encoding.
 
 The byte accounting of val_bpb (the UTF-8 bytes each target token stands for) is the run kernel's
-:func:`golf.kernel.data.build_byte_luts`; summed over a document it equals the byte length of its
+:func:`golf.kernel.data.piece_bytes` (tables from :func:`golf.kernel.data.byte_tables`); summed over a document it equals the byte length of its
 nmt_nfkc-normalized text (``data.md`` §4).
 
 Training uses the settings of the official 1024-piece tokenizer (BPE, byte fallback, split digits,

@@ -3,10 +3,11 @@
 The evaluators themselves (exact val_bpb with standard or sliding windows, score-first test-time
 training) are run code: :mod:`golf.kernel.evaluator`, :mod:`golf.kernel.evaluate`, :mod:`golf.kernel.ttt`.
 Here: the ``eval`` config group and its checks (:mod:`golf.eval.config`), the table of parameters TTT
-keeps frozen, and the progress display the evaluators report to (:mod:`golf.eval.progress`).
+keeps frozen, the progress display the evaluators report to and the final evaluation's time against
+``eval.budget_s`` (:mod:`golf.eval.progress`).
 """
 
 from golf.eval.config import EvalConfig, TTTConfig, check_ttt_model, ttt_frozen_prefixes, validate_eval
-from golf.eval.progress import eval_progress
+from golf.eval.progress import EvalBudget, eval_progress
 
-__all__ = ["EvalConfig", "TTTConfig", "check_ttt_model", "eval_progress", "ttt_frozen_prefixes", "validate_eval"]
+__all__ = ["EvalBudget", "EvalConfig", "TTTConfig", "check_ttt_model", "eval_progress", "ttt_frozen_prefixes", "validate_eval"]

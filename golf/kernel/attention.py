@@ -25,6 +25,12 @@ layer):
   (``input``: W [H, d] zero-init, b 4.0; #344, #1573, PR #487 style) or ``sigma(b) * y`` (``static``,
   #507). A per-head scalar, so it commutes with XSA. The gate is a control tensor, not an ``nn.Linear``
   (never a Muon/QAT target), though orthogonal init rules see its weight.
+* sparse attention output gate (#1855 from #1787; frontier-1855 spec §3.5): ``y <- sigma(s W x[:k]) * y``
+  per (position, head), W [H, k] zero-init (no bias), s the fixed ``scale``, x the attention's input: 0.5
+  at init, so attention starts halved. Family ``sparse_attn_gate`` (the export stores it int8 per row in
+  #1855); no init rule touches it.
+* document-aware attention (#1855; frontier-1855 spec §2.6): causal attention inside segments cut at BOS
+  and every ``max_len`` tokens (:mod:`golf.kernel.segments`), the segment starts computed once per forward.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from golf.kernel.arch import head_dim, layer_ids, rope_dims
+from golf.kernel.segments import document_attention
 
 if TYPE_CHECKING:
     from golf.model.config import ArchConfig
@@ -95,6 +102,14 @@ class AttnGate(nn.Module):
         self.bias = nn.Parameter(torch.full((cfg.num_heads,), g.bias_init, dtype=torch.float32))
 
 
+class SparseAttnGate(nn.Module):
+    PARAM_ROLES = {"weight": ("control", "sparse_attn_gate")}
+
+    def __init__(self, heads: int, window: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(heads, window, dtype=torch.float32))
+
+
 class CausalSelfAttention(nn.Module):
     PARAM_ROLES = {"c_q.weight": ("matrix", "core"), "c_k.weight": ("matrix", "core"),
                    "c_v.weight": ("matrix", "core"), "proj.weight": ("matrix", "core"),
@@ -117,7 +132,7 @@ class CausalSelfAttention(nn.Module):
         if a.xsa is not None:
             self.xsa = i in layer_ids(a.xsa.layers, cfg.num_layers)
         if a.gate is not None and i in layer_ids(a.gate.layers, cfg.num_layers):
-            self.attn_gate = AttnGate(cfg)
+            self.attn_gate = SparseAttnGate(cfg.num_heads, a.gate.window) if a.gate.kind == "sparse" else AttnGate(cfg)
 
     def forward(self, x: Tensor, ctx: dict, ve: Tensor | None = None) -> Tensor:
         """``x`` [B, T, d] (normalized); ``ctx`` the per-forward context all layers share."""
@@ -143,14 +158,20 @@ def attend(m: CausalSelfAttention, cfg: ArchConfig, x: Tensor, ctx: dict, ve: Te
     q = rotary(F.rms_norm(q, (q.size(-1),)), cfg)
     k = rotary(F.rms_norm(k, (k.size(-1),)), cfg)
     q = q * m.q_gain.to(q.dtype)[:, None]  # [H, 1] over [B, T, H, D]
-    y = F.scaled_dot_product_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),  # [B, heads, T, D]
-        is_causal=True, enable_gqa=cfg.num_kv_heads != cfg.num_heads,
-    ).transpose(1, 2)  # [B, T, H, D]
+    if a.document is not None:  # inside segments only (golf.kernel.segments; starts from the model's ctx)
+        y = document_attention(q, k, v, ctx["segments"], a.document.max_len)
+    else:
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),  # [B, heads, T, D]
+            is_causal=True, enable_gqa=cfg.num_kv_heads != cfg.num_heads,
+        ).transpose(1, 2)  # [B, T, H, D]
     if a.xsa is not None and m.xsa:
         y = exclusive_self_attention(y, v_raw if a.xsa.value == "raw" else v)
     if a.gate is not None and hasattr(m, "attn_gate"):
-        if a.gate.kind == "input":
+        if a.gate.kind == "sparse":
+            w = F.linear(x[..., :a.gate.window], m.attn_gate.weight.to(x.dtype))  # [B, T, H]
+            y = y * torch.sigmoid(a.gate.scale * w).unsqueeze(-1)
+        elif a.gate.kind == "input":
             w = F.linear(x, m.attn_gate.weight.to(x.dtype), m.attn_gate.bias.to(x.dtype))  # [B, T, H]
             y = y * torch.sigmoid(w).unsqueeze(-1)
         else:

@@ -22,32 +22,53 @@ re-phased in order. The generator is numpy's ``PCG64`` seeded by the rank alone 
 order does not follow the run's seed) or by ``(seed, rank)`` when ``data.shuffle.seed`` is set, so
 loaders built alike replay the same order (warm-up, training and GPTQ calibration each build one).
 
-Both loaders give ``next_batch(global_tokens, seq_len, grad_accum_steps) -> (x, y)`` int64 CPU tensors
-``[local // seq_len, seq_len]`` with ``local = global_tokens // (world_size * grad_accum_steps)``, and a
-``state_dict``/``load_state_dict`` of plain data from which a resumed run continues bit for bit; a
-resume onto another shard set is refused (it would silently train on other data).
+**Document-packed loader** (PR #1530 lineage, run by #1855; frontier-1855 spec §2.5, trap 2): every rank
+reads the same shards, in sorted order, wrapping around, the order fixed whatever the seed. A call takes
+the next ``world_size * (local + 1)`` tokens of the current shard at the cursor; rank ``r`` keeps
+``[r*(local+1), (r+1)*(local+1))`` as one packed row (inputs ``[1, local]``, targets shifted by one), and
+the cursor moves past the whole span. A span that would run past the shard's end is taken from the next
+shard instead, starting at its first BOS (the old shard's tail is dropped; a shard too short for a span
+from its first BOS is passed over); the first shard is also entered at its first BOS. The next shard is
+read by a background thread while the current one is used. Documents are cut by the attention, not here
+(:mod:`golf.kernel.segments`).
+
+The loaders give ``next_batch(global_tokens, seq_len, grad_accum_steps) -> (x, y)`` int64 CPU tensors
+``[local // seq_len, seq_len]`` (the packed one: ``[1, local]``) with ``local = global_tokens //
+(world_size * grad_accum_steps)``, and a ``state_dict``/``load_state_dict`` of plain data from which a
+resumed run continues bit for bit; a resume onto another shard set is refused (it would silently train
+on other data).
 
 **Validation tokens**: every validation shard concatenated, cut to ``((N-1)//seq_len)*seq_len + 1``.
 
-**Byte tables** (``build_sentencepiece_luts`` of ``train_gpt.py``; spec ``techniques.md`` §1.3): a target
-token is credited with the UTF-8 bytes of its piece without a leading "▁" (byte-fallback pieces
-``<0xNN>``: 1 byte), plus one byte for that "▁" unless the previous token is a boundary (control,
-unknown, unused ids, and table slots past the SentencePiece vocabulary: 0 bytes).
+**Validation bytes** (the denominator of val_bpb): :func:`validation_bytes` gives every evaluator one
+int32 tensor aligned with the validation tokens, entry ``t`` = the bytes token ``t`` stands for as a
+target, from one of two sources the data config decides:
+
+* **byte tables** (``build_sentencepiece_luts`` of ``train_gpt.py``; spec ``techniques.md`` §1.3): a
+  target token is credited with the UTF-8 bytes of its piece without a leading "▁" (byte-fallback pieces
+  ``<0xNN>``: 1 byte), plus one byte for that "▁" unless the previous token is a boundary (control,
+  unknown, unused ids, and table slots past the SentencePiece vocabulary: 0 bytes);
+* **the byte sidecar** of CaseOps data (PR #1729 onward; frontier-1855 spec §2.4, trap 1), or of any data
+  with ``data.val_bytes_pattern``: ``fineweb_val_bytes_*.bin`` in the shard format, one uint16 per
+  validation token, the *original* UTF-8 bytes it accounts for (operators and BOS 0). Piece tables would
+  overstate CaseOps bytes by about 10%. The lab checks the sidecar against the tokens before a run
+  (:mod:`golf.data.sidecar`); here it is read as it is.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 import sentencepiece as spm
 import torch
+import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from golf.data.config import DataConfig, ShuffleConfig
+    from golf.data.config import DataConfig, PackingConfig, ShuffleConfig
 
 
 class ShardError(ValueError):
@@ -110,6 +131,30 @@ class DistributedTokenLoader:
         self.pos = state["pos"]
 
 
+class DocumentPackingLoader(DistributedTokenLoader):
+    """One packed row per rank per call from the shards every rank reads alike (module doc)."""
+
+    def __init__(self, pattern: str, rank: int, world_size: int, cfg: PackingConfig):
+        self.bos, self.pool, self.ahead = cfg.bos_id, ThreadPoolExecutor(1), (None, None)
+        super().__init__(pattern, rank, world_size)
+
+    def _load(self, i: int) -> None:
+        j, read = self.ahead
+        self.tokens = read.result() if j == i else load_shard(self.files[i])
+        j = (i + 1) % len(self.files)
+        self.ahead = j, self.pool.submit(load_shard, self.files[j])
+        self.shard, self.pos = i, int((self.tokens == self.bos).nonzero()[0])
+
+    def next_batch(self, global_tokens: int, seq_len: int, grad_accum_steps: int):
+        n = global_tokens // (self.world * grad_accum_steps) + 1
+        while self.pos + n * self.world > len(self.tokens):
+            self._load((self.shard + 1) % len(self.files))
+        a = self.pos + self.rank * n
+        self.pos += n * self.world
+        span = self.tokens[a:a + n].to(torch.int64)
+        return span[None, :-1], span[None, 1:]  # [1, local]
+
+
 class ShuffledSequenceLoader:
     """Whole sequences of the rank's own shards, sampled without replacement (module doc)."""
 
@@ -152,8 +197,10 @@ class ShuffledSequenceLoader:
 
 
 def build_train_loader(cfg: DataConfig, pattern: str, rank: int, world_size: int, seq_len: int):
-    """The training loader ``cfg`` asks for: the sequential stream, or shuffled sequences."""
-    if cfg.shuffle is None:
+    """The training loader ``cfg`` asks for: the sequential stream, shuffled sequences or packed rows."""
+    if cfg.packing is not None:
+        loader = DocumentPackingLoader(pattern, rank, world_size, cfg.packing)
+    elif cfg.shuffle is None:
         loader = DistributedTokenLoader(pattern, rank, world_size)
     else:
         loader = ShuffledSequenceLoader(pattern, rank, world_size, seq_len, cfg.shuffle)
@@ -166,25 +213,11 @@ def load_validation_tokens(pattern: str, seq_len: int) -> torch.Tensor:
     return tokens[:(len(tokens) - 1) // seq_len * seq_len + 1]
 
 
-@dataclass
-class ByteLUTs:
-    """Per-id byte tables, each of length ``max(sp vocab, model vocab)``."""
-
-    base_bytes: torch.Tensor  # int16: bytes of the piece without its leading "▁"
-    has_leading_space: torch.Tensor  # bool: the piece starts with "▁"
-    is_boundary: torch.Tensor  # bool: control / unknown / unused / past the sp vocabulary
-
-    def target_bytes(self, prev: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
-        """Bytes credited to each target: ``base[t] + (space[t] & ~boundary[p])`` (int64, same shape)."""
-        prev, tgt = prev.long(), tgt.long()
-        return self.base_bytes[tgt].long() + (self.has_leading_space[tgt] & ~self.is_boundary[prev]).long()
-
-    def to(self, device) -> ByteLUTs:
-        return ByteLUTs(self.base_bytes.to(device), self.has_leading_space.to(device), self.is_boundary.to(device))
-
-
-def build_byte_luts(tokenizer_path, vocab_size: int) -> ByteLUTs:
-    """The byte tables of a SentencePiece model file for a model vocabulary of ``vocab_size``."""
+def byte_tables(tokenizer_path, vocab_size: int) -> tuple:
+    """The byte tables of a SentencePiece model file for a model vocabulary of ``vocab_size``: per id (length
+    ``max(sp vocab, model vocab)``), ``(base, space, boundary)``: the bytes of the piece without its leading
+    "▁" (int16), whether it starts with "▁", whether it is a boundary (control / unknown / unused / past the
+    sp vocabulary)."""
     sp = spm.SentencePieceProcessor(model_file=str(tokenizer_path))
     n = sp.vocab_size()
     size = max(n, vocab_size)
@@ -203,4 +236,25 @@ def build_byte_luts(tokenizer_path, vocab_size: int) -> ByteLUTs:
             space[i] = True
             piece = piece[1:]
         base[i] = len(piece.encode())
-    return ByteLUTs(base, space, boundary)
+    return base, space, boundary
+
+
+def piece_bytes(tables: tuple, tokens: torch.Tensor) -> torch.Tensor:
+    """The bytes the byte tables credit each of ``tokens`` [N] as a target, int32 [N]: ``base[t] +
+    (space[t] & ~boundary[token before t])``; entry 0 (no token before it, never a target) is 0."""
+    base, space, boundary = tables
+    t = tokens.long()
+    return F.pad(base[t[1:]] + (space[t[1:]] & ~boundary[t[:-1]]), (1, 0)).int()
+
+
+def load_sidecar(pattern, n: int) -> torch.Tensor:
+    """The first ``n`` entries of a byte sidecar's shards (sorted path order), int32 [n]."""
+    return torch.cat([load_shard(f) for f in sorted(glob.glob(str(pattern)))])[:n].to(torch.int32)
+
+
+def validation_bytes(d: DataConfig, paths, tokens: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """The bytes each of ``tokens`` stands for as a target, int32 [N] aligned with them (module doc): the
+    sidecar's for CaseOps data or a configured sidecar, else the byte tables' given the token before."""
+    if d.text_transform == "caseops" or d.val_bytes_pattern is not None:
+        return load_sidecar(paths.val_bytes_pattern, len(tokens))
+    return piece_bytes(byte_tables(paths.tokenizer_path, vocab_size), tokens)

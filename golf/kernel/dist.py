@@ -42,15 +42,24 @@ def env_ranks() -> tuple[int, int, int]:
     return int(e.get("RANK") or 0), int(e.get("LOCAL_RANK") or 0), int(e.get("WORLD_SIZE") or 1)
 
 
+def env_seed(seed: int) -> int:
+    """``SEED`` from the environment when set (records are run as ``SEED=42 torchrun ... train_gpt.py``),
+    else ``seed``."""
+    return int(os.environ.get("SEED") or seed)
+
+
 def data_paths(d: DataConfig) -> dict:
     """Where a submission finds its data: ``data.*`` under ``DATA_DIR`` (default ``data.root``), each of
-    ``TRAIN_FILES``, ``VAL_FILES``, ``TOKENIZER_PATH`` overriding its own."""
+    ``TRAIN_FILES``, ``VAL_FILES``, ``TOKENIZER_PATH`` (and ``VAL_BYTES_FILES`` for data scored through a
+    byte sidecar) overriding its own."""
     e = os.environ
     root = e.get("DATA_DIR") or d.root
     at = lambda p: p and os.path.join(root, p)  # noqa: E731  (an absolute p stays itself)
+    sidecar = d.text_transform == "caseops" or d.val_bytes_pattern is not None
     return dict(train_pattern=e.get("TRAIN_FILES") or at(d.train_pattern),
                 val_pattern=e.get("VAL_FILES") or at(d.val_pattern),
-                tokenizer_path=e.get("TOKENIZER_PATH") or at(d.tokenizer_path))
+                tokenizer_path=e.get("TOKENIZER_PATH") or at(d.tokenizer_path),
+                **({"val_bytes_pattern": e.get("VAL_BYTES_FILES") or at(d.val_bytes_pattern)} if sidecar else {}))
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -1,9 +1,10 @@
 """val_bpb, exactly as the challenge defines it, with standard or sliding windows.
 
-``val_bpb = Σ nll / (ln 2 · Σ bytes)`` over every scored target, a target's bytes from the byte tables
-(:class:`golf.kernel.data.ByteLUTs`); BOS targets count as tokens worth 0 bytes. The sums (nll, targets,
-bytes) are float64 and all-reduced over ranks, so any split of the targets over windows or ranks gives
-the same totals.
+``val_bpb = Σ nll / (ln 2 · Σ bytes)`` over every scored target, target ``t``'s bytes ``nbytes[t]``:
+an int32 tensor aligned with ``tokens`` (:func:`golf.kernel.data.validation_bytes`: from the piece tables,
+or from the byte sidecar of CaseOps data), the one byte source of every evaluator. BOS targets count as
+tokens worth 0 bytes. The sums (nll, targets, bytes) are float64 and all-reduced over ranks, so any split
+of the targets over windows or ranks gives the same totals.
 
 * **Standard** (the official baseline's ``eval_val``): non-overlapping windows of ``seq_len`` tokens, split
   contiguously over ranks, ``batch_tokens`` tokens per forward over all ranks.
@@ -42,11 +43,11 @@ class EvalResult:
         return {prefix + k: v for k, v in {**self.__dict__, **self.extra}.items() if k != "extra"}
 
 
-def bpb_add(sums: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, luts) -> None:
-    """Add targets ``y`` [N] given ``logits`` [N, V] and the tokens before them ``x`` [N] to ``sums``."""
+def bpb_add(sums: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, y_bytes: torch.Tensor) -> None:
+    """Add targets ``y`` [N] given ``logits`` [N, V] and their bytes ``y_bytes`` [N] to ``sums``."""
     sums[0] += F.cross_entropy(logits.float(), y, reduction="none").double().sum()
     sums[1] += y.numel()
-    sums[2] += luts.target_bytes(x, y).double().sum()
+    sums[2] += y_bytes.double().sum()
 
 
 def bpb_result(sums: torch.Tensor) -> EvalResult:
@@ -61,7 +62,7 @@ def eval_rank_span(n: int, dist) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def evaluate_standard(forward, tokens, luts, seq_len, batch_tokens, dist, autocast=contextlib.nullcontext,
+def evaluate_standard(forward, tokens, nbytes, seq_len, batch_tokens, dist, autocast=contextlib.nullcontext,
                       progress=None) -> EvalResult:
     """Non-overlapping ``seq_len`` windows over ``tokens`` (``len(tokens) - 1`` targets)."""
     a, b = eval_rank_span((len(tokens) - 1) // seq_len, dist)
@@ -73,7 +74,7 @@ def evaluate_standard(forward, tokens, luts, seq_len, batch_tokens, dist, autoca
         x, y = chunk[:-1].view(-1, seq_len), chunk[1:].view(-1, seq_len)  # [B, T]
         with autocast():
             logits = forward(x)
-        bpb_add(sums, logits.reshape(-1, logits.size(-1)), y.reshape(-1), x.reshape(-1), luts)
+        bpb_add(sums, logits.reshape(-1, logits.size(-1)), y.reshape(-1), nbytes[s * seq_len + 1:e * seq_len + 1])
         if progress:
             progress("standard", e - a, b - a, sums)
     return bpb_result(sums)
@@ -93,29 +94,29 @@ def sliding_windows(num_targets: int, window: int, stride: int) -> list[tuple[in
 
 
 @torch.no_grad()
-def score_windows(forward, tokens, luts, windows, sums, batch_windows, device, autocast=contextlib.nullcontext,
+def score_windows(forward, tokens, nbytes, windows, sums, batch_windows, device, autocast=contextlib.nullcontext,
                   progress=None) -> None:
     """Score ``windows`` (as :func:`sliding_windows`, all of one length) into ``sums``, ``batch_windows``
     per forward."""
     for b in range(0, len(windows), batch_windows):
         group = windows[b:b + batch_windows]
         n = group[0][1]
-        chunk = tokens[torch.tensor([w[0] for w in group])[:, None] + torch.arange(n + 1)]  # [B, n+1]
-        chunk = chunk.to(device=device, dtype=torch.int64)
+        at = torch.tensor([w[0] for w in group])[:, None] + torch.arange(n + 1)  # [B, n+1] stream positions
+        chunk = tokens[at].to(device=device, dtype=torch.int64)
         x, y = chunk[:, :-1], chunk[:, 1:]
         with autocast():
             logits = forward(x)  # [B, n, V]
         keep = torch.arange(n, device=device) >= torch.tensor([w[2] for w in group], device=device)[:, None]
-        bpb_add(sums, logits[keep], y[keep], x[keep], luts)
+        bpb_add(sums, logits[keep], y[keep], nbytes[at[:, 1:]].to(device)[keep])
         if progress:
             progress("sliding", b + len(group), len(windows), sums)
 
 
-def evaluate_sliding(forward, tokens, luts, seq_len, stride, batch_windows, dist, autocast=contextlib.nullcontext,
-                     progress=None) -> EvalResult:
+def evaluate_sliding(forward, tokens, nbytes, seq_len, stride, batch_windows, dist,
+                     autocast=contextlib.nullcontext, progress=None) -> EvalResult:
     """Sliding windows of ``seq_len`` every ``stride`` tokens, split contiguously over ranks."""
     windows = sliding_windows(len(tokens) - 1, seq_len, stride)
     a, b = eval_rank_span(len(windows), dist)
     sums = torch.zeros(3, dtype=torch.float64, device=dist.device)
-    score_windows(forward, tokens, luts, windows[a:b], sums, batch_windows, dist.device, autocast, progress)
+    score_windows(forward, tokens, nbytes, windows[a:b], sums, batch_windows, dist.device, autocast, progress)
     return bpb_result(sums)

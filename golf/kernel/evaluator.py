@@ -1,7 +1,7 @@
 """The evaluator interface: built once for a run, handed the model to score.
 
-``build_evaluator(cfg.eval, tokens, luts, seq_len, dist, ...)`` fixes everything but the model (the
-stream, byte tables, window, ranks, precision); ``evaluator(model, forward=None)`` runs the model in
+``build_evaluator(cfg.eval, tokens, nbytes, seq_len, dist, ...)`` fixes everything but the model (the
+stream and the bytes of its tokens, window, ranks, precision); ``evaluator(model, forward=None)`` runs the model in
 eval mode (its train/eval mode is put back) through ``forward`` (an equivalent callable, e.g. its
 compiled form), else the one registered with ``use_forward``, else the model itself (compiled once
 when ``compile_model``). ``plain()`` is the same scorer without adaptation (TTT's is the sliding one).
@@ -55,14 +55,17 @@ class Evaluator:
             model.train(training)
 
 
-def build_evaluator(cfg: EvalConfig, tokens, luts, seq_len, dist, autocast=contextlib.nullcontext,
+def build_evaluator(cfg: EvalConfig, tokens, nbytes, seq_len, dist, autocast=contextlib.nullcontext,
                     compile_model=False, kind=None, progress=None, ttt_frozen=()) -> Evaluator:
     """The evaluator of ``cfg`` (``kind="standard"``: the standard one whatever ``cfg.kind``, as periodic
-    validation uses). ``tokens`` are cut to ``cfg.max_tokens`` targets; ``ttt_frozen``: the name prefixes
-    of the parameters TTT keeps frozen (the lab's table, :func:`golf.eval.config.ttt_frozen_prefixes`)."""
+    validation uses). ``tokens`` are cut to ``cfg.max_tokens`` targets; ``nbytes``: the bytes of each
+    token as a target, aligned with ``tokens`` (:func:`golf.kernel.data.validation_bytes`; it may run
+    longer); ``ttt_frozen``: the name prefixes of the parameters TTT keeps frozen (the lab's table,
+    :func:`golf.eval.config.ttt_frozen_prefixes`)."""
     if cfg.max_tokens is not None:
         tokens = tokens[:cfg.max_tokens + 1]
-    kw = dict(tokens=tokens, luts=luts, seq_len=seq_len, dist=dist, autocast=autocast, progress=progress)
+    kw = dict(tokens=tokens, nbytes=nbytes[:len(tokens)], seq_len=seq_len, dist=dist, autocast=autocast,
+              progress=progress)
     forwards = {}  # id(model) -> (model, forward), shared with the plain form
     if cfg.kind == "standard" or kind == "standard":
         ev = Evaluator(lambda f, m: evaluate_standard(f, batch_tokens=cfg.batch_tokens, **kw), compile_model, forwards)

@@ -10,13 +10,12 @@ what is computed: the same config trains the same weights with either.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
-from golf.kernel.dist import all_reduce_
+from golf.kernel.dist import all_reduce_, env_seed
 
 
 class Hooks:
@@ -28,7 +27,7 @@ class Hooks:
     def seed(self, seed: int) -> int:
         """The run's seed: ``SEED`` from the environment when set (records are run as ``SEED=42 torchrun
         ... train_gpt.py``), else the config's. The lab's runs take the config's only."""
-        return int(os.environ.get("SEED") or seed)
+        return env_seed(seed)
 
     def log(self, kind: str, step: int, **fields) -> None:
         """A record of the run (``train``, ``val``, ``loop_switch``, ``artifact``, ``final_eval``, ...)."""

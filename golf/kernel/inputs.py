@@ -18,7 +18,10 @@ Flow (spec §1.5, §2.1-2.3, §2.10, §2.16)::
 * SmearGate (unnir PR #102/#135; spec §2.1), x_{-1} = 0: A ``pass_through`` (#187)
   ``g x_t + (1-g) x_{t-1}``, g = sigma(gate), gate init 3.0; B ``half_blend`` (#344, #295, #1573)
   ``(1-g) x_t + g x_{t-1}``, gate init 0, after the norm; C ``scalar_gate`` (#507, modded-nanogpt)
-  ``x_t + lambda sigma(w . x_t[:k]) x_{t-1}``, w = lambda = 0 at init.
+  ``x_t + lambda sigma(w . x_t[:k]) x_{t-1}``, w = lambda = 0 at init; C with the BOS fix
+  ``scalar_gate_bos`` (#1855, frontier-1855 spec §3.3): the same, times ``[id_t != BOS]`` (``arch.bos_id``),
+  so a document's BOS never receives the previous document's last token. Both read the current token's
+  embedding (plus the hash terms where those are on) before the norm, and smear the un-smeared x_{t-1}.
 * pre-enrichment (#187, spec §2.16): ``down(GELU(up(e)))``, d -> 768 -> d, default init, no residual.
 * value embeddings (PR #374/#414 lineage; spec §2.10): one shared table V x k (N(0, 0.01^2)), ``proj``
   k -> kv zero-init, ``scale`` 0.1 and one ``layer_scales`` entry per target layer (init 1); target layer
@@ -132,6 +135,13 @@ class ScalarGateSmear(nn.Module):
         return x + g.unsqueeze(-1) * _smear_prev(x)
 
 
+class BosMaskedSmear(ScalarGateSmear):
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        """``keep`` [B, T] bool: False where the current token is BOS (no previous-token term there)."""
+        g = self.scale.to(x.dtype) * torch.sigmoid(x[..., :self.gate.numel()] @ self.gate.to(x.dtype)) * keep
+        return x + g.unsqueeze(-1) * _smear_prev(x)
+
+
 class PreEnrich(nn.Module):
     PARAM_ROLES = {"up.weight": ("matrix", "pre_enrich", "input"), "down.weight": ("matrix", "pre_enrich", "input")}
 
@@ -179,7 +189,8 @@ def build_inputs(m: nn.Module, cfg: ArchConfig) -> None:
         m.trigram = HashEmbed(t.buckets, t.dim, d, 0.0, True, 1, t.scale_init)
     if s is not None:
         m.smear = (PassThroughSmear(d) if s.variant == "pass_through" else HalfBlendSmear(d)
-                   if s.variant == "half_blend" else ScalarGateSmear(s.gate_dims))
+                   if s.variant == "half_blend" else BosMaskedSmear(s.gate_dims) if s.variant == "scalar_gate_bos"
+                   else ScalarGateSmear(s.gate_dims))
     if cfg.input.pre_enrich is not None:
         m.pre_enrich = PreEnrich(d, cfg.input.pre_enrich.hidden)
     if cfg.attention.value_embed is not None:
@@ -201,7 +212,7 @@ def input_stream(m: nn.Module, cfg: ArchConfig, ids: Tensor) -> Tensor:
         h = m.trigram(trigram_xor_buckets(ids, t.buckets))
         x = x + h * m.trigram.scale.to(h.dtype)
     if s is not None and s.variant != "half_blend":
-        x = m.smear(x)
+        x = m.smear(x, ids != cfg.bos_id) if s.variant == "scalar_gate_bos" else m.smear(x)
     if cfg.input.pre_enrich is not None:
         x = m.pre_enrich(x)
     x = F.rms_norm(x, (x.size(-1),))

@@ -16,7 +16,10 @@ A block (pre-norm): ``x <- m0 x + m1 x0`` (``resid_mix``), ``x <- x + g_attn att
 not a multiply by 1, where it is off or 1) and ``g`` = ``attn_scale`` / ``mlp_scale``, times ``cat_attn``
 / ``cat_mlp`` with catalytic residuals (#507 from PR #450, spec §2.13). Parallel residuals (GPT-J form,
 PR #1493 from #1412/#1204, frontier spec §3.3/§3.8) on the selected blocks: attention and MLP both read
-``s RMSNorm(x_in)`` and both outputs add into the one stream (no extra parameters).
+``s RMSNorm(x_in)`` and both outputs add into the one stream (no extra parameters). The two-lane decoder
+(#1855 from #1530, frontier-1855 spec §3.8; :class:`golf.model.config.TwoLaneConfig`) instead splits the
+stream at its start block: attention reads ``resid_mix(lane0, x0)``, the MLP reads lane1, each lane takes
+``Q[l,k] lane_k + P[l,0,k] attn + P[l,1,k] mlp``; skips merge into lane0; the exit is the lanes' mean.
 
 MLP (spec §1.5, §2.12): ``proj(act(fc(x)))`` with relu² (baseline), LeakyReLU(0.5)² (PR #493/#518; #344,
 #1493, #1573) or GELU; SwiGLU ``proj(silu(gate(x)) * fc(x))`` (#507). U-Net skips (spec §2.7):
@@ -47,6 +50,7 @@ from golf.kernel.arch import layer_ids, mlp_hidden
 from golf.kernel.attention import AttnGate, CausalSelfAttention, zero_linear
 from golf.kernel.depth import RecycleModulation, depth_steps
 from golf.kernel.inputs import bigram_buckets, build_inputs, input_stream
+from golf.kernel.segments import segment_starts
 
 if TYPE_CHECKING:
     from golf.model.config import ArchConfig
@@ -143,6 +147,8 @@ class GPT(nn.Module):
     PARAM_ROLES = {"tok_emb.weight": ("embedding", "core", "input"), "lm_head.weight": ("head", "core", "exit"),
                    "skip_weights": ("control", "unet", "middle"), "skip_gates": ("control", "unet", "middle"),
                    "backout_lambda": ("control", "backout", "exit"),
+                   "parallel_post_lambdas": ("control", "two_lane", "decoder"),
+                   "parallel_resid_lambdas": ("control", "two_lane", "decoder"),
                    **{f"{f}.{n}": (k, f, "input") for f in ("bigram", "trigram") for n, k in _HASH_ROLES}}
 
     def __init__(self, cfg: ArchConfig):
@@ -163,6 +169,10 @@ class GPT(nn.Module):
                 self.skip_gates = nn.Parameter(torch.zeros(S, d, dtype=torch.float32))
         if cfg.backout is not None:
             self.backout_lambda = nn.Parameter(torch.full((1,), cfg.backout.lambda_init, dtype=torch.float32))
+        tl = cfg.residual.two_lane
+        if tl is not None:
+            self.parallel_post_lambdas = nn.Parameter(torch.full((cfg.num_layers, 2, 2), tl.post_init))  # [l, branch, lane]
+            self.parallel_resid_lambdas = nn.Parameter(torch.full((cfg.num_layers, 2), tl.resid_init))  # [l, lane]
         self.final_norm = FinalNorm()
         self.lm_head = None if cfg.tie_embeddings else zero_linear(d, cfg.vocab_size)
 
@@ -187,8 +197,14 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
         bl = m.bigram(bigram_buckets(ids, b))  # added before each block, times its scale
     if cfg.attention.value_embed is not None:
         ve = m.ve_shared(ids)  # added to the target layers' values, times their scales
-    ctx, skips = {}, []
+    d = cfg.attention.document  # document-aware attention: every layer reads the segment starts in ctx
+    ctx, skips = {"segments": segment_starts(ids, d)} if d is not None else {}, []
+    tl = cfg.residual.two_lane
+    if tl is not None:
+        lane = None  # lane1 of the two-lane decoder (x is lane0), once open
     for i, merge, push, tap, renorm, mod, inputs in m.steps[m.topology]:
+        if tl is not None and lane is None and i >= tl.start_layer:
+            lane = x  # the lanes open before the skip merges (into lane0 only)
         if cfg.depth.encoder_recurrence is not None and renorm:
             x = F.rms_norm(x, (x.size(-1),))
         if cfg.depth.recycle is not None and mod is not None:
@@ -204,11 +220,16 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
         v = None
         if cfg.attention.value_embed is not None and inputs and i in m.ve_shared.layers:
             v = ve * m.ve_shared.layer_scales[m.ve_shared.layers.index(i)].to(ve.dtype)
-        x = m.blocks[i](x, x0, ctx, v)
+        if tl is not None and lane is not None:
+            x, lane = two_lane_block(m, cfg, i, x, lane, x0, ctx, v)
+        else:
+            x = m.blocks[i](x, x0, ctx, v)
         if cfg.skips is not None and push:
             skips.append(x)
         if cfg.backout is not None and tap:
             h = x
+    if tl is not None:
+        x = 0.5 * (x + lane)
     if cfg.backout is not None:
         x = x - m.backout_lambda.to(x.dtype) * h
     x = m.final_norm(x)
@@ -217,6 +238,19 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
     if targets is None:
         return logits
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
+
+
+def two_lane_block(m: GPT, cfg: ArchConfig, i: int, x: Tensor, y: Tensor, x0: Tensor, ctx: dict, ve: Tensor | None):
+    """Block ``i`` on the lanes (x, y) of the two-lane decoder: the new (lane0, lane1)."""
+    r = cfg.residual
+    b = m.blocks[i]
+    mix = b.resid_mix.to(x.dtype)
+    a = (b.attn_scale if r.catalytic is None else b.attn_scale * b.cat_attn).to(x.dtype) * b.attn(
+        _block_norm(b, cfg, mix[0] * x + mix[1] * x0), ctx, ve)
+    f = (b.mlp_scale if r.catalytic is None else b.mlp_scale * b.cat_mlp).to(x.dtype) * b.mlp(_block_norm(b, cfg, y))
+    P = m.parallel_post_lambdas[i].to(x.dtype)  # [branch, lane]
+    Q = m.parallel_resid_lambdas[i].to(x.dtype)
+    return Q[0] * x + P[0, 0] * a + P[1, 0] * f, Q[1] * y + P[0, 1] * a + P[1, 1] * f
 
 
 def orthogonal_targets(m: nn.Module, cfg: ArchConfig) -> list[tuple[str, Tensor]]:

@@ -3,11 +3,15 @@
 **Muon** (Keller Jordan's, modded-nanogpt), as the official Parameter Golf baseline runs it (spec §1.6):
 ``b <- mu*b + g``; ``u = g + mu*b`` (Nesterov); ``X = u / (||u||_F + 1e-7)`` in the iteration dtype,
 transposed when rows > cols; ``steps`` quintic steps ``A = X X^T; X = a*X + (b*A + (c*A) A) X`` with
-(a, b, c) = (3.4445, -4.7750, 2.0315); ``u <- X * sqrt(max(1, rows/cols))``; ``p <- p - lr*u``.
+(a, b, c) = (3.4445, -4.7750, 2.0315), or Polar Express (arXiv:2505.16932; PR #1787, run by #1855,
+frontier-1855 spec §4.2): a tuple per iteration, no 1.01 safety factor on the norm (golf never had one);
+``u <- X * sqrt(max(1, rows/cols))``; ``p <- p - lr*u``.
 Decoupled weight decay ``p <- p*(1 - lr*wd)`` runs before (#295, #344, #1573) or after (#507, #187)
-the update (spec §2.17). MuonEq-R (PR #1394 lineage, run by #1493; frontier spec §4.2) divides each row
-of the Nesterov update by its fp32 L2 norm (floor 1e-7) before Newton-Schulz. A 3-D parameter (a bank
-of matrices, PR #399) is orthogonalised slice by slice. The iteration runs in bf16 on CUDA, as the
+the update (spec §2.17). The momentum buffer is fp32, or bf16 as #1855 keeps it (frontier-1855 spec
+§4.2: ``b <- mu*b + g`` rounded to bf16; the Nesterov vector ``g + mu*b`` is fp32). MuonEq-R (PR #1394
+lineage, run by #1493; frontier spec §4.2) divides each row of the Nesterov update by its fp32 L2 norm
+(floor 1e-7) before Newton-Schulz. A 3-D parameter (a bank of matrices, PR #399) is orthogonalised
+slice by slice. The iteration runs in bf16 on CUDA, as the
 records, and in fp32 on CPU by default (CPUs without bf16 units run bf16 matmuls tens of times slower).
 
 Distributed (world > 1): matrix i is orthogonalised on rank ``i mod world``, which writes it into a
@@ -21,7 +25,10 @@ appearance; ``muon`` groups go to Muon, adam group names to ``torch.optim.AdamW`
 the official script; with wd 0 it is Adam), ``frozen`` parameters to no optimizer. Each step: clip the
 global gradient norm over every parameter, frozen ones included (#507), if configured; set each group's
 lr to ``base_lr * lr_mul`` and Muon's momentum for the step; step. Hyperparameters come from the
-config also after a checkpoint is loaded.
+config also after a checkpoint is loaded. With ``grad_clip_scope=local`` (#1855, frontier-1855 spec
+§4.5) the run has no DDP: the set starts every rank from rank 0's weights (as DDP would), each rank
+clips its own gradient and the set then averages the clipped gradients over the ranks
+(``mean_r clip(g_r)``, not ``clip(mean_r g_r)``).
 
 **Schedules** (official baseline, spec §1.7): no lr warmup; the multiplier is 1 until the warmdown, then
 falls linearly to 0. Wall-clock: ``step_s = elapsed / step``, ``warmdown_s = warmdown_iters * step_s``,
@@ -46,15 +53,15 @@ if TYPE_CHECKING:
     from golf.optim.config import MuonConfig, OptimizerConfig, ScheduleConfig
 
 
-def newton_schulz(u, steps, coefficients, dtype=torch.bfloat16, /):
-    """Orthogonalise each matrix of ``u`` ([..., rows, cols]); the result has ``dtype`` and u's shape."""
-    a, b, c = coefficients
+def newton_schulz(u, coefficients, dtype=torch.bfloat16, /):
+    """Orthogonalise each matrix of ``u`` ([..., rows, cols]) with one quintic step per (a, b, c) of
+    ``coefficients``; the result has ``dtype`` and u's shape."""
     x = u.to(dtype)
     t = x.size(-2) > x.size(-1)
     if t:
         x = x.mT  # [..., cols, rows]: the Gram matrix below is the smaller one
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    for _ in range(steps):
+    for a, b, c in coefficients:
         g = x @ x.mT
         x = a * x + (b * g + (c * g) @ g) @ x
     return x.mT if t else x
@@ -92,6 +99,16 @@ def lr_multiplier(cfg: ScheduleConfig, step, elapsed_s, iterations, max_wallcloc
     return max(rem / max(warmdown_s, 1e-12), cfg.min_lr_mul) if rem <= warmdown_s else 1.0
 
 
+def average_gradients(params, world_size, /):
+    """Each gradient of ``params`` replaced by its mean over the ranks: one all-reduce per dtype."""
+    gs = [p.grad for p in params if p.grad is not None]
+    for dt in dict.fromkeys(g.dtype for g in gs):  # an order every rank agrees on
+        b = [g for g in gs if g.dtype == dt]
+        f = torch.cat([g.reshape(-1) for g in b])
+        dist.all_reduce(f)
+        torch._foreach_copy_(b, [x.view_as(g) for x, g in zip(f.div_(world_size).split([g.numel() for g in b]), b)])
+
+
 def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
     """Muon over param groups ``{params, lr, base_lr, weight_decay}``; its ``mu`` is the momentum of the
     next step (set by the set before each). With world_size > 1 a default process group must exist."""
@@ -104,6 +121,8 @@ def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
             for p in gp:
                 if not st[p]:
                     st[p]["momentum_buffer"] = torch.zeros_like(p.grad)
+                if m.momentum_dtype == "bfloat16":  # also after load_state_dict, which casts to the param's dtype
+                    st[p]["momentum_buffer"] = st[p]["momentum_buffer"].bfloat16()
             bufs = [st[p]["momentum_buffer"] for p in gp]
             torch._foreach_mul_(bufs, mu)
             torch._foreach_add_(bufs, [p.grad for p in gp])
@@ -121,7 +140,9 @@ def build_muon(groups, m: MuonConfig, world_size=1, rank=0, /):
             for b in buckets.values():
                 us, vs, ratios = zip(*b)
                 # (a lone matrix goes in as it is: a transposed view multiplies differently from a copy)
-                x = ns(torch.cat(us) if len(us) > 1 else us[0], m.ns_steps, m.ns_coefficients, dt)
+                # one (a, b, c) per Newton-Schulz step (more steps than per-step tuples run the list once)
+                x = ns(torch.cat(us) if len(us) > 1 else us[0], [m.ns_coefficients] * m.ns_steps
+                       if m.ns_coefficients_per_step is None else m.ns_coefficients_per_step[:m.ns_steps], dt)
                 for v, ratio, y in zip(vs, ratios, x.split([len(u) for u in us])):
                     v.copy_(y)
                     if ratio > 1:
@@ -173,6 +194,9 @@ def build_optimizer(model, cfg: OptimizerConfig, groups, world_size=1, rank=0, /
             ag.append(dict(params=ps, lr=a.lr * lm, base_lr=a.lr * lm, betas=a.betas, eps=a.eps,
                            weight_decay=a.weight_decay * wm))
     every = list(model.parameters())
+    if cfg.grad_clip_scope == "local" and world_size > 1:  # no DDP: every rank starts from rank 0's weights
+        for p in every:
+            dist.broadcast(p.data, 0)
     mo = build_muon(mg, m, world_size, rank) if mg else None
     ao = torch.optim.AdamW(ag, fused=every[0].is_cuda or None) if ag else None
     opts = [o for o in (mo, ao) if o]
@@ -183,6 +207,8 @@ def build_optimizer(model, cfg: OptimizerConfig, groups, world_size=1, rank=0, /
         def step(self, step, lr_mul):
             if cfg.grad_clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(every, cfg.grad_clip_norm)
+            if cfg.grad_clip_scope == "local" and world_size > 1:  # the gradients are this rank's own
+                average_gradients(every, world_size)
             for o in opts:
                 for g in o.param_groups:
                     g["lr"] = g["base_lr"] * lr_mul

@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from golf.kernel.artifact import frame_body, load_artifact, quantize_state_dict, serialize
 from golf.kernel.averaging import build_averager
-from golf.kernel.data import build_byte_luts, build_train_loader, load_validation_tokens
+from golf.kernel.data import build_train_loader, load_validation_tokens, validation_bytes
 from golf.kernel.depth import build_switch
 from golf.kernel.dist import DistInfo, broadcast_object, data_paths, init_distributed, shutdown
 from golf.kernel.evaluator import build_evaluator
@@ -59,11 +59,11 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, torch.bfloat16)) if bf16 else contextlib.nullcontext
     accum = grad_accum(cfg, dist.world_size)
-    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size).to(dev)
     val = load_validation_tokens(paths.val_pattern, eval_len(cfg))
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_len(cfg)
     periodic_val = val if periodic_len == eval_len(cfg) else \
         load_validation_tokens(paths.val_pattern, periodic_len)
+    val_bytes = validation_bytes(cfg.data, paths, max(val, periodic_val, key=len), cfg.arch.vocab_size)
 
     model = build_gpt(cfg.arch).to(dev)
     qat = apply_qat(model, cfg.quant, plan["qat"])
@@ -72,8 +72,10 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     averager = build_averager(cfg.averaging, model)
     compiled = cfg.compile if cfg.compile is not None else dev.type == "cuda"
     forward = torch.compile(model, fullgraph=True, dynamic=False) if compiled else model
+    # grad_clip_scope=local: no DDP, the optimizer set averages the clipped gradients itself
     train_forward = DDP(forward, device_ids=[dist.local_rank] if dev.type == "cuda" else None,
-                        broadcast_buffers=False) if dist.distributed else forward
+                        broadcast_buffers=False) if cfg.optimizer.grad_clip_scope != "local" and dist.distributed \
+        else forward
     rows = tc.batch_tokens // (dist.world_size * tc.seq_len)
     micro = plan["micro_rows"] or rows // accum
     hooks.summary(model_params=sum(p.numel() for p in model.parameters()), seed=seed,
@@ -91,7 +93,8 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
         n = len(batches)
         total = torch.zeros((), device=dev)
         for i, (x, y) in enumerate(batches):
-            no_sync = train_forward.no_sync() if dist.distributed and i < n - 1 else contextlib.nullcontext()
+            no_sync = train_forward.no_sync() if cfg.optimizer.grad_clip_scope != "local" and dist.distributed \
+                and i < n - 1 else contextlib.nullcontext()
             with no_sync, autocast():
                 loss = train_forward(x, y)
             with no_sync:
@@ -99,10 +102,10 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
             total += loss.detach()
         return total / n
 
-    evaluator = build_evaluator(cfg.eval, val, luts, eval_len(cfg), dist, autocast, compiled, None, hooks.progress,
+    evaluator = build_evaluator(cfg.eval, val, val_bytes, eval_len(cfg), dist, autocast, compiled, None, hooks.progress,
                                 plan["ttt_frozen"]).use_forward(model, forward)
     periodic = evaluator.plain() if cfg.eval.periodic == "same" else build_evaluator(
-        cfg.eval, periodic_val, luts, periodic_len, dist, autocast, compiled, "standard",
+        cfg.eval, periodic_val, val_bytes, periodic_len, dist, autocast, compiled, "standard",
         hooks.progress).use_forward(model, forward)
 
     st = TrainState(model, opt, averager, loader, qat, topology)
@@ -150,6 +153,7 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
                 pack_groups(serialize(stored, cfg.quant), cfg.quant, plan["pergroup"])
             hooks.summary(quantize_s=round(t2 - t, 3), compress_s=round(time.perf_counter() - t2, 3))
             code = hooks.artifact(blob, sd, stored)
+            hooks.summary(export_s=round(time.perf_counter() - t, 3))
             sizes = dict(model_bytes=len(blob), code_bytes=code, artifact_bytes=len(blob) + code,
                          artifact_limit=cfg.quant.limit_bytes)
             hooks.log("artifact", st.step, **sizes)
@@ -162,10 +166,10 @@ def finish(cfg: GolfConfig, plan: dict, dist: DistInfo, hooks: Hooks, st: TrainS
         if dist.is_main:
             raise failure
         raise RuntimeError(f"artifact export failed on the main rank: {blob}")
+    t = time.perf_counter()  # the evaluation's time counts decompression and dequantization
     own = model.state_dict()
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in (
         load_artifact(blob, cfg.quant) if cfg.quant.pergroup is None else load_groups(blob, cfg.quant)).items()})
-    t = time.perf_counter()
     result = evaluator(model)
     fields = dict(eval_s=round(time.perf_counter() - t, 3), **result.to_dict())
     hooks.log("final_eval", st.step, **fields)

@@ -158,8 +158,8 @@ def _ttt_train(model, params, opt, t: TTTConfig, tokens, span, lr, L, ledger, di
         opt.step()
 
 
-def ttt_evaluate(model, forward, cfg: EvalConfig, sliding, compile_model, frozen, tokens, luts, seq_len, dist,
-                 autocast, progress):
+def ttt_evaluate(model, forward, cfg: EvalConfig, sliding, compile_model, frozen, tokens, nbytes, seq_len,
+                 dist, autocast, progress):
     """Score-first TTT of ``model`` (module doc); ``sliding``: the plain sliding evaluator, which scores
     ``model`` through ``forward`` first when ``ttt.sliding_first``."""
     t = cfg.ttt
@@ -187,7 +187,7 @@ def ttt_evaluate(model, forward, cfg: EvalConfig, sliding, compile_model, frozen
     for c, (windows, (lo, hi), train) in enumerate(chunks):
         a, b = eval_rank_span(len(windows), dist)
         model.eval()
-        score_windows(fwd, tokens, luts, windows[a:b], sums, cfg.batch_windows, dev, autocast)
+        score_windows(fwd, tokens, nbytes, windows[a:b], sums, cfg.batch_windows, dev, autocast)
         ledger.scored(lo, hi, [(s + o, s + m) for s, m, o in windows[a:b]])
         if train is not None and t.epochs > 0:
             _ttt_train(model, params, opt, t, tokens, train, chunk_lr(t, c, len(chunks)), L, ledger, dist, autocast)

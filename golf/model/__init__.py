@@ -27,6 +27,8 @@ catalytic residuals   blocks.{i}.cat_attn, blocks.{i}.cat_mlp [d]
 backout               backout_lambda [1]
 value residual        blocks.{i}.attn.vr_lambda [2]
 gated attention       blocks.{i}.attn.attn_gate.weight [H, d] (input gate only), .attn_gate.bias [H]
+sparse attention gate blocks.{i}.attn.attn_gate.weight [H, window] (#1855; family sparse_attn_gate)
+two-lane decoder      parallel_post_lambdas [L, 2, 2], parallel_resid_lambdas [L, 2] (#1855; family two_lane)
 XSA, RoPE, LN scale   (no parameters)
 parallel residuals,   (no parameters; with a depth loop skip_weights/skip_gates have min(|enc|, |dec|)
 depth loop (#1493)     rows of the looped sequence, e.g. 8 for blocks 3,4,5 x3 of 11)
@@ -35,7 +37,7 @@ value embeddings      ve_shared.embed.weight [V, k], ve_shared.proj.weight [kv, 
 BigramHash            bigram.embed.weight [B, k], bigram.proj.weight [d, k], bigram.scale [1] or [L]
                       (per-layer form; no scale in #187's form)
 TrigramHash           trigram.embed.weight [B, k], trigram.proj.weight [d, k], trigram.scale [1]
-SmearGate             smear.gate [d] (variants A, B) or [k] (variant C) and smear.scale [1] (C)
+SmearGate             smear.gate [d] (variants A, B) or [k] (variant C and its BOS fix) and smear.scale [1]
 pre-enrichment        pre_enrich.up.weight [h, d], pre_enrich.down.weight [d, h]
 recycled core         recycle_mods.{j}.scale, recycle_mods.{j}.bias [d]
 

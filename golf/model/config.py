@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from golf.config.errors import ConfigError
 from golf.kernel.arch import encoder_layers, head_dim, layer_ids, mlp_hidden, rope_dims
+from golf.kernel.depth import depth_steps
 from golf.model.config_parts import (
     AttentionConfig,
     AttnGateConfig,
@@ -21,6 +22,7 @@ from golf.model.config_parts import (
     BigramForm,
     CatalyticConfig,
     DepthConfig,
+    DocumentMaskConfig,
     EmbedInit,
     EncoderRecurrenceConfig,
     GateKind,
@@ -42,6 +44,7 @@ from golf.model.config_parts import (
     SmearConfig,
     SmearVariant,
     TrigramConfig,
+    TwoLaneConfig,
     ValueEmbedConfig,
     ValueResidualConfig,
     ValueResidualInit,
@@ -59,6 +62,7 @@ __all__ = [
     "BigramForm",
     "CatalyticConfig",
     "DepthConfig",
+    "DocumentMaskConfig",
     "EmbedInit",
     "EncoderRecurrenceConfig",
     "GateKind",
@@ -80,6 +84,7 @@ __all__ = [
     "SmearConfig",
     "SmearVariant",
     "TrigramConfig",
+    "TwoLaneConfig",
     "ValueEmbedConfig",
     "ValueResidualConfig",
     "ValueResidualInit",
@@ -114,6 +119,9 @@ class ArchConfig:
     # AdamW moments, EMA cast-back and dequantized copy are bf16; under bf16 autocast the residual stream
     # it starts is bf16; without autocast the stream is upcast to fp32)
     embedding_dtype: str = "float32"
+    # the tokenizer's BOS id (golf.data.tokenizer.BOS_ID: every document starts with it); read by the
+    # techniques that respect document starts (SmearGate scalar_gate_bos)
+    bos_id: int = 1
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
     residual: ResidualConfig = field(default_factory=ResidualConfig)
@@ -181,6 +189,8 @@ def _validate_attention(cfg: ArchConfig, prefix: str) -> None:
         parse_layers(a.xsa.layers, L, f"{p}.xsa.layers")
     if a.gate is not None:
         parse_layers(a.gate.layers, L, f"{p}.gate.layers")
+        if a.gate.kind is GateKind.sparse and not 1 <= a.gate.window <= cfg.model_dim:
+            raise ConfigError(f"{p}.gate.window", a.gate.window, f"must be in [1, model_dim {cfg.model_dim}]")
     if a.value_residual is not None:
         parse_layers(a.value_residual.layers, L, f"{p}.value_residual.layers")
     if a.value_embed is not None:
@@ -188,6 +198,10 @@ def _validate_attention(cfg: ArchConfig, prefix: str) -> None:
         if a.value_embed.embed_std < 0:
             raise ConfigError(f"{p}.value_embed.embed_std", a.value_embed.embed_std, "must be >= 0")
         parse_layers(a.value_embed.layers, L, f"{p}.value_embed.layers")
+    if a.document is not None:
+        _positive(a.document, f"{p}.document", "max_len")
+        if not 0 <= a.document.bos_id < cfg.vocab_size:
+            raise ConfigError(f"{p}.document.bos_id", a.document.bos_id, f"must be a token id below {cfg.vocab_size}")
 
 
 def _validate_mlp(cfg: ArchConfig, prefix: str) -> None:
@@ -219,7 +233,7 @@ def _validate_input(cfg: ArchConfig, prefix: str) -> None:
         _positive(i.trigram, f"{p}.trigram", "dim")
         if i.trigram.buckets < 2:
             raise ConfigError(f"{p}.trigram.buckets", i.trigram.buckets, "must be >= 2")
-    if i.smear is not None and i.smear.variant is SmearVariant.scalar_gate:
+    if i.smear is not None and i.smear.variant in (SmearVariant.scalar_gate, SmearVariant.scalar_gate_bos):
         if not 1 <= i.smear.gate_dims <= cfg.model_dim:
             raise ConfigError(f"{p}.smear.gate_dims", i.smear.gate_dims, f"must be in [1, model_dim {cfg.model_dim}]")
     if i.pre_enrich is not None:
@@ -244,12 +258,28 @@ def _validate_depth(cfg: ArchConfig, prefix: str) -> None:
         _validate_loop(cfg, prefix)
     if cfg.residual.parallel is not None:
         parse_layers(cfg.residual.parallel.layers, L, f"{prefix}.residual.parallel.layers")
+    if cfg.residual.two_lane is not None:
+        _validate_two_lane(cfg, prefix)
     b = cfg.backout
     if b is not None:
         if b.source is BackoutSource.encoder_output and e == 0:
             raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no encoder layers")
         if b.source is BackoutSource.first_decoder_output and e == L:
             raise ConfigError(f"{prefix}.backout.source", b.source.name, "the model has no decoder layers")
+
+
+def _validate_two_lane(cfg: ArchConfig, prefix: str) -> None:
+    start, key = cfg.residual.two_lane.start_layer, f"{prefix}.residual.two_lane.start_layer"
+    if cfg.residual.parallel is not None:
+        raise ConfigError(f"{prefix}.residual.parallel", cfg.residual.parallel.layers,
+                          "cannot be combined with residual.two_lane (two different parallel residuals)")
+    if not 0 <= start < cfg.num_layers:
+        raise ConfigError(key, start, f"must be a block index in [0, num_layers {cfg.num_layers})")
+    for order in ([s[0] for s in steps] for steps in depth_steps(cfg)[0]):
+        lanes = order[next(k for k, i in enumerate(order) if i >= start):]
+        if min(lanes) < start:
+            raise ConfigError(key, start, f"block {min(lanes)} runs after the lanes open (block order {order}): "
+                                          "every application from the first of a block >= start_layer must be one")
 
 
 def _validate_loop(cfg: ArchConfig, prefix: str) -> None:
@@ -278,6 +308,8 @@ def validate_arch(cfg: ArchConfig, prefix: str = "arch") -> None:
         raise ConfigError(f"{prefix}.model_dim", cfg.model_dim,
                           f"head dim {head_dim(cfg)} = model_dim / num_heads must be even for RoPE")
     _positive(cfg.init, f"{prefix}.init", "embed_std")
+    if not 0 <= cfg.bos_id < cfg.vocab_size:
+        raise ConfigError(f"{prefix}.bos_id", cfg.bos_id, f"must be a token id in [0, vocab_size {cfg.vocab_size})")
     for key, value in ((f"{prefix}.embedding_dtype", cfg.embedding_dtype),
                        (f"{prefix}.attention.rope.freq_dtype", cfg.attention.rope.freq_dtype)):
         if value not in PARAM_DTYPES:

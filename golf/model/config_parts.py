@@ -47,14 +47,21 @@ class GateKind(str, Enum):
 
     input = "input"    # sigma(W x + b), W: heads x model_dim (#344, #1573)
     static = "static"  # sigma(b), one logit per head (#507)
+    # sigma(scale * W x[:window]), W: heads x window, zero-init, no bias: exactly 0.5 at init, so it
+    # halves the attention output until it learns (#1855 from #1787; frontier-1855 spec §3.5)
+    sparse = "sparse"
 
 
 @dataclass
 class AttnGateConfig:
     kind: GateKind = GateKind.input
-    # the gate's bias (logit) at init: sigma(4) = 0.982, nearly open
+    # input / static: the gate's bias (logit) at init: sigma(4) = 0.982, nearly open
     bias_init: float = 4.0
     layers: str = "all"
+    # sparse: how many leading dims of the attention input (the normed, LN-scaled block input) the gate reads
+    window: int = 12
+    # sparse: the logit's multiplier (#1855 ran 0.5; its code default is 1.0)
+    scale: float = 1.0
 
 
 class ValueResidualInit(str, Enum):
@@ -86,6 +93,18 @@ class ValueEmbedConfig:
 
 
 @dataclass
+class DocumentMaskConfig:
+    """Document-aware attention (#1530 lineage, #1855; frontier-1855 spec §2.6, :mod:`golf.kernel.segments`):
+    a token attends only inside its segment: from the last document start (BOS) at or before it, cut into
+    pieces of ``max_len`` tokens. Needed by document-packed rows (data.packing); works on any rows."""
+
+    # the token id that starts a document (BOS)
+    bos_id: int = 1
+    # the longest segment: a longer document is attended in consecutive pieces of this many tokens (#1855: 2048)
+    max_len: int = 2048
+
+
+@dataclass
 class AttentionConfig:
     # per-head multiplier on q after q/k RMSNorm and RoPE
     q_gain_init: float = 1.5
@@ -94,6 +113,8 @@ class AttentionConfig:
     gate: AttnGateConfig | None = None
     value_residual: ValueResidualConfig | None = None
     value_embed: ValueEmbedConfig | None = None
+    # attention cut at document starts and every max_len tokens; None = plain causal attention over the row
+    document: DocumentMaskConfig | None = None
 
 
 # ----------------------------------------------------------------------------- MLP
@@ -144,12 +165,31 @@ class ParallelResidualConfig:
 
 
 @dataclass
+class TwoLaneConfig:
+    """Two-lane parallel decoder (#1855 from #1530; frontier-1855 spec §3.8), unlike ``parallel``'s one
+    stream: at the first application of a block >= ``start_layer`` the stream splits into lane0 = lane1 = x;
+    each later application of block l reads attention from ``resid_mix(lane0, x0)`` and the MLP from lane1
+    directly (no resid_mix, no x0), then ``lane_k <- Q[l,k] lane_k + P[l,0,k] attn + P[l,1,k] mlp``; U-Net
+    skips merge into lane0 only; the exit is the mean of the lanes. P = ``parallel_post_lambdas`` [L, 2, 2]
+    (branch, lane) and Q = ``parallel_resid_lambdas`` [L, 2] (rows below ``start_layer`` unused, as #1855)."""
+
+    # the first block that runs in lanes; every application after the lanes open must be of a block >= it
+    start_layer: int = 8
+    # init of every entry of P
+    post_init: float = 1.0
+    # init of every entry of Q
+    resid_init: float = 1.1
+
+
+@dataclass
 class ResidualConfig:
     mix_init: ResidMixInit = ResidMixInit.plain
     # layer-wise LN scale: both norm outputs of block l are multiplied by 1/sqrt(l + 1) (spec §2.6)
     ln_scale: bool = False
     catalytic: CatalyticConfig | None = None
+    # one stream, attention and MLP side by side (#1493); exclusive with two_lane
     parallel: ParallelResidualConfig | None = None
+    two_lane: TwoLaneConfig | None = None
 
 
 class SkipKind(str, Enum):
@@ -217,17 +257,20 @@ class TrigramConfig:
 
 
 class SmearVariant(str, Enum):
-    """The three SmearGates of spec §2.1."""
+    """The three SmearGates of spec §2.1, and C with #1855's BOS fix (frontier-1855 spec §3.3)."""
 
     pass_through = "pass_through"  # A: x_t <- g x_t + (1-g) x_{t-1}, gate init 3.0; before the input norm
     half_blend = "half_blend"      # B: x_t <- (1-g) x_t + g x_{t-1}, gate init 0; after the input norm
     scalar_gate = "scalar_gate"    # C: x_t <- x_t + lambda sigma(w . x_t[:k]) x_{t-1}, w = lambda = 0
+    # C whose previous-token term is zeroed where the current token is BOS (arch.bos_id): a document's
+    # first token never receives the previous document's last one (#1855)
+    scalar_gate_bos = "scalar_gate_bos"
 
 
 @dataclass
 class SmearConfig:
     variant: SmearVariant = SmearVariant.half_blend
-    # scalar_gate only: how many leading dims of x_t the gate reads
+    # scalar_gate / scalar_gate_bos only: how many leading dims of x_t the gate reads
     gate_dims: int = 12
 
 

@@ -32,8 +32,8 @@ from torch import nn
 KINDS = ("matrix", "embedding", "head", "table", "control")
 PLACES = ("input", "encoder", "decoder", "middle", "exit")
 PARTS = ("attn", "mlp", "residual", "none")
-FAMILIES = ("core", "unet", "catalytic", "backout", "value_residual", "attn_gate", "value_embed", "bigram",
-            "trigram", "smear", "pre_enrich", "recycle")
+FAMILIES = ("core", "unet", "catalytic", "backout", "value_residual", "attn_gate", "sparse_attn_gate", "value_embed", "bigram",
+            "trigram", "smear", "pre_enrich", "recycle", "two_lane")
 BLOCK_PARTS = {"attn": "attn", "mlp": "mlp"}  # a block's child module → its part; the rest is ``residual``
 
 

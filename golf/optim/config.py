@@ -17,6 +17,7 @@ MUON_GROUP = "muon"
 FROZEN_GROUP = "frozen"
 WEIGHT_DECAY_TIMINGS = ("before", "after")
 SCHEDULE_KINDS = ("wallclock", "iterations", "wallclock_fraction")
+GRAD_CLIP_SCOPES = ("averaged", "local")
 
 
 @dataclass
@@ -35,9 +36,15 @@ class MuonConfig:
     # the momentum reached after warmup (the constant momentum when ``momentum_warmup`` is None)
     momentum: float = 0.95
     momentum_warmup: MomentumWarmupConfig | None = field(default_factory=MomentumWarmupConfig)
+    # dtype of the momentum buffer: "float32", or "bfloat16" as #1855 (frontier-1855 spec §4.2, trap 7)
+    momentum_dtype: str = "float32"
     # Newton-Schulz iterations and the quintic's (a, b, c)
     ns_steps: int = 5
     ns_coefficients: list[float] = field(default_factory=lambda: [3.4445, -4.7750, 2.0315])
+    # Polar Express (#1787, #1855; frontier-1855 spec §4.2): one (a, b, c) per iteration, replacing
+    # ns_coefficients; iteration k uses tuple k, and ns_steps beyond the list's length run the list once
+    # (it is never extended, as the record's code); None = the fixed quintic
+    ns_coefficients_per_step: list[list[float]] | None = None
     # dtype of the Newton-Schulz iteration: "auto" = bfloat16 on CUDA (as the records) and float32 on
     # CPU (CPUs without bf16 units run bf16 matmuls tens of times slower); or "bfloat16" / "float32"
     ns_dtype: str = "auto"
@@ -123,6 +130,11 @@ class OptimizerConfig:
     rules: list[ParamRule] = field(default_factory=_baseline_rules)
     # clip the global L2 norm of all gradients to this before stepping (0 = off)
     grad_clip_norm: float = 0.0
+    # which gradient the clip sees: "averaged" = the gradient averaged over ranks (DDP averages during
+    # the backward; the official script, #1493); "local" = each rank's own gradient, then the optimizer
+    # averages the clipped gradients, mean_r clip(g_r) (#1855, frontier-1855 spec §4.5; the run has no
+    # DDP wrapper). One rank: the same.
+    grad_clip_scope: str = "averaged"
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
@@ -142,12 +154,18 @@ def validate_optimizer(cfg: OptimizerConfig, prefix: str = "optimizer") -> None:
         if m.momentum_warmup.steps < 1:
             raise ConfigError(f"{prefix}.muon.momentum_warmup.steps", m.momentum_warmup.steps,
                               "must be positive (or momentum_warmup null for a constant momentum)")
+    if m.momentum_dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"{prefix}.muon.momentum_dtype", m.momentum_dtype, "must be float32 or bfloat16")
     if m.ns_steps < 1:
         raise ConfigError(f"{prefix}.muon.ns_steps", m.ns_steps, "must be positive")
     if m.ns_dtype not in ("auto", "bfloat16", "float32"):
         raise ConfigError(f"{prefix}.muon.ns_dtype", m.ns_dtype, "must be auto, bfloat16 or float32")
     if len(m.ns_coefficients) != 3:
         raise ConfigError(f"{prefix}.muon.ns_coefficients", list(m.ns_coefficients), "must be three numbers (a, b, c)")
+    per_step = m.ns_coefficients_per_step
+    if per_step is not None and (not per_step or any(len(t) != 3 for t in per_step)):
+        raise ConfigError(f"{prefix}.muon.ns_coefficients_per_step", [list(t) for t in per_step],
+                          "must be a non-empty list of (a, b, c) triples")
     if m.weight_decay < 0:
         raise ConfigError(f"{prefix}.muon.weight_decay", m.weight_decay, "must be >= 0")
     if m.weight_decay_timing not in WEIGHT_DECAY_TIMINGS:
@@ -182,6 +200,8 @@ def validate_optimizer(cfg: OptimizerConfig, prefix: str = "optimizer") -> None:
 
     if cfg.grad_clip_norm < 0:
         raise ConfigError(f"{prefix}.grad_clip_norm", cfg.grad_clip_norm, "must be >= 0 (0 = off)")
+    if cfg.grad_clip_scope not in GRAD_CLIP_SCOPES:
+        raise ConfigError(f"{prefix}.grad_clip_scope", cfg.grad_clip_scope, f"must be one of {', '.join(GRAD_CLIP_SCOPES)}")
     s = cfg.schedule
     if s.kind not in SCHEDULE_KINDS:
         raise ConfigError(f"{prefix}.schedule.kind", s.kind, f"must be one of {', '.join(SCHEDULE_KINDS)}")

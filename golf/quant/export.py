@@ -79,7 +79,7 @@ def check_hessians(state_dict: Mapping[str, Tensor], routes: Mapping[str, Route]
         if not bool(torch.isfinite(h).all()):
             raise GPTQError(f"{name}: its calibration Hessian holds NaN or inf values (the calibration forward "
                             "was not finite: check the trained weights' prequant score or the calibration "
-                            "batches; damping cannot fix this)")
+                            "batches; this is not a conditioning problem)")
         dead = torch.diagonal(h) == 0
         h[dead, dead] = 1.0
         torch.diagonal(h).add_(routes[name].scheme.gptq.damp * torch.diagonal(h).mean())

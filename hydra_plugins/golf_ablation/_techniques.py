@@ -54,6 +54,7 @@ LABELS = {
     "arch.input.smear": "smear_gate",
     "arch.residual.mix_init": "phase_resid_mix",
     "arch.residual.parallel": "parallel_residuals",
+    "arch.residual.two_lane": "two_lane_decoder",
     "arch.depth.recycle": "recycled_core",
     "arch.depth.loop": "depth_loop",
     "arch.init.orthogonal": "ortho_init",
@@ -64,6 +65,8 @@ LABELS = {
     "optimizer.rules.*.lr_mul": "lr_mul",
     "optimizer.rules.*.wd_mul": "wd_mul",
     "optimizer.grad_clip_norm": "grad_clip",
+    "optimizer.grad_clip_scope": "per_rank_clip",
+    "optimizer.muon.ns_coefficients_per_step": "polar_express",
     "quant.packing": "bit_packing",
     "quant.prune": "pruning",
     "eval.kind": "sliding_eval",
@@ -78,6 +81,8 @@ SWITCHES: dict[str, tuple[str, ...]] = {
     "optimizer.rules.*.lr_mul": (),
     "optimizer.rules.*.wd_mul": (),
     "optimizer.grad_clip_norm": (),
+    "optimizer.grad_clip_scope": (),
+    "optimizer.muon.ns_coefficients_per_step": (),
     "eval.kind": ("eval.seq_len", "eval.stride"),  # the standard evaluator of the training length
 }
 
@@ -167,7 +172,7 @@ def _walk(obj: Any, path: str, found: list[Technique]) -> None:
             _walk(value, key, found)
         elif _switch(key) is not None:
             if value != default:
-                stacked = STACKED.get(key, {}).get(value)
+                stacked = STACKED.get(key, {}).get(value) if key in STACKED else None
                 if stacked is not None:
                     found.append(Technique(stacked[0], [key], {key: stacked[1]}))
                 edits = {key: DELETE, **{k: DELETE for k in _switch(key)}}

@@ -29,6 +29,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from golf.config.errors import ConfigError
+from golf.config.store import full_error
 from golf.files import note_new_dir
 
 GOLF_LAUNCHERS = "hydra_plugins.golf_launcher."  # the launchers that check every point first
@@ -80,7 +81,7 @@ class EntryChecks(Callback):
 
     def _refuse(self, err: Exception, line: str) -> None:
         """End the command with ``line`` (exit status 2), or raise ``err`` under HYDRA_FULL_ERROR=1."""
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if full_error():
             raise err
         print(f"{self.prog}: {line}", file=sys.stderr)
         raise SystemExit(2)

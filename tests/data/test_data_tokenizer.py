@@ -10,7 +10,7 @@ import torch
 
 from golf.data.shards import read_shard
 from golf.data.tokenizer import BOS_ID, TokenizerError, encode_documents, load_tokenizer, train_tokenizer
-from golf.kernel.data import build_byte_luts
+from golf.kernel.data import byte_tables, piece_bytes
 
 
 @pytest.fixture(scope="module")
@@ -19,40 +19,37 @@ def sp(sp_model_path):
 
 
 def test_lut_tables_for_special_byte_and_padding_ids(sp, sp_model_path):
-    luts = build_byte_luts(sp_model_path, vocab_size=1030)
-    assert luts.base_bytes.dtype == torch.int16 and luts.base_bytes.numel() == 1030
-    assert luts.is_boundary[:4].all() and (luts.base_bytes[:4] == 0).all()  # pad, bos, eos, unk
-    assert not luts.is_boundary[4:1024].any()
-    assert (luts.base_bytes[4:260] == 1).all() and not luts.has_leading_space[4:260].any()  # <0xNN>
-    assert luts.is_boundary[1024:].all() and (luts.base_bytes[1024:] == 0).all()  # beyond the sp vocab
-    assert sp.id_to_piece(939) == "\u2581" and luts.base_bytes[939] == 0 and luts.has_leading_space[939]
+    base, space, boundary = byte_tables(sp_model_path, vocab_size=1030)
+    assert base.dtype == torch.int16 and base.numel() == space.numel() == boundary.numel() == 1030
+    assert boundary[:4].all() and (base[:4] == 0).all()  # pad, bos, eos, unk
+    assert not boundary[4:1024].any()
+    assert (base[4:260] == 1).all() and not space[4:260].any()  # <0xNN>
+    assert boundary[1024:].all() and (base[1024:] == 0).all()  # beyond the sp vocab
+    assert sp.id_to_piece(939) == "\u2581" and base[939] == 0 and space[939]
 
 
-def test_target_bytes_hand_computed(sp, sp_model_path):
-    luts = build_byte_luts(sp_model_path, vocab_size=1030)
+def test_piece_bytes_hand_computed(sp, sp_model_path):
+    tables = byte_tables(sp_model_path, vocab_size=1030)
     # pieces: <s> H ell o ▁ 2 ▁wor ▁“ <0xC3> ” <s> ▁wor [1027] ▁wor
     seq = [1, 981, 465, 943, 939, 976, 458, 502, 199, 1012, 1, 458, 1027, 458]
     assert [sp.id_to_piece(i) for i in seq[1:10]] == ["H", "ell", "o", "\u2581", "2", "\u2581wor", "\u2581“", "<0xC3>", "”"]
-    expected = [1, 3, 1, 1, 1, 4, 4, 1, 3, 0, 3, 0, 3]
+    expected = [0, 1, 3, 1, 1, 1, 4, 4, 1, 3, 0, 3, 0, 3]  # aligned with seq: the first token is no target
     # H=1 ell=3 o=1 ▁=0+1 2=1 ▁wor=3+1 ▁“=3+1 byte=1 ”=3 <s>=0 ▁wor after <s>=3+0 pad id=0 ▁wor after it=3+0
     t = torch.tensor(seq)
-    got = luts.target_bytes(t[:-1], t[1:])
-    assert got.dtype == torch.int64 and got.tolist() == expected
+    got = piece_bytes(tables, t)
+    assert got.dtype == torch.int32 and got.tolist() == expected
     u16 = t.to(torch.int32).to(torch.uint16)  # shards hold uint16 ids
-    assert luts.target_bytes(u16[:-1], u16[1:]).tolist() == expected
-    assert luts.to("cpu").target_bytes(t[:-1], t[1:]).tolist() == expected
+    assert piece_bytes(tables, u16).tolist() == expected
 
 
 def test_val_prefix_totals_match_data_md(sp_model_path, val_prefix_shard):
     tokens = read_shard(val_prefix_shard, 1024).to(torch.int64)
-    luts = build_byte_luts(sp_model_path, 1024)
-    x, y = tokens[:-1], tokens[1:]
-    assert y.numel() == 1_040_297
-    assert int(luts.target_bytes(x, y).sum()) == 2_504_867
+    assert tokens.numel() - 1 == 1_040_297
+    assert int(piece_bytes(byte_tables(sp_model_path, 1024), tokens).sum()) == 2_504_867
 
 
 def test_lut_bytes_equal_normalized_text_bytes_per_document(sp, sp_model_path, val_prefix_shard, verify_docs_path):
-    luts = build_byte_luts(sp_model_path, 1024)
+    tables = byte_tables(sp_model_path, 1024)
     tokens = read_shard(val_prefix_shard).to(torch.int64).numpy()
     starts = np.flatnonzero(tokens == BOS_ID)
     docs = [tokens[a + 1 : b].tolist() for a, b in zip(starts[:-1], starts[1:])]  # complete docs only
@@ -61,7 +58,7 @@ def test_lut_bytes_equal_normalized_text_bytes_per_document(sp, sp_model_path, v
     assert len(docs) == 901 + 200
     for ids in docs:
         seq = torch.tensor([BOS_ID, *ids])
-        assert int(luts.target_bytes(seq[:-1], seq[1:]).sum()) == len(sp.decode(ids).encode("utf-8"))
+        assert int(piece_bytes(tables, seq).sum()) == len(sp.decode(ids).encode("utf-8"))
 
 
 def test_encode_documents_bos_per_doc_no_eos(sp):

@@ -150,3 +150,25 @@ def test_a_missing_sidecar_stops_the_run_in_one_line(caseops_root, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("golf: invalid configuration: data.val_bytes_pattern=")
     assert "no shard files match" in lines[0] and "Traceback" not in proc.stderr
     assert np.all([not f.name.startswith("fineweb_val_bytes") for f in root.glob("datasets/*/*")])
+
+
+def test_the_sidecars_contents_are_checked_before_a_run(caseops_root, tmp_path):
+    """check_data reads every sidecar file against its shard (a sidecar of other tokens credits bytes to a
+    BOS) before anything trains; the kernel then reads it as it is, aligned with the tokens."""
+    import shutil
+
+    from golf.data import check_data
+    from golf.kernel.data import validation_bytes
+
+    cfg = _cfg(caseops_root)
+    paths = prepare_data(cfg)
+    check_data(cfg, paths, world_size=1, seq_len=64, val_seq_len=64)
+    val = load_validation_tokens(paths.val_pattern, 64)
+    assert torch.equal(validation_bytes(cfg, paths, val, 400), load_validation_bytes(paths.val_bytes_pattern, val))
+    root = tmp_path / "data"
+    shutil.copytree(caseops_root, root)
+    (sidecar,) = root.glob("datasets/*/fineweb_val_bytes_000000.bin")
+    counts = read_shard(sidecar).to(torch.int64)
+    write_validation_bytes(torch.roll(counts, 1).numpy(), sidecar.parent, len(counts))  # off by one token
+    with pytest.raises(ShardError, match=r"fineweb_val_bytes_000000.bin credits \d+ bytes to the BOS at token 0"):
+        check_data(_cfg(root), prepare_data(_cfg(root)), world_size=1, seq_len=64, val_seq_len=64)

@@ -15,7 +15,7 @@ from golf.config.validate import eval_seq_len, load_config
 from golf.data import prepare_data
 from golf.dist import DistInfo
 from golf.evaluate import load_into
-from golf.kernel.data import DistributedTokenLoader, build_byte_luts, load_validation_tokens
+from golf.kernel.data import DistributedTokenLoader, load_validation_tokens, validation_bytes
 from golf.kernel.evaluator import build_evaluator
 from golf.model import build_model
 from golf.quant import export_state_dict, load_artifact
@@ -54,9 +54,9 @@ def test_pr1493_demo_gptq_gap_below_round_to_nearest(tmp_path):
     state = load_checkpoint(run_dir, one)["model"]  # the weights training ended with (= the exported ones)
     model.load_state_dict(state)
     paths = prepare_data(cfg.data)
-    luts = build_byte_luts(paths.tokenizer_path, cfg.arch.vocab_size)
     val = load_validation_tokens(paths.val_pattern, eval_seq_len(cfg))
-    plain = build_evaluator(cfg.eval, tokens=val, luts=luts, seq_len=eval_seq_len(cfg), dist=one).plain()
+    nbytes = validation_bytes(cfg.data, paths, val, cfg.arch.vocab_size)
+    plain = build_evaluator(cfg.eval, tokens=val, nbytes=nbytes, seq_len=eval_seq_len(cfg), dist=one).plain()
 
     def score(m) -> float:
         return plain(m).val_bpb

@@ -23,17 +23,17 @@ def _free_port() -> int:
 
 
 def _run(rank, world, port, tokens, sp_model, out):
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
     from golf.kernel.evaluate import evaluate_sliding, evaluate_standard
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     info = DistInfo(rank=rank, local_rank=rank, world_size=world, device=torch.device("cpu"))
-    luts = build_byte_luts(sp_model, 1024)
+    nbytes = piece_bytes(byte_tables(sp_model, 1024), tokens)
     model = TinyCausalLM().eval()
-    std = evaluate_standard(model, tokens, luts, seq_len=32, batch_tokens=128, dist=info)
-    sld = evaluate_sliding(model, tokens, luts, seq_len=32, stride=8, batch_windows=5, dist=info)
+    std = evaluate_standard(model, tokens, nbytes, seq_len=32, batch_tokens=128, dist=info)
+    sld = evaluate_sliding(model, tokens, nbytes, seq_len=32, stride=8, batch_windows=5, dist=info)
     out[rank] = (std.to_dict(), sld.to_dict())
     dist.destroy_process_group()
 

@@ -23,9 +23,10 @@ CPU = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
 @pytest.fixture(scope="module")
 def stream(val_prefix_shard, sp_model_path):
     from golf.data import read_shard
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
-    return read_shard(val_prefix_shard)[:301].to(torch.int64), build_byte_luts(sp_model_path, 1024)
+    tokens = read_shard(val_prefix_shard)[:301].to(torch.int64)
+    return tokens, piece_bytes(byte_tables(sp_model_path, 1024), tokens)
 
 
 def test_plan_of_the_record_matches_spec_6_4():
@@ -51,23 +52,23 @@ def test_cosine_lr_over_chunks_is_the_records():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_lr_zero_ttt_equals_sliding_exactly(stream, optimizer):
-    tokens, luts = stream
+    tokens, nbytes = stream
     model = TinyCausalLM()
     # one window per forward: the same forwards and the same float64 additions as the sliding pass
     cfg = ttt_config(batch_windows=1, lr=0.0, optimizer=optimizer)
-    ttt = evaluator(cfg, tokens, luts)(model)
-    ref = evaluate_sliding(model.eval(), tokens, luts, seq_len=32, stride=8, batch_windows=1, dist=CPU)
+    ttt = evaluator(cfg, tokens, nbytes)(model)
+    ref = evaluate_sliding(model.eval(), tokens, nbytes, seq_len=32, stride=8, batch_windows=1, dist=CPU)
     assert ttt.val_loss == ref.val_loss and ttt.val_bpb == ref.val_bpb
     assert (ttt.val_tokens, ttt.val_bytes) == (ref.val_tokens, ref.val_bytes) == (300, ref.val_bytes)
     assert ttt.extra["ttt_steps"] > 0  # the updates happened, with lr 0
 
 
 def test_ttt_with_lr_changes_the_score_but_never_the_callers_weights(stream):
-    tokens, luts = stream
+    tokens, nbytes = stream
     model = TinyCausalLM().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grads = {n: p.requires_grad for n, p in model.named_parameters()}
-    result = evaluator(ttt_config(lr=0.5, sliding_first=True), tokens, luts)(model)
+    result = evaluator(ttt_config(lr=0.5, sliding_first=True), tokens, nbytes)(model)
     assert result.val_bpb != result.extra["sliding_val_bpb"]
     assert result.extra["ttt_gain_bpb"] == pytest.approx(result.val_bpb - result.extra["sliding_val_bpb"])
     after = model.state_dict()
@@ -84,12 +85,12 @@ def test_ttt_with_lr_changes_the_score_but_never_the_callers_weights(stream):
     (16, 5, 37, 37, 200),   # training sequence = the chunk; odd sizes everywhere
 ])
 def test_events_prove_score_before_update_and_once_only(stream, seq_len, stride, chunk, train_len, n):
-    tokens, luts = stream
+    tokens, nbytes = stream
     log = EventLog()
     cfg = EvalConfig(name="t", kind="ttt", seq_len=seq_len, stride=stride, batch_windows=3,
                      ttt=TTTConfig(chunk_tokens=chunk, epochs=1, lr=0.01, seq_len=train_len, batch_seqs=2,
                                    sliding_first=False))
-    evaluator(cfg, tokens[: n + 1], luts, on_event=log)(TinyCausalLM())
+    evaluator(cfg, tokens[: n + 1], nbytes, on_event=log)(TinyCausalLM())
     check_score_first(log.events, n, chunk)
     assert any(k == "train" for k, *_ in log.events)
     cut = [e for e in log.events if e[0] == "score" and e[2] // chunk != (e[3] - 1) // chunk]
@@ -125,7 +126,7 @@ def tiny_gpt():
 
 
 def test_lora_adds_exactly_the_adapters_and_leaves_the_base_untouched(stream, monkeypatch):
-    tokens, luts = stream
+    tokens, nbytes = stream
     base = tiny_gpt()
     cfg = ttt_config(lr=0.5, adapt="lora", lora_rank=3, lora_targets=["q", "v"])
     copy_ = copy.deepcopy(base)
@@ -141,14 +142,14 @@ def test_lora_adds_exactly_the_adapters_and_leaves_the_base_untouched(stream, mo
     adapted = []  # the evaluator's private copy, as handed to prepare_adaptation
     real = ttt.prepare_adaptation
     monkeypatch.setattr(ttt, "prepare_adaptation", lambda model, *a: adapted.append(model) or real(model, *a))
-    result = evaluator(cfg, tokens, luts)(base)
+    result = evaluator(cfg, tokens, nbytes)(base)
     (adapted,) = adapted
     base_state = base.state_dict()
     for name, value in adapted.state_dict().items():
         if ".lora." not in name:
             assert torch.equal(value, base_state[name]), name  # base weights untouched
     assert adapted.blocks[0].attn.c_q.lora.B.abs().sum() > 0  # the adapters did train
-    plain = evaluate_sliding(base.eval(), tokens, luts, seq_len=32, stride=8, batch_windows=4, dist=CPU)
+    plain = evaluate_sliding(base.eval(), tokens, nbytes, seq_len=32, stride=8, batch_windows=4, dist=CPU)
     assert result.val_bpb != plain.val_bpb
 
 

@@ -21,17 +21,17 @@ CASES = [(32, 8, 64, 16, 300), (32, 6, 40, 16, 300), (16, 5, 48, 16, 200)]
 
 
 def _run(rank, world, port, tokens, sp_model, out):
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    luts = build_byte_luts(sp_model, 1024)
+    nbytes = piece_bytes(byte_tables(sp_model, 1024), tokens)
     results = []
     for seq_len, stride, chunk, train_len, n in CASES:
         log = EventLog()
         cfg = ttt_config(seq_len=seq_len, stride=stride, chunk=chunk, seq_len_ttt=train_len)
-        result = evaluator(cfg, tokens[: n + 1], luts, rank=rank, world=world, on_event=log)(TinyCausalLM())
+        result = evaluator(cfg, tokens[: n + 1], nbytes, rank=rank, world=world, on_event=log)(TinyCausalLM())
         results.append((result.to_dict(), log.events))
     out[rank] = results
     dist.destroy_process_group()
@@ -44,10 +44,10 @@ def _spawn(world, tokens, sp_model):
 
 
 def _one_process(tokens, sp_model):
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
-    luts = build_byte_luts(sp_model, 1024)
-    return [evaluator(ttt_config(seq_len=w, stride=s, chunk=c, seq_len_ttt=t), tokens[: n + 1], luts)(TinyCausalLM())
+    nbytes = piece_bytes(byte_tables(sp_model, 1024), tokens)
+    return [evaluator(ttt_config(seq_len=w, stride=s, chunk=c, seq_len_ttt=t), tokens[: n + 1], nbytes)(TinyCausalLM())
             for w, s, c, t, n in CASES]
 
 

@@ -45,11 +45,11 @@ def uniform_forward(vocab: int):
 def test_uniform_model_bpb_equals_hand_computation(val_prefix_shard, sp_model_path):
     """A uniform predictor has loss ln(V) per target, so val_bpb = log2(V) * targets / bytes."""
     from golf.data import read_shard
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
     tokens = read_shard(val_prefix_shard).to(torch.int64)
-    luts = build_byte_luts(sp_model_path, 1024)
-    res = evaluate_standard(uniform_forward(1024), tokens, luts, seq_len=1, batch_tokens=65536, dist=CPU)
+    nbytes = piece_bytes(byte_tables(sp_model_path, 1024), tokens)
+    res = evaluate_standard(uniform_forward(1024), tokens, nbytes, seq_len=1, batch_tokens=65536, dist=CPU)
     assert res.val_tokens == 1_040_297
     assert res.val_bytes == 2_504_867  # the byte count of the official LUT rule on this prefix
     # the per-target nll is ln(1024) rounded to float32; the sums are float64
@@ -75,7 +75,9 @@ class TinyCausalLM(torch.nn.Module):
         return self.head(torch.tanh(h + pos))
 
 
-def brute_force_sliding(model, tokens, w, s, luts):
+def brute_force_sliding(model, tokens, w, s, tables):
+    """Target by target: its nll given its defined context, and its bytes read off the byte tables."""
+    base, space, boundary = tables
     n = tokens.numel() - 1
     nll, nbytes = 0.0, 0
     for j in range(1, n + 1):
@@ -83,37 +85,38 @@ def brute_force_sliding(model, tokens, w, s, luts):
         ctx = tokens[start:j].unsqueeze(0)
         logits = model(ctx)[0, -1]
         nll += torch.nn.functional.cross_entropy(logits.double().unsqueeze(0), tokens[j : j + 1]).item()
-        nbytes += int(luts.target_bytes(tokens[j - 1 : j], tokens[j : j + 1]).sum())
+        nbytes += int(base[tokens[j]]) + int(space[tokens[j]] and not boundary[tokens[j - 1]])
     return nll / n, nll / (math.log(2) * nbytes), nbytes
 
 
 @pytest.mark.parametrize("n,w,s", [(150, 32, 8), (161, 32, 8), (40, 64, 8)])
 def test_sliding_equals_brute_force(val_prefix_shard, sp_model_path, n, w, s):
     from golf.data import read_shard
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
     tokens = read_shard(val_prefix_shard)[: n + 1].to(torch.int64)
-    luts = build_byte_luts(sp_model_path, 1024)
+    tables = byte_tables(sp_model_path, 1024)
     model = TinyCausalLM().eval()
     with torch.no_grad():
-        res = evaluate_sliding(model, tokens, luts, seq_len=w, stride=s, batch_windows=3, dist=CPU)
-        loss, bpb, nbytes = brute_force_sliding(model, tokens, w, s, luts)
+        res = evaluate_sliding(model, tokens, piece_bytes(tables, tokens), seq_len=w, stride=s, batch_windows=3,
+                               dist=CPU)
+        loss, bpb, total = brute_force_sliding(model, tokens, w, s, tables)
     assert res.val_tokens == n
-    assert res.val_bytes == nbytes
+    assert res.val_bytes == total
     assert res.val_loss == pytest.approx(loss, rel=1e-5)
     assert res.val_bpb == pytest.approx(bpb, rel=1e-5)
 
 
 def test_sliding_with_stride_equal_window_is_standard(val_prefix_shard, sp_model_path):
     from golf.data import read_shard
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
     w = 32
     tokens = read_shard(val_prefix_shard)[: 10 * w + 1].to(torch.int64)
-    luts = build_byte_luts(sp_model_path, 1024)
+    nbytes = piece_bytes(byte_tables(sp_model_path, 1024), tokens)
     model = TinyCausalLM().eval()
-    std = evaluate_standard(model, tokens, luts, seq_len=w, batch_tokens=4 * w, dist=CPU)
-    sld = evaluate_sliding(model, tokens, luts, seq_len=w, stride=w, batch_windows=4, dist=CPU)
+    std = evaluate_standard(model, tokens, nbytes, seq_len=w, batch_tokens=4 * w, dist=CPU)
+    sld = evaluate_sliding(model, tokens, nbytes, seq_len=w, stride=w, batch_windows=4, dist=CPU)
     assert sld.val_tokens == std.val_tokens == 10 * w
     assert sld.val_bytes == std.val_bytes
     assert sld.val_bpb == pytest.approx(std.val_bpb, rel=1e-6)
@@ -121,10 +124,10 @@ def test_sliding_with_stride_equal_window_is_standard(val_prefix_shard, sp_model
 
 def test_max_tokens_limits_the_scored_targets(val_prefix_shard, sp_model_path):
     from golf.data import read_shard
-    from golf.kernel.data import build_byte_luts
+    from golf.kernel.data import byte_tables, piece_bytes
 
     tokens = read_shard(val_prefix_shard)[:4097].to(torch.int64)
-    luts = build_byte_luts(sp_model_path, 1024)
+    nbytes = piece_bytes(byte_tables(sp_model_path, 1024), tokens)
     cfg = EvalConfig(kind="sliding", seq_len=64, stride=16, max_tokens=1000)
-    res = build_evaluator(cfg, tokens=tokens, luts=luts, seq_len=64, dist=CPU)(torch.nn.Module(), forward=uniform_forward(1024))
+    res = build_evaluator(cfg, tokens=tokens, nbytes=nbytes, seq_len=64, dist=CPU)(torch.nn.Module(), forward=uniform_forward(1024))
     assert res.val_tokens == 1000

@@ -19,10 +19,10 @@ def ttt_config(seq_len=32, stride=8, chunk=64, batch_windows=4, seq_len_ttt=16, 
                       ttt=TTTConfig(**settings))
 
 
-def evaluator(cfg: EvalConfig, tokens, luts, *, rank=0, world=1, on_event=None):
+def evaluator(cfg: EvalConfig, tokens, nbytes, *, rank=0, world=1, on_event=None):
     """The evaluator of ``cfg``; with ``on_event``, a callable that runs it watching its ledger."""
     dist = DistInfo(rank=rank, local_rank=rank, world_size=world, device=torch.device("cpu"))
-    ev = build_evaluator(cfg, tokens=tokens, luts=luts, seq_len=cfg.seq_len, dist=dist)
+    ev = build_evaluator(cfg, tokens=tokens, nbytes=nbytes, seq_len=cfg.seq_len, dist=dist)
     if on_event is None:
         return ev
 

@@ -48,7 +48,7 @@ def test_a_non_finite_score_is_never_completed(tmp_path):
 
 
 def test_a_single_run_far_over_budget_is_refused_before_training(tmp_path):
-    cfg, run_dir = tiny(tmp_path, "quant.limit_bytes=100000")
+    cfg, run_dir = tiny(tmp_path, "quant.limit_bytes=50000")  # the estimate is about twice that
     with pytest.raises(ConfigError) as info:
         run(cfg, run_dir)
     assert info.value.key == "quant.limit_bytes" and "refused before training" in info.value.reason

@@ -20,6 +20,7 @@ PRESETS = {
     "pr187": 25_222_224,
     "pr295": 25_517_138,
     "pr1493": 35_944_536,
+    "pr1855": 35_945_671,
 }
 # reduced width for behavioural tests of full-depth presets
 NARROW = ["arch.model_dim=64", "arch.num_heads=4", "arch.num_kv_heads=2", "arch.vocab_size=64"]

@@ -50,7 +50,7 @@ def test_momentum_buffer_and_nesterov_over_two_steps():
     buf = 0.5 * G + g2  # b2 = mu * b1 + g2 = 2.5 G
     torch.testing.assert_close(opt.state[p]["momentum_buffer"], buf)
     u = g2 + 0.5 * buf  # Nesterov = 3.25 G: same directions, so NS gives the same matrix again
-    expected = after_one - (newton_schulz(u, 5, COEFFS) * 2**0.5).float()
+    expected = after_one - (newton_schulz(u, [COEFFS] * 5) * 2**0.5).float()
     torch.testing.assert_close(p.detach(), expected)
 
 
@@ -83,7 +83,7 @@ def test_wide_matrix_has_no_shape_scale_and_banks_are_per_slice():
     for i, s in enumerate(singles):
         torch.testing.assert_close(bank.detach()[i], s.detach())
         # rows < cols: scale 1, update = -lr * NS(1.9 g)
-        torch.testing.assert_close(s.detach(), -newton_schulz(1.9 * grads[i], 5, COEFFS).float())
+        torch.testing.assert_close(s.detach(), -newton_schulz(1.9 * grads[i], [COEFFS] * 5).float())
 
 
 def test_momentum_warmup_is_linear_then_constant():

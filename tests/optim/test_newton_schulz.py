@@ -30,7 +30,7 @@ RECTANGULAR = [*(s for s in SMALL_SHAPES if s[0] != s[1]),
 def test_singular_values_follow_the_scalar_quintic(shape):
     g = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     expected = torch.sort(quintic5(normalized_singular_values(g))).values
-    actual = torch.sort(torch.linalg.svdvals(newton_schulz(g, 5, COEFFS).double())).values
+    actual = torch.sort(torch.linalg.svdvals(newton_schulz(g, [COEFFS] * 5).double())).values
     assert (actual - expected).abs().max().item() < BF16_TOL
 
 
@@ -44,7 +44,7 @@ def test_rectangular_updates_have_singular_values_in_the_quintic_band(shape):
     grid = quintic5(torch.linspace(s_in.min().item(), 1.0, 20001, dtype=torch.float64))
     band_lo, band_hi = grid.min().item(), grid.max().item()
     assert 0.67 < band_lo and band_hi < 1.15
-    s = torch.linalg.svdvals(newton_schulz(g, 5, COEFFS).float())
+    s = torch.linalg.svdvals(newton_schulz(g, [COEFFS] * 5).float())
     assert s.min().item() > band_lo - BF16_TOL
     assert s.max().item() < band_hi + BF16_TOL
 
@@ -53,7 +53,7 @@ def test_square_updates_overshoot_at_most_the_quintic_maximum():
     # A square Gaussian matrix has singular values near 0 that five steps cannot lift to the band;
     # none may exceed the map's global maximum on (0, 1] (about 1.20), and the bulk is in the band.
     g = torch.randn(128, 128, generator=torch.Generator().manual_seed(2))
-    s = torch.linalg.svdvals(newton_schulz(g, 5, COEFFS).float())
+    s = torch.linalg.svdvals(newton_schulz(g, [COEFFS] * 5).float())
     assert s.max().item() < quintic5(torch.linspace(1e-4, 1, 100001)).max().item() + 0.02
     in_band = ((s > 0.66) & (s < 1.16)).float().mean().item()
     assert in_band > 0.9
@@ -65,7 +65,7 @@ def test_hand_computed_diagonal_case():
     # In exact arithmetic five steps give 0.7229 and 1.1192; bf16 rounding (amplified by the quintic's
     # slope > 1 near its band) moves them by up to 0.035, so the exact check replays the bf16 arithmetic.
     g = torch.tensor([[3.0, 0.0], [0.0, 4.0], [0.0, 0.0], [0.0, 0.0]])
-    out = newton_schulz(g, 5, COEFFS)
+    out = newton_schulz(g, [COEFFS] * 5)
     assert out.dtype == torch.bfloat16 and out.shape == (4, 2)
     expected = torch.zeros(4, 2)
     expected[0, 0], expected[1, 1] = quintic5_bf16(3.0, 5.0), quintic5_bf16(4.0, 5.0)
@@ -77,6 +77,6 @@ def test_hand_computed_diagonal_case():
 def test_batched_matches_one_matrix_at_a_time():
     gen = torch.Generator().manual_seed(3)
     mats = [torch.randn(64, 128, generator=gen) for _ in range(3)]
-    batched = newton_schulz(torch.stack(mats), 5, COEFFS)  # [3, 64, 128]
+    batched = newton_schulz(torch.stack(mats), [COEFFS] * 5)  # [3, 64, 128]
     for i, m in enumerate(mats):
-        torch.testing.assert_close(batched[i].float(), newton_schulz(m, 5, COEFFS).float(), atol=1e-2, rtol=0)
+        torch.testing.assert_close(batched[i].float(), newton_schulz(m, [COEFFS] * 5).float(), atol=1e-2, rtol=0)

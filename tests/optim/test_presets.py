@@ -14,7 +14,7 @@ from tests.helpers import CONF_DIR, compose_config, group_options
 
 # optimizer preset -> the architecture preset it was written for
 ARCH_OF = {"baseline": "baseline", "pr507": "unet11", "pr344": "pr344", "pr1573": "pr1573", "pr187": "pr187",
-           "pr295": "pr295", "pr1493": "pr1493"}
+           "pr295": "pr295", "pr1493": "pr1493", "pr1855": "pr1855"}
 
 
 def load_preset(name: str) -> OptimizerConfig:
@@ -47,18 +47,19 @@ def test_seed_recipes():
     got = {n: load_preset(n) for n in ARCH_OF}
     assert {n: c.muon.lr for n, c in got.items()} == {
         "baseline": 0.04, "pr507": 0.025, "pr344": 0.03, "pr1573": 0.025, "pr187": 0.028, "pr295": 0.02,
-        "pr1493": 0.022}
+        "pr1493": 0.022, "pr1855": 0.026}
     assert {n: c.muon.weight_decay_timing for n, c in got.items() if c.muon.weight_decay} == {
         "pr507": "after", "pr344": "before", "pr1573": "before", "pr187": "after", "pr295": "before",
-        "pr1493": "before"}
+        "pr1493": "before", "pr1855": "before"}
     assert {n: c.schedule.warmdown_iters for n, c in got.items()} == {
         "baseline": 1200, "pr507": 3000, "pr344": 3500, "pr1573": 3500, "pr187": 3300, "pr295": 3000,
-        "pr1493": 0}
+        "pr1493": 0, "pr1855": 0}
     assert {n: c.grad_clip_norm for n, c in got.items()} == {
-        "baseline": 0.0, "pr507": 0.3, "pr344": 0.3, "pr1573": 0.3, "pr187": 0.0, "pr295": 0.3, "pr1493": 0.3}
+        "baseline": 0.0, "pr507": 0.3, "pr344": 0.3, "pr1573": 0.3, "pr187": 0.0, "pr295": 0.3, "pr1493": 0.3,
+        "pr1855": 0.3}
     assert {n: c.adam_groups["tok"].weight_decay for n, c in got.items()} == {
         "baseline": 0.0, "pr507": 0.0, "pr344": 0.0, "pr1573": 0.04, "pr187": 0.04, "pr295": 0.01,
-        "pr1493": 0.085}
+        "pr1493": 0.085, "pr1855": 0.085}
 
 
 
@@ -68,7 +69,22 @@ def test_pr1493_recipe():
     assert (c.muon.momentum_warmup.start, c.muon.momentum_warmup.steps) == (0.92, 1500)
     assert (c.adam_groups["tok"].lr, c.adam_groups["scalar"].lr, c.adam_groups["scalar"].weight_decay) == (0.03, 0.02, 0.02)
     assert (c.schedule.kind, c.schedule.warmdown_frac, c.schedule.min_lr_mul) == ("wallclock_fraction", 0.72, 0.0)
-    assert not any(load_preset(n).muon.row_normalize for n in ARCH_OF if n != "pr1493")
+    assert not any(load_preset(n).muon.row_normalize for n in ARCH_OF if n not in ("pr1493", "pr1855"))
+
+
+def test_pr1855_recipe():
+    """frontier-1855 spec §1.2 and §4: the log's values where they differ from the code defaults."""
+    c = load_preset("pr1855")
+    m = c.muon
+    assert (m.lr, m.momentum, m.momentum_warmup.start, m.momentum_warmup.steps) == (0.026, 0.97, 0.92, 1500)
+    assert m.row_normalize and m.weight_decay == 0.095 and m.ns_steps == 5 and len(m.ns_coefficients_per_step) == 5
+    assert m.momentum_dtype == "bfloat16"
+    assert m.ns_coefficients_per_step[0] == [8.156554524902461, -22.48329292557795, 15.878769915207462]
+    assert m.ns_coefficients_per_step[4] == [2.3465413258596377, -1.7097828382687081, 0.42323551169305323]
+    assert {k: (g.lr, tuple(g.betas), g.weight_decay) for k, g in c.adam_groups.items() if k != "head"} == {
+        "tok": (0.03, (0.9, 0.99), 0.085), "scalar": (0.02, (0.9, 0.99), 0.02)}
+    assert (c.grad_clip_norm, c.grad_clip_scope) == (0.3, "local")
+    assert (c.schedule.kind, c.schedule.warmdown_frac, c.schedule.min_lr_mul) == ("wallclock_fraction", 0.85, 0.1)
 
 
 @pytest.mark.parametrize("name", sorted(ARCH_OF))

@@ -95,7 +95,7 @@ def test_specialised_family_runs_as_the_kernel(experiment, tmp_path):
     (kernel / "zz_driver.py").write_text(DRIVER)
     program = specialise(cfg, {"family_run"}, root=kernel)
     assert ("muon_row_normalize" in program) == cfg.optimizer.muon.row_normalize
-    assert ("qat_fake_quant" in program) == (cfg.quant.qat is not None)
+    assert ("qat_weight" in program) == (cfg.quant.qat is not None)
     assert ("_foreach_mul_(avg" in program) == (cfg.averaging.ema is not None)
     # minified as the submission is (golf.submission.minify), the entry's name kept to call it here
     script = load(python_minifier.minify(

@@ -112,9 +112,10 @@ def test_no_gptq_scheme_means_no_calibration_pass():
 
 
 def loader(cfg):
-    from golf.data import DistributedTokenLoader, prepare_data
+    from golf.data import prepare_data
+    from golf.kernel.data import DistributedTokenLoader
 
-    return DistributedTokenLoader(prepare_data(cfg.data).train_pattern, 0, 1, cfg.arch.vocab_size)
+    return DistributedTokenLoader(prepare_data(cfg.data).train_pattern, 0, 1)
 
 
 @pytest.mark.parametrize(("overrides", "key"), [

@@ -1,6 +1,7 @@
 """The generated submission runs like a record and computes what golf computes.
 
-For the baseline, #507 and #1493 recipes at ``scale=cpu`` (cut to a few steps, one thread, demo data):
+For the baseline (also on CaseOps data, packed rows and document-aware attention), #507, #1493 and #1855
+recipes at ``scale=cpu`` (cut to a few steps, one thread, demo data):
 golf trains, exports and scores; then the run's own ``submission.py`` is run as a plain script — with
 golf, hydra and omegaconf made unimportable, data paths from the environment — and must print the same
 train loss at every step, the same round-trip val_bpb and the same artifact bytes.
@@ -27,19 +28,23 @@ SHORT = ["logger=none", "scale=cpu", "train.iterations=6", "train.val_every=0", 
          "train.batch_tokens=2048", "train.seq_len=128", "eval.max_tokens=4096", "eval.prequant=false"]
 RECIPES = {
     "baseline": ["experiment=baseline", "data=demo"],
+    # CaseOps data: the script reads the byte sidecar (VAL_BYTES_FILES) and scores on original bytes; it
+    # trains on document-packed rows with document-aware attention (frontier-1855 §2.5-2.6)
+    "baseline_caseops": ["experiment=baseline", "data=demo_caseops", "+data.packing={}",
+                         "+arch.attention.document={max_len: 96}"],
     "pr507": ["experiment=pr507", "data=demo", "eval.stride=64"],
     "pr1493": ["experiment=pr1493", "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
                "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
                "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
-    # #1855's export (LQER, int8 gates, the per-group container through lrzip) on #1493's recipe; every
-    # matrix above 4,096 elements quantized so that each group holds codes at this width
-    "pr1493_quant1855": ["experiment=pr1493", "quant=pr1855", "quant.passthrough_max_numel=4096",
-                         "quant.calibration.batches=2", "data=demo_sp8192",
-                         "optimizer.schedule.kind=wallclock_fraction", "train.max_wallclock_s=null",
-                         "train.warmup_steps=1", "eval.stride=64", "eval.ttt.chunk_tokens=1024",
-                         "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
+    # every #1855 option folded in: its model, optimizer and export (LQER, int8 gates, the per-group
+    # container through lrzip; every matrix above 4,096 elements quantized so that each group holds codes
+    # at this width); its CaseOps data is the baseline_caseops case's
+    "pr1855": ["experiment=pr1855", "quant.passthrough_max_numel=4096", "quant.calibration.batches=2",
+               "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
+               "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
+               "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
 }
-NEEDS_LRZIP = {"pr1493_quant1855"}
+NEEDS_LRZIP = {"pr1855"}
 
 # Runs a script with golf, hydra and omegaconf unimportable (whatever sys.path and installed finders say).
 BLOCKED_RUNNER = """
@@ -60,6 +65,8 @@ def run_script(script, cwd, paths, extra_env=None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "RANK", "WORLD_SIZE", "LOCAL_RANK"))}
     env.update(OMP_NUM_THREADS="1", TRAIN_FILES=paths.train_pattern, VAL_FILES=paths.val_pattern,
                TOKENIZER_PATH=str(paths.tokenizer_path), **(extra_env or {}))
+    if paths.val_bytes_pattern is not None:
+        env.update(VAL_BYTES_FILES=paths.val_bytes_pattern)
     out = subprocess.run([sys.executable, "-I", "-c", BLOCKED_RUNNER, str(script)], cwd=cwd, env=env,
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

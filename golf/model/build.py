@@ -18,6 +18,8 @@ def as_arch_config(cfg: ArchConfig | DictConfig | dict) -> ArchConfig:
     """An :class:`ArchConfig` from the dataclass itself or a (composed) mapping of its fields."""
     if isinstance(cfg, ArchConfig):
         return cfg
+    if isinstance(cfg, DictConfig):  # the arch node of a whole config: ${data.vocab_size} resolves there
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ArchConfig), cfg))
 
 

@@ -22,8 +22,12 @@ made before training knows: treat it as ±10–20%.
 
 LQER (``quant.lqer``) adds its factors at their raw size for the ``top_n`` largest matrices routed to
 integer codes (which matrices it corrects depends on the trained weights). The per-group container
-(``quant.pergroup``) is estimated as one body compressed with ``quant.compressor``: its codecs (lrzip)
-are too slow for a check before every run, and it only makes the artifact smaller (#1855: 1.3%).
+(``quant.pergroup``) is estimated as one body compressed with ``quant.compressor``, less
+:data:`LRZIP_CONTAINER_SAVING` when a group goes through lrzip: lrzip runs at ~0.16 MB/s on one core (too
+slow for a check before every run), and what it and the row sort gain comes from the structure of
+trained rows, which Gaussian stand-ins do not have (on them the container saves 0.8%). The saving is
+calibrated on #1855, where one brotli-11 body gave a 16,112,007-byte artifact and the container
+15,902,285 (spec frontier-1855 §5.7): 209,722 bytes, 1.304% of the brotli body's 16,080,008 model bytes.
 
 Large matrices are sampled: a miniature artifact holds ``sample_fraction`` of each large matrix's rows
 and every other tensor whole; a second one twice those rows. The difference of their compressed
@@ -45,11 +49,14 @@ from golf.kernel.artifact import frame_body, quantize_state_dict, serialize
 from golf.kernel.quantize import prune_tensor
 from golf.model.roles import Role
 from golf.quant.config import QuantConfig, SchemeKind
+from golf.quant.config_stages import GroupCodec
 from golf.quant.routing import prune_targets, route_state_dict
 
 SAMPLE_MIN_NUMEL = 1 << 16  # matrices above this many elements (and ≥ 4× the sample rows) are sampled
 MIN_SAMPLE_ROWS = 8
 RECORD_WEIGHT_STD = 0.15  # stand-in std without real values (calibration: module docstring)
+# the per-group lrzip container against one brotli body on #1855's trained weights (module docstring)
+LRZIP_CONTAINER_SAVING = 209_722 / 16_080_008
 
 
 def _specs(source) -> dict[str, Tensor]:
@@ -134,12 +141,20 @@ def estimate_artifact_bytes(source, cfg: QuantConfig, *, roles: Mapping[str, Rol
         return len(frame_body(serialize(stored, plain), plain))
 
     one = framed(0) + lqer_bytes(specs, routes, cfg)
-    if not samples:
-        return one
-    # The second artifact adds as many sampled elements again: their cost is the marginal cost once
-    # the compressor has adapted, extrapolated to the rows not sampled.
-    more = framed(1) + lqer_bytes(specs, routes, cfg) - one
-    return int(round(one + more * (full - sampled) / sampled))
+    body = one
+    if samples:
+        # The second artifact adds as many sampled elements again: their cost is the marginal cost once
+        # the compressor has adapted, extrapolated to the rows not sampled.
+        more = framed(1) + lqer_bytes(specs, routes, cfg) - one
+        body = one + more * (full - sampled) / sampled
+    return int(round(body * (1 - container_saving(cfg))))
+
+
+def container_saving(cfg: QuantConfig) -> float:
+    """Fraction of one compressed body the per-group container is estimated to save (0 without lrzip)."""
+    if cfg.pergroup is None or all(g.codec is not GroupCodec.lrzip for g in cfg.pergroup.groups):
+        return 0.0
+    return LRZIP_CONTAINER_SAVING
 
 
 def lqer_bytes(specs: Mapping[str, Tensor], routes, cfg: QuantConfig) -> int:

@@ -1,8 +1,7 @@
-"""quant=pr1855 end to end at CPU scale on the CaseOps demo data: GPTQ with the #1855 clips, LQER, the
-per-group container through lrzip, the strictly read artifact and its round-tripped score.
-
-The recipe is #1493's (``experiment=pr1855`` composes the model side of #1855 with this export); every
-matrix above 4,096 elements is quantized so that every group holds codes at width 128."""
+"""experiment=pr1855 end to end at CPU scale on the CaseOps demo data: its model and optimizer, then its
+export (GPTQ with the #1855 clips, int8 gates, LQER, the per-group container through lrzip), the strictly
+read artifact and its round-tripped score. Every matrix above 4,096 elements is quantized so that every
+group holds codes at width 128."""
 
 from __future__ import annotations
 
@@ -29,8 +28,8 @@ pytestmark = pytest.mark.skipif(shutil.which("lrzip") is None, reason="the lrzip
 
 @pytest.mark.slow
 def test_pr1855_export_scores_its_per_group_artifact(tmp_path):
-    overrides = [o for o in CPU_SCALE if not o.startswith("data=")]
-    cfg = load_config(compose_config([*overrides, "data=demo_caseops", "arch.vocab_size=1024", "quant=pr1855",
+    overrides = [o for o in CPU_SCALE if not o.startswith(("data=", "experiment="))]
+    cfg = load_config(compose_config(["experiment=pr1855", *overrides, "data=demo_caseops",
                                       "quant.passthrough_max_numel=4096", "quant.calibration.batches=2",
                                       "train.iterations=8", "train.max_wallclock_s=null"]))
     run_dir = tmp_path / "pr1855"
@@ -45,6 +44,8 @@ def test_pr1855_export_scores_its_per_group_artifact(tmp_path):
     report = json.loads((run_dir / "quant_report.json").read_text())
     rows = {r["name"]: r for r in report["tensors"]}
     assert rows["tok_emb.weight"]["bits"] == 7 and rows["blocks.0.mlp.fc.weight"]["bits"] == 6
+    gates = [n for n in rows if n.endswith("attn.attn_gate.weight")]  # the sparse gates: int8 per row
+    assert len(gates) == cfg.arch.num_layers and all(rows[n]["bits"] == 8 for n in gates)
     corrected = [n for n, r in rows.items() if r["code_bytes"] > math.prod(r["shape"])]  # LQER factors counted
     assert len(corrected) == 3
     # the same codes in one brotli-11 body (the record's COMPRESSOR=brotli) take more bytes than the groups

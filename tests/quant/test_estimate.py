@@ -93,3 +93,25 @@ def test_dry_run_estimate_is_near_the_seeds_logged_bytes(arch, quant):
         model = build_model(cfg.arch)
     estimate = estimate_artifact_bytes(model, quant_cfg)
     assert estimate == pytest.approx(RECORDS[(arch, quant)], rel=0.15)
+
+
+def test_per_group_lrzip_container_is_priced_at_the_saving_measured_on_1855():
+    """One brotli body of the stand-ins less 1.304% (#1855: 16,112,007 B with brotli, 15,902,285 with the
+    container, the same 31,999 code bytes in both) when a group goes through lrzip; none without lrzip."""
+    from dataclasses import replace
+
+    from golf.quant.config_stages import GroupCodec, PackGroupConfig, PerGroupConfig
+    from golf.quant.estimate import LRZIP_CONTAINER_SAVING
+
+    assert LRZIP_CONTAINER_SAVING == pytest.approx((16_112_007 - 15_902_285) / (16_112_007 - 31_999))
+    assert LRZIP_CONTAINER_SAVING == pytest.approx(0.013042, abs=1e-6)
+    shapes = {"big.weight": (512, 256), "vec": (256,)}
+    roles = roles_by_name(shapes, kinds={"big.weight": "matrix", "vec": "control"})
+    cfg = QuantConfig(passthrough_max_numel=1024, compressor=Compressor.brotli, level=5)
+    body = estimate_artifact_bytes(shapes, cfg, roles=roles, weight_std=0.1)
+    lrzip = replace(cfg, pergroup=PerGroupConfig(groups=[PackGroupConfig(select="kind=matrix")]))
+    assert lrzip.pergroup.groups[0].codec is GroupCodec.lrzip
+    assert estimate_artifact_bytes(shapes, lrzip, roles=roles, weight_std=0.1) == pytest.approx(body * (1 - 0.013042), abs=1)
+    brotli = replace(cfg, pergroup=PerGroupConfig(groups=[PackGroupConfig(select="kind=matrix", codec=GroupCodec.brotli,
+                                                                          level=11)]))
+    assert estimate_artifact_bytes(shapes, brotli, roles=roles, weight_std=0.1) == body

@@ -58,6 +58,7 @@ _NAME_LABELS = [
     (r"^(bigram|trigram)\.scale$", "control", None, "input"),
     (r"^smear\.", "control", "smear", "input"),
     (r"^blocks\.\d+\.(attn|mlp)\.(c_q|c_k|c_v|proj|fc|gate)\.weight$", "matrix", "core", None),
+    (r"^blocks\.\d+\.attn\.attn_gate\.", "control", "sparse_attn_gate", None),
     (r"^blocks\.\d+\.", "control", "core", None),
 ]
 

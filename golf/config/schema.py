@@ -70,6 +70,8 @@ class GolfConfig:
     compile: bool | None = None
     # auto (bf16 autocast on CUDA, fp32 on CPU) | bf16 | fp32
     precision: str = "auto"
+    # TF32 for fp32 matmuls on CUDA for the whole run (the records set it: Hessian sums, fp32 optimizer math)
+    tf32: bool = False
     # worker processes started on this node by the entry point itself (1 = this process trains)
     nproc_per_node: int = 1
     # build everything, print the config, parameter groups and size estimate, then stop

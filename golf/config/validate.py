@@ -130,6 +130,9 @@ def validate(cfg: GolfConfig, world_size: int = 1) -> None:
     if cfg.data.vocab_size != cfg.arch.vocab_size:
         raise ConfigError("arch.vocab_size", cfg.arch.vocab_size,
                           f"differs from data.vocab_size={cfg.data.vocab_size} (the tokenizer's vocabulary)")
+    if cfg.data.bos_id != cfg.arch.bos_id:
+        raise ConfigError("arch.bos_id", cfg.arch.bos_id,
+                          f"differs from data.bos_id={cfg.data.bos_id} (the tokenizer's document start): set data.bos_id")
     cal = cfg.quant.calibration
     if cal is not None and needs_calibration(cfg.quant):  # checked here, not after training at the export
         tokens, length = cal.batch_tokens or t.batch_tokens, cal.seq_len or t.seq_len

@@ -58,10 +58,7 @@ class PackingConfig:
     """Document-packed training rows (PR #1530 lineage, #1855; :mod:`golf.kernel.data`): every rank reads
     the same shards in order, one row of batch_tokens / (world x grad_accum_steps) tokens per micro-step,
     each shard entered at its first document start. Pair it with arch.attention.document, which keeps
-    attention inside each document."""
-
-    # the token id that starts every document (BOS; 1 in every golf and challenge tokenizer)
-    bos_id: int = 1
+    attention inside each document. Rows are entered at data.bos_id; no fields of its own."""
 
 
 @dataclass
@@ -86,6 +83,9 @@ class DataConfig:
     tokenizer_path: str | None = "tokenizers/fineweb_1024_bpe.model"
     # Tokenizer vocabulary size; the model file must have exactly this many pieces.
     vocab_size: int = 1024
+    # The token id that starts every document (BOS; 1 in every golf and challenge tokenizer): the packed
+    # loader enters shards there, and arch.bos_id (SmearGate's BOS mask, document-aware attention) follows it.
+    bos_id: int = 1
     # Text transform applied to every document before tokenization: null (raw text) or "caseops" (ASCII
     # capitals as four operator tokens, PR #1729; the tokenizer must reserve ids 4-7 for the operators).
     text_transform: str | None = None
@@ -101,6 +101,8 @@ def validate_data(cfg: DataConfig, prefix: str = "data") -> None:
     """Cheap checks of a data config (no file access); raises :class:`ConfigError`."""
     if not 0 < cfg.vocab_size <= MAX_VOCAB:
         raise ConfigError(f"{prefix}.vocab_size", cfg.vocab_size, f"must be in (0, {MAX_VOCAB}] (uint16 shards)")
+    if not 0 <= cfg.bos_id < cfg.vocab_size:
+        raise ConfigError(f"{prefix}.bos_id", cfg.bos_id, f"must be a token id in [0, vocab_size {cfg.vocab_size})")
     if not cfg.root:
         raise ConfigError(f"{prefix}.root", cfg.root, "must be a directory path")
     if cfg.text_transform not in TEXT_TRANSFORMS:

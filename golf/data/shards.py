@@ -216,7 +216,7 @@ def check_data(cfg: DataConfig, paths: DataPaths, *, world_size: int, seq_len: i
     check_train_shards(paths.train_pattern, cfg.vocab_size, world_size=world_size, seq_len=seq_len,
                        shuffled=cfg.shuffle is not None)
     if cfg.packing is not None:
-        check_packed_shards(paths.train_pattern, cfg.packing.bos_id, world_size * ((row_tokens or seq_len) + 1))
+        check_packed_shards(paths.train_pattern, cfg.bos_id, world_size * ((row_tokens or seq_len) + 1))
     check_validation_shards(paths.val_pattern, val_seq_len, cfg.vocab_size)
     if paths.val_bytes_pattern is not None:
         from golf.data.sidecar import check_sidecar_data  # (it builds on this module)

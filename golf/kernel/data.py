@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:
-    from golf.data.config import DataConfig, PackingConfig, ShuffleConfig
+    from golf.data.config import DataConfig, ShuffleConfig
 
 
 class ShardError(ValueError):
@@ -134,8 +134,8 @@ class DistributedTokenLoader:
 class DocumentPackingLoader(DistributedTokenLoader):
     """One packed row per rank per call from the shards every rank reads alike (module doc)."""
 
-    def __init__(self, pattern: str, rank: int, world_size: int, cfg: PackingConfig):
-        self.bos, self.pool, self.ahead = cfg.bos_id, ThreadPoolExecutor(1), (None, None)
+    def __init__(self, pattern: str, rank: int, world_size: int, bos: int):
+        self.bos, self.pool, self.ahead = bos, ThreadPoolExecutor(1), (None, None)
         super().__init__(pattern, rank, world_size)
 
     def _load(self, i: int) -> None:
@@ -199,7 +199,7 @@ class ShuffledSequenceLoader:
 def build_train_loader(cfg: DataConfig, pattern: str, rank: int, world_size: int, seq_len: int):
     """The training loader ``cfg`` asks for: the sequential stream, shuffled sequences or packed rows."""
     if cfg.packing is not None:
-        loader = DocumentPackingLoader(pattern, rank, world_size, cfg.packing)
+        loader = DocumentPackingLoader(pattern, rank, world_size, cfg.bos_id)
     elif cfg.shuffle is None:
         loader = DistributedTokenLoader(pattern, rank, world_size)
     else:

@@ -19,7 +19,8 @@ the Hessian's device. For W [rows, cols] and H = Σ XᵀX over the layer's calib
 error propagates, so the codes equal round to nearest with the same scales. A Hessian that stays
 singular after damping makes the Cholesky factorisation raise (``torch.linalg.LinAlgError``).
 
-Calibration (spec §5.1): the model runs in ``eval()`` under ``no_grad`` without autocast over
+Calibration (spec §5.1): the model runs in ``eval()`` under ``no_grad`` and the run's autocast (bf16 on
+CUDA: the stream the record's bf16 embedding sets, so its Hessians are bf16 activations') over
 ``quant.calibration.batches`` batches, and a forward hook adds XᵀX (fp32) of the input each GPTQ weight
 multiplies: a Linear's input, or for the tied output embedding the output of ``final_norm`` (the
 head's input); a module called several times per forward (depth recurrence) adds every call. Inputs:
@@ -61,7 +62,7 @@ def gptq_quantize(w, h, s: SchemeConfig):
     dead = torch.diagonal(h) == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
-    torch.diagonal(h).add_(g.damp * torch.diagonal(h).mean())
+    torch.diagonal(h).add_(g.damp * h.diag().mean())  # the mean of a copy: a strided view sums in another order
     if g.act_order:
         perm = torch.argsort(torch.diagonal(h), descending=True)
         w, h = w[:, perm], h[perm][:, perm]
@@ -96,10 +97,10 @@ def hessian_sites(model, names):
             for n in names}
 
 
-def collect_hessians(model, sites, batches, tick=None):
-    """Run ``model`` over ``batches`` (input ids) with forward hooks: (Σ XᵀX per name, batches run).
-    ``tick(batches, tokens)`` after each batch. Hooks record only during each batch's own forward, so a
-    source may run the model itself (generation) between batches."""
+def collect_hessians(model, sites, batches, tick=None, autocast=contextlib.nullcontext):
+    """Run ``model`` under ``autocast()`` over ``batches`` (input ids) with forward hooks: (Σ XᵀX per name,
+    batches run). ``tick(batches, tokens)`` after each batch. Hooks record only during each batch's own
+    forward, so a source may run the model itself (generation) between batches."""
     dev = next(model.parameters()).device
     p = dict(model.named_parameters(remove_duplicate=False))
     hs = {n: torch.zeros(p[n].shape[1], p[n].shape[1], dtype=torch.float32, device=dev) for n in sites}
@@ -121,7 +122,8 @@ def collect_hessians(model, sites, batches, tick=None):
         with torch.no_grad():
             for ids in batches:
                 on[0] = True
-                model(ids.to(dev))
+                with autocast():
+                    model(ids.to(dev))
                 on[0] = False
                 k += 1
                 t += ids.numel()
@@ -165,11 +167,11 @@ def calibrate(model, q: QuantConfig, t: TrainConfig, dist, schemes, loader=None,
         else:
             batches = generated_batches(model, c.batches, n // (length * dist.world_size), length, c, dist.rank,
                                         autocast or contextlib.nullcontext)
-        hs, k = collect_hessians(model, sites, batches, tick)
+        hs, k = collect_hessians(model, sites, batches, tick, autocast or contextlib.nullcontext)
         if c.reduce == "all_reduce":
             for h in hs.values():
                 all_reduce_(h)
             k = int(all_reduce_(torch.tensor([k], dtype=torch.float64, device=next(model.parameters()).device)).item())
         for h in hs.values():
             h.div_(max(k, 1))
-        return hs
+        return {n: h.cpu() for n, h in hs.items()} if c.device == "cpu" else hs

@@ -198,7 +198,7 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
     if cfg.attention.value_embed is not None:
         ve = m.ve_shared(ids)  # added to the target layers' values, times their scales
     d = cfg.attention.document  # document-aware attention: every layer reads the segment starts in ctx
-    ctx, skips = {"segments": segment_starts(ids, d)} if d is not None else {}, []
+    ctx, skips = {"segments": segment_starts(ids, cfg.bos_id, d.max_len)} if d is not None else {}, []
     tl = cfg.residual.two_lane
     if tl is not None:
         lane = None  # lane1 of the two-lane decoder (x is lane0), once open
@@ -210,7 +210,10 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
         if cfg.depth.recycle is not None and mod is not None:
             x = m.recycle_mods[mod](x)
         if cfg.skips is not None and merge is not None:
-            if cfg.skips.kind == "gated":
+            if cfg.skips.kind == "gated" and cfg.skips.merge == "lerp":  # #1493: in the stream's dtype
+                x = torch.lerp(m.skip_weights[merge].to(x.dtype) * skips.pop(), x,
+                               torch.sigmoid(m.skip_gates[merge].to(x.dtype)))
+            elif cfg.skips.kind == "gated":
                 g = torch.sigmoid(m.skip_gates[merge]).to(x.dtype)
                 x = g * x + (1.0 - g) * (m.skip_weights[merge].to(x.dtype) * skips.pop())
             else:
@@ -233,8 +236,10 @@ def gpt_forward(m: GPT, cfg: ArchConfig, ids: Tensor, targets: Tensor | None) ->
     if cfg.backout is not None:
         x = x - m.backout_lambda.to(x.dtype) * h
     x = m.final_norm(x)
-    logits = F.linear(x, (m.tok_emb.weight if cfg.tie_embeddings else m.lm_head.weight).to(x.dtype)).float()
-    logits = cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)
+    logits = F.linear(x, (m.tok_emb.weight if cfg.tie_embeddings else m.lm_head.weight).to(x.dtype))
+    if cfg.logit_softcap_fp32:
+        logits = logits.float()
+    logits = (cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)).float()
     if targets is None:
         return logits
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))

@@ -58,6 +58,8 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
     torch.manual_seed(seed)
     bf16 = cfg.precision == "bf16" or cfg.precision == "auto" and dev.type == "cuda"
     autocast = (lambda: torch.autocast(dev.type, torch.bfloat16)) if bf16 else contextlib.nullcontext
+    if cfg.tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     accum = grad_accum(cfg, dist.world_size)
     val = load_validation_tokens(paths.val_pattern, eval_len(cfg))
     periodic_len = tc.seq_len if cfg.eval.periodic == "standard" else eval_len(cfg)
@@ -78,9 +80,10 @@ def run(cfg: GolfConfig, plan: dict, paths, dist: DistInfo, hooks: Hooks) -> dic
         else forward
     rows = tc.batch_tokens // (dist.world_size * tc.seq_len)
     micro = plan["micro_rows"] or rows // accum
+    # a packed micro-batch is one row of batch_tokens / (world x accum) tokens
+    mbt = tc.batch_tokens // (dist.world_size * accum) if cfg.data.packing is not None else micro * tc.seq_len
     hooks.summary(model_params=sum(p.numel() for p in model.parameters()), seed=seed,
-                  world_size=dist.world_size, grad_accum_steps=accum, micro_batch_tokens=micro * tc.seq_len,
-                  compile=compiled)
+                  world_size=dist.world_size, grad_accum_steps=accum, micro_batch_tokens=mbt, compile=compiled)
 
     def new_loader():
         return build_train_loader(cfg.data, paths.train_pattern, dist.rank, dist.world_size, tc.seq_len)

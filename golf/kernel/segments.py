@@ -25,30 +25,25 @@ and calibration alike.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from golf.model.config import DocumentMaskConfig
 
-
-def segment_starts(ids: Tensor, d: DocumentMaskConfig) -> Tensor:
+def segment_starts(ids: Tensor, bos: int, max_len: int) -> Tensor:
     """``ids`` [B, T] -> [B, T] int64: the position where each token's segment starts."""
     t = torch.arange(ids.size(1), device=ids.device)
-    doc = torch.where(ids == d.bos_id, t, 0).cummax(1).values  # the last BOS at or before t (0 if none)
-    return doc + (t - doc) // d.max_len * d.max_len
+    doc = torch.where(ids == bos, t, 0).cummax(1).values  # the last BOS at or before t (0 if none)
+    return doc + (t - doc) // max_len * max_len
 
 
-def cu_seqlens(ids: Tensor, d: DocumentMaskConfig, bucket: int = 64) -> Tensor:
+def cu_seqlens(ids: Tensor, bos: int, max_len: int, bucket: int = 64) -> Tensor:
     """One row ``ids`` [L] -> the segment boundaries ``[0, ..., L]`` (int32), then ``L`` repeated up to a
     multiple of ``bucket`` entries (spec §2.6: the record's ``_build_cu_seqlens``)."""
     L = ids.numel()
-    docs = torch.nonzero(ids == d.bos_id).flatten().tolist()
+    docs = torch.nonzero(ids == bos).flatten().tolist()
     docs = ([] if docs and docs[0] == 0 else [0]) + docs
-    bounds = [s for a, b in zip(docs, docs[1:] + [L]) for s in range(a, b, d.max_len)] + [L]
+    bounds = [s for a, b in zip(docs, docs[1:] + [L]) for s in range(a, b, max_len)] + [L]
     return torch.tensor(bounds + [L] * (-len(bounds) % bucket), dtype=torch.int32)
 
 

@@ -114,13 +114,17 @@ class ArchConfig:
     num_kv_heads: int = 4
     # logits <- cap * tanh(logits / cap)
     logit_softcap: float = 30.0
+    # cap fp32 logits; false: cap them in the stream's dtype (bf16 under autocast) and cast for the loss,
+    # as the official script and every record do (a bf16 logit near 30 moves in steps of 0.125)
+    logit_softcap_fp32: bool = False
     tie_embeddings: bool = True
     # dtype of the token-embedding parameter: "float32", or "bfloat16" as #1493 (frontier spec §3.1: its
     # AdamW moments, EMA cast-back and dequantized copy are bf16; under bf16 autocast the residual stream
     # it starts is bf16; without autocast the stream is upcast to fp32)
     embedding_dtype: str = "float32"
-    # the tokenizer's BOS id (golf.data.tokenizer.BOS_ID: every document starts with it); read by the
-    # techniques that respect document starts (SmearGate scalar_gate_bos)
+    # the tokenizer's BOS id (golf.data.tokenizer.BOS_ID: every document starts with it; the arch presets
+    # follow data.bos_id); read by the techniques that respect document starts (SmearGate
+    # scalar_gate_bos, document-aware attention)
     bos_id: int = 1
     attention: AttentionConfig = field(default_factory=AttentionConfig)
     mlp: MLPConfig = field(default_factory=MLPConfig)
@@ -200,8 +204,6 @@ def _validate_attention(cfg: ArchConfig, prefix: str) -> None:
         parse_layers(a.value_embed.layers, L, f"{p}.value_embed.layers")
     if a.document is not None:
         _positive(a.document, f"{p}.document", "max_len")
-        if not 0 <= a.document.bos_id < cfg.vocab_size:
-            raise ConfigError(f"{p}.document.bos_id", a.document.bos_id, f"must be a token id below {cfg.vocab_size}")
 
 
 def _validate_mlp(cfg: ArchConfig, prefix: str) -> None:
@@ -315,6 +317,8 @@ def validate_arch(cfg: ArchConfig, prefix: str = "arch") -> None:
         if value not in PARAM_DTYPES:
             raise ConfigError(key, value, f"must be one of {', '.join(PARAM_DTYPES)}")
     _validate_attention(cfg, prefix)
+    if cfg.skips is not None and cfg.skips.merge not in ("mix", "lerp"):
+        raise ConfigError(f"{prefix}.skips.merge", cfg.skips.merge, "must be mix or lerp")
     _validate_mlp(cfg, prefix)
     _validate_input(cfg, prefix)
     _validate_depth(cfg, prefix)

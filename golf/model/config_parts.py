@@ -98,8 +98,6 @@ class DocumentMaskConfig:
     a token attends only inside its segment: from the last document start (BOS) at or before it, cut into
     pieces of ``max_len`` tokens. Needed by document-packed rows (data.packing); works on any rows."""
 
-    # the token id that starts a document (BOS)
-    bos_id: int = 1
     # the longest segment: a longer document is attended in consecutive pieces of this many tokens (#1855: 2048)
     max_len: int = 2048
 
@@ -202,6 +200,9 @@ class SkipConfig:
     """U-Net skips: decoder block i receives the output of encoder block E-1-i (spec §2.7)."""
 
     kind: SkipKind = SkipKind.plain
+    # kind=gated: "mix" = g·x + (1−g)·(w·skip) with σ in fp32 (#507); "lerp" = torch.lerp(w·skip, x, g)
+    # with σ of the gate cast to the stream's dtype first (#1493, #1855: bf16 under autocast)
+    merge: str = "mix"
 
 
 class BackoutSource(str, Enum):

@@ -219,6 +219,9 @@ class CalibrationConfig:
     temperature: float = 0.8  # source=generated: sampling temperature (#1019: 0.8)
     start_token: int = 1      # source=generated: first token of every sequence (1 = BOS of the challenge data)
     seed: int = 0             # source=generated: sampling seed (the same on every rank plus its rank)
+    # where the Hessians are kept and GPTQ runs: "model" (the model's device: fast on a GPU) or "cpu"
+    # (#1493, #1855: GPTQ in fp32 on the CPU, clear of the run's TF32 matmuls)
+    device: str = "model"
 
 
 @dataclass
@@ -360,6 +363,8 @@ def validate_calibration(cfg: QuantConfig, prefix: str = "quant") -> None:
             raise ConfigError(f"{key}.{name}", value, "must be positive (or null for the train value)")
     if not cal.temperature > 0:
         raise ConfigError(f"{key}.temperature", cal.temperature, "must be > 0")
+    if cal.device not in ("model", "cpu"):
+        raise ConfigError(f"{key}.device", cal.device, "must be model or cpu")
     if cal.start_token < 0:
         raise ConfigError(f"{key}.start_token", cal.start_token, "must be a token id >= 0")
 

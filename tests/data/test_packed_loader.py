@@ -8,7 +8,6 @@ import torch
 
 from golf.config.errors import ConfigError
 from golf.config.validate import load_config
-from golf.data.config import PackingConfig
 from golf.data.shards import ShardError, check_packed_shards, write_shard
 from golf.kernel.data import DocumentPackingLoader, build_train_loader
 from tests.helpers import TINY, compose_config
@@ -38,8 +37,8 @@ def rows(loader, steps):
 
 
 def test_rows_cursor_and_shard_changes_by_hand(shards):
-    rank0 = rows(DocumentPackingLoader(shards, 0, WORLD, PackingConfig()), 4)
-    rank1 = rows(DocumentPackingLoader(shards, 1, WORLD, PackingConfig()), 4)
+    rank0 = rows(DocumentPackingLoader(shards, 0, WORLD, 1), 4)
+    rank1 = rows(DocumentPackingLoader(shards, 1, WORLD, 1), 4)
     # step 1: shard 0 from its first BOS (position 1), the ranks side by side
     assert (rank0[0], rank1[0]) == ([1, 10, 11, 12], [1, 13, 14, 15])
     # step 2: 9 + 8 > 14 tokens: shard 0's tail [16, 17, 1, 18, 19] is dropped, shard 1 entered at its BOS
@@ -51,7 +50,7 @@ def test_rows_cursor_and_shard_changes_by_hand(shards):
 
 def test_every_rank_reads_the_same_order_whatever_the_seed(shards):
     """The loader takes no seed; its state after a step says where both ranks are."""
-    a, b = DocumentPackingLoader(shards, 0, WORLD, PackingConfig()), DocumentPackingLoader(shards, 1, WORLD, PackingConfig())
+    a, b = DocumentPackingLoader(shards, 0, WORLD, 1), DocumentPackingLoader(shards, 1, WORLD, 1)
     rows(a, 1), rows(b, 1)
     assert a.state_dict() == b.state_dict() == {"files": ["fineweb_train_000000.bin", "fineweb_train_000001.bin",
                                                           "fineweb_train_000002.bin"], "shard": 0, "pos": 9}
@@ -59,18 +58,18 @@ def test_every_rank_reads_the_same_order_whatever_the_seed(shards):
 
 @pytest.mark.parametrize("after", [0, 1, 2, 3])
 def test_resume_is_bit_identical(shards, after):
-    straight = DocumentPackingLoader(shards, 1, WORLD, PackingConfig())
+    straight = DocumentPackingLoader(shards, 1, WORLD, 1)
     rows(straight, after)
     state = straight.state_dict()
     expected = rows(straight, 5)
-    resumed = DocumentPackingLoader(shards, 1, WORLD, PackingConfig())
+    resumed = DocumentPackingLoader(shards, 1, WORLD, 1)
     rows(resumed, 2)  # wherever it is, the state puts it back
     resumed.load_state_dict(state)
     assert rows(resumed, 5) == expected
 
 
 def test_resume_onto_other_shards_is_refused(shards, tmp_path):
-    loader = DocumentPackingLoader(shards, 0, WORLD, PackingConfig())
+    loader = DocumentPackingLoader(shards, 0, WORLD, 1)
     state = loader.state_dict()
     state["files"] = state["files"][:2]
     with pytest.raises(ShardError, match="cannot resume"):
@@ -80,7 +79,7 @@ def test_resume_onto_other_shards_is_refused(shards, tmp_path):
 def test_built_from_the_data_config(shards):
     from golf.data.config import DataConfig
 
-    loader = build_train_loader(DataConfig(packing=PackingConfig()), shards, 0, WORLD, seq_len=2)
+    loader = build_train_loader(DataConfig(packing=1), shards, 0, WORLD, seq_len=2)
     assert isinstance(loader, DocumentPackingLoader)
     # a row of local = global / (world x accum) tokens, whatever seq_len: 8 / (2 x 2) = 2 inputs per call
     x, _ = loader.next_batch(8, 2, 2)
@@ -98,7 +97,7 @@ def test_the_lab_refuses_shards_the_loader_cannot_use(shards, tmp_path):
 
 def test_config_checks():
     cfg = load_config(compose_config([*TINY, "+data.packing={}"]))
-    assert cfg.data.packing == PackingConfig(bos_id=1)
+    assert cfg.data.packing is not None and cfg.data.bos_id == cfg.arch.bos_id == 1
     with pytest.raises(ConfigError, match="data.shuffle=.*cannot be combined with data.packing"):
         load_config(compose_config([*TINY, "+data.packing={}", "+data.shuffle={}"]))
     with pytest.raises(ConfigError, match="train.micro_batch_tokens=.*must be auto with data.packing"):

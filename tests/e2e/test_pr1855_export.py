@@ -37,6 +37,9 @@ def test_pr1855_export_scores_its_per_group_artifact(tmp_path):
     summary = run(cfg, run_dir)
     assert math.isfinite(summary["val_bpb"])
     on_disk = json.loads((run_dir / "summary.json").read_text())
+    # through the loop switch (35% of 8 iterations), on packed rows of the whole batch (one micro-step)
+    assert 0 < on_disk["loop_switch_step"] < on_disk["steps"] == 8
+    assert on_disk["micro_batch_tokens"] == cfg.train.batch_tokens and cfg.data.packing is not None
     streams = on_disk["model_streams"]
     assert set(streams) == {"rest", *(f"group{i}" for i in range(7))} and all(v > 0 for v in streams.values())
     blob = (run_dir / "model.golf").read_bytes()

@@ -42,3 +42,33 @@ def test_pr1493_run_on_cuda(tmp_path):
     summary = run(cfg, tmp_path / "run")
     assert summary["status"] == "completed" and math.isfinite(summary["val_bpb"])
     assert summary["calibration_batches"] == 4 and summary["quantize_s"] > 0
+
+
+def test_hessians_on_the_cpu_and_tf32_as_the_record(tmp_path):
+    """quant.calibration.device=cpu: the CUDA model's Hessians come back on the CPU and GPTQ runs there;
+    tf32=true allows TF32 matmuls for the run (both #1493's settings)."""
+    from golf.dist import DistInfo
+    from golf.kernel.gptq import calibrate
+    from golf.quant.routing import schemes_table
+
+    cfg = load_config(compose_config([*TINY, "quant=pr1493", "quant.passthrough_max_numel=256",
+                                      "quant.calibration.batches=2"]))
+    assert cfg.quant.calibration.device == "cpu"
+    torch.manual_seed(0)
+    from golf.model import build_model
+    model = build_model(cfg.arch).cuda()
+    one = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cuda"))
+    ids = torch.randint(0, cfg.arch.vocab_size, (8, cfg.train.seq_len + 1))
+
+    class Once:
+        def next_batch(self, *a):
+            return ids[:, :-1], ids[:, 1:]
+
+    hs = calibrate(model, cfg.quant, cfg.train, one, schemes_table(model, cfg.quant), Once)
+    assert hs and all(h.device.type == "cpu" for h in hs.values())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    run_cfg = load_config(compose_config([*TINY, "device=cuda", "tf32=true"]))
+    run_cfg.run_dir = str(tmp_path / "run")
+    run(run_cfg, tmp_path / "run")
+    assert torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False

@@ -11,33 +11,32 @@ from golf.config.errors import ConfigError
 from golf.config.validate import load_config
 from golf.kernel.segments import bound_starts, cu_seqlens, document_attention, segment_starts
 from golf.model import build_model
-from golf.model.config import DocumentMaskConfig
 from tests.helpers import TINY, compose_config
 
 ROW = [5, 6, 1, 7, 8, 9, 10, 11, 1, 12]  # BOS at 2 and 8; no BOS at 0
 
 
 def test_segments_by_hand():
-    d = DocumentMaskConfig(bos_id=1, max_len=3)
+    d = (1, 3)  # BOS id, longest segment
     # [0, 2): the row's start (mid-document); [2, 8) cut into [2, 5) and [5, 8); [8, 10)
-    assert segment_starts(torch.tensor([ROW]), d).tolist() == [[0, 0, 2, 2, 2, 5, 5, 5, 8, 8]]
-    assert cu_seqlens(torch.tensor(ROW), d, bucket=1).tolist() == [0, 2, 5, 8, 10]
-    assert cu_seqlens(torch.tensor(ROW), d, bucket=4).tolist() == [0, 2, 5, 8, 10, 10, 10, 10]  # padded with L
-    assert cu_seqlens(torch.tensor(ROW), d).tolist() == [0, 2, 5, 8] + [10] * 60  # 64 entries
-    assert cu_seqlens(torch.tensor([1, 4, 4, 1]), d, bucket=1).tolist() == [0, 3, 4]  # a row opening on BOS
-    cu = cu_seqlens(torch.tensor(ROW), d, bucket=4)
+    assert segment_starts(torch.tensor([ROW]), *d).tolist() == [[0, 0, 2, 2, 2, 5, 5, 5, 8, 8]]
+    assert cu_seqlens(torch.tensor(ROW), *d, bucket=1).tolist() == [0, 2, 5, 8, 10]
+    assert cu_seqlens(torch.tensor(ROW), *d, bucket=4).tolist() == [0, 2, 5, 8, 10, 10, 10, 10]  # padded with L
+    assert cu_seqlens(torch.tensor(ROW), *d).tolist() == [0, 2, 5, 8] + [10] * 60  # 64 entries
+    assert cu_seqlens(torch.tensor([1, 4, 4, 1]), *d, bucket=1).tolist() == [0, 3, 4]  # a row opening on BOS
+    cu = cu_seqlens(torch.tensor(ROW), *d, bucket=4)
     assert cu.dtype == torch.int32 and bound_starts(cu, 10).tolist() == [0, 0, 2, 2, 2, 5, 5, 5, 8, 8]
 
 
 @pytest.mark.parametrize("max_len", [1, 4, 7, 2048])
 def test_record_boundaries_padded_or_not_give_the_same_segments(max_len):
-    d = DocumentMaskConfig(max_len=max_len)
+    d = (1, max_len)
     g = torch.Generator().manual_seed(max_len)
     ids = torch.randint(0, 6, (4, 61), generator=g)  # BOS (1) about one token in six, sometimes at 0
-    starts = segment_starts(ids, d)
+    starts = segment_starts(ids, *d)
     for row, s in zip(ids, starts):
         for bucket in (1, 8, 64):
-            cu = cu_seqlens(row, d, bucket)
+            cu = cu_seqlens(row, *d, bucket)
             assert len(cu) % bucket == 0
             assert torch.equal(bound_starts(cu, len(row)), s)
     assert ((starts <= torch.arange(61)) & (torch.arange(61) - starts < max_len)).all()
@@ -62,7 +61,7 @@ def test_attention_equals_brute_force(T, max_len, heads, kv):
     g = torch.Generator().manual_seed(T)
     ids = torch.randint(0, 5, (2, T), generator=g)
     q, k, v = (torch.randn(2, T, h, 8, generator=g) for h in (heads, kv, kv))
-    starts = segment_starts(ids, DocumentMaskConfig(max_len=max_len))
+    starts = segment_starts(ids, 1, max_len)
     y = document_attention(q, k, v, starts, max_len)
     assert y.shape == q.shape
     torch.testing.assert_close(y.double(), brute_force(q, k, v, starts), rtol=1e-5, atol=1e-6)
@@ -72,21 +71,21 @@ def test_one_segment_is_plain_causal_attention():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 20, h, 8, generator=g) for h in (4, 2, 2))
     ids = torch.full((2, 20), 7)
-    y = document_attention(q, k, v, segment_starts(ids, DocumentMaskConfig(max_len=32)), 32)
+    y = document_attention(q, k, v, segment_starts(ids, 1, 32), 32)
     ref = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True,
                                          enable_gqa=True).transpose(1, 2)
     torch.testing.assert_close(y, ref)
 
 
 def test_bucket_padding_gives_the_same_outputs_as_unpadded():
-    d = DocumentMaskConfig(max_len=6)
+    d = (1, 6)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(0, 5, (1, 40), generator=g)
     q, k, v = (torch.randn(1, 40, h, 8, generator=g) for h in (4, 2, 2))
-    outs = [document_attention(q, k, v, bound_starts(cu_seqlens(ids[0], d, bucket), 40)[None], 6)
+    outs = [document_attention(q, k, v, bound_starts(cu_seqlens(ids[0], *d, bucket), 40)[None], 6)
             for bucket in (1, 16, 64)]
     assert all(torch.equal(outs[0], o) for o in outs[1:])
-    assert torch.equal(outs[0], document_attention(q, k, v, segment_starts(ids, d), 6))
+    assert torch.equal(outs[0], document_attention(q, k, v, segment_starts(ids, *d), 6))
 
 
 def tiny_model(max_len: int):
@@ -131,8 +130,13 @@ def test_a_tokens_output_ignores_everything_before_its_segment_start():
 def test_config_checks():
     with pytest.raises(ConfigError, match="arch.attention.document.max_len=0"):
         load_config(compose_config([*TINY, "+arch.attention.document={max_len: 0}"]))
-    with pytest.raises(ConfigError, match="arch.attention.document.bos_id=5000: must be a token id below"):
-        load_config(compose_config([*TINY, "+arch.attention.document={bos_id: 5000}"]))
+    # one BOS setting: data.bos_id, which the arch follows; an arch that disagrees is named
+    with pytest.raises(ConfigError, match=r"data.bos_id=5000: must be a token id in \[0, vocab_size"):
+        load_config(compose_config([*TINY, "data.bos_id=5000"]))
+    with pytest.raises(ConfigError, match="arch.bos_id=2: differs from data.bos_id=1"):
+        load_config(compose_config([*TINY, "arch.bos_id=2"]))
+    cfg = load_config(compose_config([*TINY, "data.bos_id=3", "+arch.attention.document={max_len: 64}"]))
+    assert cfg.arch.bos_id == 3
 
 
 @pytest.mark.slow

@@ -187,3 +187,52 @@ def test_two_ranks_all_reduce_or_keep_their_own():
     assert batches == 3
     for name, h in hs.items():
         assert torch.allclose(h, per_rank[0][name] / 3, rtol=1e-4, atol=1e-5), name
+
+
+def _bf16():
+    return torch.autocast("cpu", torch.bfloat16)
+
+
+def test_hessians_are_collected_in_the_runs_autocast():
+    """Under the run's bf16 autocast the hooked inputs are the bf16 activations (the record's bf16 stream,
+    frontier spec §5.1), summed as fp32 XᵀX; they differ from the fp32 forward's Hessians."""
+    torch.manual_seed(0)
+    model = TwoLinear()
+    ids = torch.randint(0, 10, (3, 7))
+    sites = hessian_sites(model, ["out.weight"])
+    bf16, _ = collect_hessians(model, sites, iter([ids]), autocast=_bf16)
+    fp32, _ = collect_hessians(model, sites, iter([ids]))
+    with torch.no_grad(), _bf16():
+        h1 = torch.relu(model.fc(model.emb(ids))).reshape(-1, 6)  # out's first input, bf16
+        h2 = model.out(h1)                                          # ... and its second
+    assert h1.dtype == h2.dtype == torch.bfloat16
+    want = torch.zeros(6, 6)
+    for x in (h1.float(), h2.float()):
+        want.addmm_(x.T, x)
+    assert torch.equal(bf16["out.weight"], want)
+    assert not torch.allclose(bf16["out.weight"], fp32["out.weight"], rtol=1e-4, atol=0)
+
+
+def test_the_kernel_calibration_passes_the_autocast_on():
+    from golf.kernel.gptq import calibrate as kernel_calibrate
+    from golf.quant.routing import schemes_table
+
+    cfg, model = _tiny()
+    one = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    table = schemes_table(model, cfg.quant)
+    plain = kernel_calibrate(model, cfg.quant, cfg.train, one, table, lambda: loader(cfg))
+    cast = kernel_calibrate(model, cfg.quant, cfg.train, one, table, lambda: loader(cfg), _bf16)
+    stream = loader(cfg)
+    direct, k = collect_hessians(model, hessian_sites(model, list(cast)),
+                                 (stream.next_batch(cfg.train.batch_tokens, cfg.train.seq_len, 1)[0]
+                                  for _ in range(3)), autocast=_bf16)
+    assert k == cfg.quant.calibration.batches == 3
+    assert all(torch.equal(cast[n], direct[n] / 3) for n in cast)
+    assert any(not torch.equal(cast[n], plain[n]) for n in cast)
+
+
+def test_calibration_device_is_checked():
+    with pytest.raises(ConfigError, match="quant.calibration.device='gpu': must be model or cpu"):
+        load_config(compose_config([*SMALL, "quant.calibration.device=gpu"]))
+    assert load_config(compose_config(["experiment=pr1493"])).quant.calibration.device == "cpu"
+    assert load_config(compose_config(["experiment=pr1493"])).tf32

@@ -151,3 +151,20 @@ def test_gptq_runs_on_every_bit_width():
         qt = gptq_quantize(w, x.T @ x, scheme(bits=bits, k=3.0))
         qmax = (1 << (bits - 1)) - 1
         assert qt.q.dtype == torch.int8 and int(qt.q.abs().max()) <= qmax and (qt.lo, qt.hi) == (-qmax, qmax)
+
+
+def test_damping_uses_the_mean_of_the_diagonals_copy(monkeypatch):
+    """H + damp·mean(diag H)·I with the mean of ``h.diag()`` (a contiguous copy), as the record computes
+    it: the mean over the strided diagonal view sums in another order and is one float step off for
+    many Hessians (24 of #1493's 67), which moves GPTQ codes."""
+    w, x = correlated(rows=8, cols=256, seed=7)
+    x = x * torch.linspace(0.1, 7.0, 256)  # inputs of unequal scale: the two sums round apart
+    h = x.T @ x
+    assert torch.diagonal(h).mean().item() != h.diag().mean().item()  # the case this test is about
+    seen = []
+    real = torch.linalg.cholesky
+    monkeypatch.setattr(torch.linalg, "cholesky", lambda a, **kw: seen.append(a.clone()) or real(a, **kw))
+    gptq_quantize(w, h, scheme(act_order=False, damp=0.01))
+    want = h.clone()
+    want.diagonal().add_(0.01 * h.diag().mean())
+    assert torch.equal(seen[0], want)

@@ -97,6 +97,9 @@ def test_the_generated_script_computes_what_golf_computes(tmp_path, recipe):
     finally:
         torch.set_num_threads(threads)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    if cfg.data.packing is not None:  # one packed row per micro-step
+        assert on_disk["micro_batch_tokens"] == cfg.train.batch_tokens // on_disk["grad_accum_steps"]
     losses = {r["step"]: r["train_loss"] for r in records if r["event"] == "train"}
 
     stdout = run_script(run_dir / "submission.py", tmp_path, prepare_data(cfg.data))

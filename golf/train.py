@@ -105,8 +105,13 @@ def dry_run(cfg: GolfConfig) -> dict:
     print("tensors:")
     for name, shape, count, numel in tensor_table(model):
         print(f"  {name:<32} {'x'.join(map(str, shape)):>10} {numel:>12,}" + (f"  x{count}" if count > 1 else ""))
+    r = cfg.arch.residual
     for index, order in enumerate(model.layer_orders()):
         print(f"block order{f' (topology {index})' if len(model.layer_orders()) > 1 else ''}: {list(order)}")
+        if r.two_lane is not None:  # the lanes open at the first application of a block >= start_layer
+            first = next((k for k, i in enumerate(order) if i >= r.two_lane.start_layer), len(order))
+            print(f"  two lanes from application {first} (block {r.two_lane.start_layer}): {list(order[first:])}, "
+                  "skips into lane0, exit = mean of the lanes")
     opt = build_optimizer(model, cfg.optimizer, world_size=1, rank=0)
     print("optimizer groups:")
     for name, names, numel in opt.group_table():

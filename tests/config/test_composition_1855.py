@@ -47,3 +47,18 @@ def test_option_composes_with_every_arch(arch, option):
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_pr1855_dry_run_prints_the_recipe(capsys):
+    """The record's 35,945,671 parameters, the 17 applications after the loop switch with the lanes from
+    block 8 marked, the optimizer groups, and an estimate under the limit (frontier-1855 spec §3.11)."""
+    from golf.config.validate import load_config
+    from golf.train import dry_run
+
+    out = dry_run(load_config(compose_config(["experiment=pr1855"])))
+    printed = capsys.readouterr().out
+    assert out["model_params"] == 35_945_671 and "35,945,671" in printed
+    assert "block order (topology 1): [0, 1, 2, 3, 4, 5, 3, 4, 5, 3, 4, 5, 6, 7, 8, 9, 10]" in printed
+    assert "two lanes from application 14 (block 8): [8, 9, 10]" in printed
+    assert "optimizer groups:" in printed and "muon" in printed
+    assert out["estimated_artifact_bytes"] < 16_000_000

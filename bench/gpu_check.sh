@@ -8,6 +8,7 @@
 #   3. experiment=pr1493 on the demo sp8192 data for 30 steps: ms/step, peak memory, compile seconds,
 #      the loop switch's recompile;
 #   4. pytest -m gpu tests/gpu.
+# STAGES="1 2" runs only those (a call of at most 10 minutes holds stages 1-2, another 3-4).
 # DRY=1 runs every stage on the CPU with a few steps (checks the script before GPU minutes are spent).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -15,21 +16,24 @@ OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 CARRY=${CARRY:-gpu_carry}
 SITE=${SITE:-/tmp/golf_site}
-if [ -d "$CARRY/wheels" ] && ! python3 -c "import hydra, omegaconf, brotli, zstandard" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target "$SITE" "$CARRY"/wheels/*.whl > "$OUT/00_install.log" 2>&1
+PY=${PY:-python3}
+if [ -d "$CARRY/wheels" ] && ! $PY -c "import hydra, omegaconf, brotli, zstandard" 2>/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --target "$SITE" "$CARRY"/wheels/*.whl > "$OUT/00_install.log" 2>&1
 fi
 export PYTHONPATH="$PWD:$SITE${PYTHONPATH:+:$PYTHONPATH}"
-PY=${PY:-python3}
 DATA="$CARRY/data"
 OFFICIAL="$CARRY/official_train_gpt.py"
 if [ "${DRY:-0}" = 1 ]; then
-  STEPS=(--cpu --steps 1 --warmup 1); PR1493=(scale=cpu train.iterations=4 eval.max_tokens=4096); GPU_TESTS=(--co)
+  STEPS=(--cpu --steps 1 --warmup 1 --cpu-batch-tokens 2048); PR1493=(scale=cpu train.iterations=4 eval.max_tokens=4096); GPU_TESTS=(--co)
 else
-  STEPS=(--steps 40 --warmup 10); PR1493=(train.iterations=30 train.max_wallclock_s=null eval.max_tokens=262144
-                                          optimizer.schedule.kind=wallclock_fraction); GPU_TESTS=()
+  STEPS=(--steps 40 --warmup 10); PR1493=(train.iterations=30 train.max_wallclock_s=null train.warmup_steps=5
+                                          optimizer.schedule.kind=wallclock_fraction quant.calibration.batches=8
+                                          eval.max_tokens=131072); GPU_TESTS=()
 fi
+STAGES=${STAGES:-1 2 3 4}
 stage() {  # name seconds command...
   local name=$1 secs=$2; shift 2
+  case " $STAGES " in *" ${name:1:1} "*) ;; *) return ;; esac
   echo "== $name (limit ${secs}s)" | tee -a "$OUT/summary.log"
   local t0=$SECONDS
   timeout "$secs" "$@" > "$OUT/$name.log" 2>&1
@@ -42,7 +46,7 @@ stage 01_baseline_vs_official 300 $PY bench/bench_vs_official.py "${STEPS[@]}" -
   --official "$OFFICIAL" --out "$OUT/bench" --variant official_split=train.micro_batch_tokens=65536
 stage 02_pr507 180 $PY bench/bench_vs_official.py "${STEPS[@]}" --data-root "$DATA" --experiment pr507 \
   --no-official --reference-ms 589.7 --out "$OUT/bench507"
-stage 03_pr1493 240 $PY -m golf.train experiment=pr1493 data=demo_sp8192 logger=none "${PR1493[@]}" \
+stage 03_pr1493 300 $PY -m golf.train experiment=pr1493 data=demo_sp8192 logger=none "${PR1493[@]}" \
   run_dir="$OUT/pr1493"
 stage 04_gpu_tests 240 $PY -m pytest -q -m gpu tests/gpu "${GPU_TESTS[@]}"
 echo "done: $OUT/summary.log"

@@ -48,6 +48,12 @@ def trained_like_state_dict(shapes: dict[str, tuple[torch.Size, torch.dtype]], s
     return out
 
 
+def preset_vocabulary(arch: str) -> list[str]:
+    """The override that gives a run the vocabulary the arch preset was written for (in a run the model
+    follows the data's tokenizer: ``data=fineweb_sp8192`` for pr1493)."""
+    return [f"data.vocab_size={compose(config_name=None, overrides=[f'+arch={arch}']).arch.vocab_size}"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="unet11")
@@ -61,7 +67,7 @@ def main() -> None:
     register_schemas()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=[f"arch={args.arch}", f"quant={args.quant}", "logger=none",
-                                          *args.override])
+                                          *preset_vocabulary(args.arch), *args.override])
     quant: QuantConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(QuantConfig), cfg.quant))
     with torch.device("meta"):
         model = build_model(cfg.arch)

@@ -25,7 +25,7 @@ from pathlib import Path
 import brotli
 import numpy as np
 import torch
-from bench_export import trained_like_state_dict
+from bench_export import preset_vocabulary, trained_like_state_dict
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -58,7 +58,8 @@ def main() -> None:
 
     register_schemas()
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=[f"arch={args.arch}", f"quant={args.quant}", "logger=none", *args.override])
+        cfg = compose("train", overrides=[f"arch={args.arch}", f"quant={args.quant}", "logger=none",
+                                          *preset_vocabulary(args.arch), *args.override])
     q: QuantConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(QuantConfig), cfg.quant))
     q.schemes = {k: replace(s, gptq=None) for k, s in q.schemes.items()}  # round to nearest: no Hessians here
     with torch.device("meta"):

@@ -277,3 +277,29 @@ def test_the_evaluated_model_is_unchanged():
     run_eval(phased_cfg(), _tokens(), m)
     assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
     assert all(type(b.attn).__name__ == "CausalSelfAttention" for b in m.blocks)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("override,key", [
+    ("eval.phased.reset=a", "eval.phased.reset"),
+    ("eval.phased.window=32", "eval.phased.window"),  # shorter than a chunk of 48
+    ("eval.phased.lora_targets=[q,up]", "eval.phased.lora_targets"),
+    ("eval.phased.beta1=1.0", "eval.phased.beta1"),
+    ("eval.phased.global_seq_len=65536", "eval.phased.global_seq_len"),
+    ("eval.kind=sliding", "eval.phased"),
+])
+def test_bad_phased_settings_name_their_key(override, key):
+    from golf.config.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_config(compose_config(["data=demo", "eval=pr1855", "eval.stride=64", override]))
+    assert err.value.key == key
+
+
+def test_kind_phased_needs_its_settings():
+    from golf.config.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval=pr1855"):
+        load_config(compose_config(["data=demo", "eval=standard", "eval.kind=phased"]))

@@ -308,8 +308,9 @@ def phased_evaluate(model, cfg: ArchConfig, t: PhasedConfig, compile_model, toke
     ledger, sums = DocLedger(len(tokens) - 1), torch.zeros(3, dtype=torch.float64, device=dev)
     gen = torch.Generator(dev).manual_seed(t.seed)
     t0 = time.perf_counter()
-    if compile_model and t.warmup:  # random tokens only; the base is frozen and this set thrown away
-        h.lora = DocLoRA(shapes, t.batch_docs, t.lora_rank, t.lora_alpha, dev)
+    sets = {}  # adapter sets by batch size, reused (one compiled graph each); B and A reset before use
+    if compile_model and t.warmup:  # random tokens only; the base is frozen and A, B drawn again after
+        h.lora = sets[t.batch_docs] = DocLoRA(shapes, t.batch_docs, t.lora_rank, t.lora_alpha, dev)
         h.lora.draw(torch.Generator(dev).manual_seed(t.seed))
         for w in (t.chunk, t.window):
             x = torch.randint(0, cfg.vocab_size, (t.batch_docs, w + 1), device=dev)
@@ -321,18 +322,19 @@ def phased_evaluate(model, cfg: ArchConfig, t: PhasedConfig, compile_model, toke
             progress("warm-up", 1, 1, sums)
     _sync(dev)
     t1 = time.perf_counter()
-    lora, done, stat, extra = None, 0, [0, 0, 0], {}
+    fresh, done, stat, extra = set(sets), 0, [0, 0, 0], {}  # fresh: the sizes whose A is drawn anew
     for p, seg in enumerate(mine):
         for q in seg:
             ds = [docs[i] for i in batches[q]]
-            fresh = lora is None or lora.docs != len(ds)
-            if fresh:
-                lora = DocLoRA(shapes, len(ds), t.lora_rank, t.lora_alpha, dev)
-            else:
-                for b in lora.B.values():
-                    b.data.zero_()
-            if fresh or t.reset == "ab":
+            if len(ds) not in sets:
+                sets[len(ds)] = DocLoRA(shapes, len(ds), t.lora_rank, t.lora_alpha, dev)
+                fresh.add(len(ds))
+            lora = sets[len(ds)]
+            for b in lora.B.values():
+                b.data.zero_()
+            if len(ds) in fresh or t.reset == "ab":
                 lora.draw(gen if t.reset == "b" else torch.Generator(dev).manual_seed(t.seed + 1 + q))
+                fresh.discard(len(ds))
             h.lora = lora
             c, s = score_batch(fwd, lora, t, tokens, nbytes, ds, sums, ledger, dev, autocast)
             h.lora = None
@@ -349,7 +351,7 @@ def phased_evaluate(model, cfg: ArchConfig, t: PhasedConfig, compile_model, toke
             sel = [docs[i] for i in phase_docs(batches, queue, cuts[p], bounds[p])]
             ledger.docs_scored(ledger.reduced(dev), sel)
             stat[2] += global_sgd(m, tokens, sel, t, dist, autocast)
-            lora = None
+            fresh = set(sets)
             _sync(dev)
             extra[f"ttt_phase{p + 1}_s"] = round(time.perf_counter() - tp, 3)
             extra[f"ttt_phase{p + 1}_docs"] = len(sel)

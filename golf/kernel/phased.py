@@ -41,7 +41,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import torch
@@ -160,6 +159,14 @@ class DocLoRA(nn.Module):
         return x @ self.A[k][j].transpose(1, 2) @ self.B[k][j].transpose(1, 2) * self.scale
 
 
+class TapState:
+    """What the taps of one model share: the adapters on (``lora``, None while off), the current block
+    application ``j``, the final norm's output ``z`` (a plain object: compiled graphs trace its updates)."""
+
+    def __init__(self):
+        self.lora, self.j, self.z = None, -1, None
+
+
 class Tap(nn.Module):
     """A module of the base with its LoRA slot's output added, fed by the module's own input; the
     attention's tap (``step``) opens the next block application's slots."""
@@ -233,15 +240,14 @@ def score_batch(fwd, lora, t: PhasedConfig, tokens, nbytes, docs, sums, ledger, 
         pos = torch.where(live, pos, 0)
         x = torch.where(live, tokens[pos], 0).to(device=dev, dtype=torch.int64)
         y = torch.where(live, tokens[pos + 1], 0).to(device=dev, dtype=torch.int64)
-        learn = bool(train.any())
-        with torch.set_grad_enabled(learn), autocast():
+        with autocast():  # with gradients even when nothing trains: one compiled graph
             loss = fwd(x, y)
         s = score.to(dev)
         sums[0] += loss.detach()[s].double().sum()
         sums[1] += s.sum()
         sums[2] += nbytes[pos + 1][score].to(dev).double().sum()
         ledger.scored(pos[score])
-        if learn:
+        if train.any():
             ledger.trained(pos[train])
             opt.zero_grad(set_to_none=True)
             (loss[train.to(dev)].sum() / t.chunk).backward()
@@ -293,7 +299,7 @@ def phased_evaluate(model, cfg: ArchConfig, t: PhasedConfig, compile_model, toke
     """Phased score-first LoRA TTT of ``model`` (module doc) on a private copy."""
     dev, m = dist.device, copy.deepcopy(model).requires_grad_(False)
     tokens = tokens.to(torch.int32)
-    h = SimpleNamespace(lora=None, j=-1, z=None)
+    h = TapState()
     shapes = {k: v for k, v in install_taps(m, h).items() if k in t.lora_targets}
 
     def fwd(x, y):

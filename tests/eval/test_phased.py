@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -20,6 +19,7 @@ from golf.kernel.model import build_gpt
 from golf.kernel.phased import (
     DocLedger,
     DocLoRA,
+    TapState,
     chunk_rows,
     doc_loss,
     find_docs,
@@ -118,7 +118,7 @@ def test_chunk_schedule_of_two_documents_of_100_and_7_tokens_by_hand():
             super().trained(pos)
 
     m = tiny_model()
-    h = SimpleNamespace(lora=None, j=-1, z=None)
+    h = TapState()
     shapes = install_taps(m, h)
     h.lora = lora = DocLoRA(shapes, 2, 4, 8.0, torch.device("cpu"))
     lora.draw(torch.Generator().manual_seed(0))
@@ -152,7 +152,7 @@ def test_lora_at_reset_gives_exactly_the_base_models_predictions():
     y = torch.randint(2, 288, (3, 20))
     base = _base_ce(m, x, y)
     c = copy.deepcopy(m)
-    h = SimpleNamespace(lora=None, j=-1, z=None)
+    h = TapState()
     shapes = install_taps(c, h)
     assert shapes["q"][0] == len(m.steps[m.topology]) == 17 and shapes["head"] == (1, 32, 288)
     h.lora = lora = DocLoRA(shapes, 3, 4, 8.0, torch.device("cpu"))
@@ -177,7 +177,7 @@ def test_o_and_mlp_adapters_are_bypasses_fed_by_the_normalised_block_input(kind)
                 w.weight.zero_()
     x = torch.randint(2, 288, (2, 12))
     y = torch.randint(2, 288, (2, 12))
-    h = SimpleNamespace(lora=None, j=-1, z=None)
+    h = TapState()
     c = copy.deepcopy(m)
     h.lora = lora = DocLoRA({kind: install_taps(c, h)[kind]}, 2, 4, 8.0, torch.device("cpu"))
     lora.draw(torch.Generator().manual_seed(0))

@@ -249,9 +249,9 @@ def score_batch(fwd, lora, t: PhasedConfig, tokens, nbytes, docs, sums, ledger, 
         ledger.scored(pos[score])
         if train.any():
             ledger.trained(pos[train])
-            opt.zero_grad(set_to_none=True)
             (loss[train.to(dev)].sum() / t.chunk).backward()
             opt.step()
+            opt.zero_grad(set_to_none=True)
             steps += 1
     return int(nc.max()), steps
 
@@ -315,17 +315,19 @@ def phased_evaluate(model, cfg: ArchConfig, t: PhasedConfig, compile_model, toke
     gen = torch.Generator(dev).manual_seed(t.seed)
     t0 = time.perf_counter()
     sets = {}  # adapter sets by batch size, reused (one compiled graph each); B and A reset before use
-    if compile_model and t.warmup:  # random tokens only; the base is frozen and A, B drawn again after
-        h.lora = sets[t.batch_docs] = DocLoRA(shapes, t.batch_docs, t.lora_rank, t.lora_alpha, dev)
+    for n in {len(batches[q]) for seg in mine for q in seg} if compile_model and t.warmup else ():
+        # each batch size's graph, on random tokens only; the base is frozen, A and B are drawn again
+        h.lora = sets[n] = DocLoRA(shapes, n, t.lora_rank, t.lora_alpha, dev)
         h.lora.draw(torch.Generator(dev).manual_seed(t.seed))
         for w in (t.chunk, t.window):
-            x = torch.randint(0, cfg.vocab_size, (t.batch_docs, w + 1), device=dev)
+            x, y = (torch.randint(0, cfg.vocab_size, (n, w), device=dev) for _ in "xy")  # not views
             with autocast():
-                fwd(x[:, :-1], x[:, 1:]).mean().backward()
+                fwd(x, y).mean().backward()
             torch.optim.AdamW(h.lora.parameters(), lr=0.0).step()
+            h.lora.zero_grad(set_to_none=True)
         h.lora = None
-        if progress:
-            progress("warm-up", 1, 1, sums)
+    if sets and progress:
+        progress("warm-up", 1, 1, sums)
     _sync(dev)
     t1 = time.perf_counter()
     fresh, done, stat, extra = set(sets), 0, [0, 0, 0], {}  # fresh: the sizes whose A is drawn anew

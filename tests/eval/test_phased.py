@@ -303,3 +303,26 @@ def test_kind_phased_needs_its_settings():
 
     with pytest.raises(ConfigError, match="eval=pr1855"):
         load_config(compose_config(["data=demo", "eval=standard", "eval.kind=phased"]))
+
+
+@pytest.mark.slow
+def test_compiled_it_traces_one_graph_per_batch_size_in_the_warm_up_and_scores_the_same(monkeypatch):
+    graphs = []
+
+    def backend(gm, example_inputs):  # dynamo's graphs, run as traced (no inductor on a CPU test)
+        graphs.append(gm)
+        return gm.forward
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: torch._dynamo.optimize(backend, dynamic=True)(fn))
+    torch._dynamo.reset()
+    tokens = stream([30, 12, 25, 7, 40, 18, 9, 33, 21], seed=1)  # 9 documents: batches of 4, 4 and 1
+    cfg = phased_cfg(batch_docs=4)
+    dist = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    nbytes = torch.ones(len(tokens), dtype=torch.int32)
+    eager = build_evaluator(cfg, tokens=tokens, nbytes=nbytes, seq_len=16, dist=dist)(tiny_model())
+    seen = []
+    compiled = build_evaluator(cfg, tokens=tokens, nbytes=nbytes, seq_len=16, dist=dist, compile_model=True,
+                               progress=lambda kind, *a: seen.append((kind, len(graphs))))(tiny_model())
+    assert compiled.val_bpb == eager.val_bpb
+    assert len(graphs) == 2 and seen[0] == ("warm-up", 2)  # no graph break; nothing compiles once timed
+    assert compiled.extra["ttt_warmup_s"] > 0 and eager.extra["ttt_warmup_s"] == 0

@@ -9,9 +9,10 @@ The compliance block carries the fields records carry, each computed from the ru
   ``quantize_s`` when the export calibrates: GPTQ runs inside the clock's reserve) is at most 600 s;
 * ``artifact_under_16mb``: each seed's ``artifact_bytes`` (model + code) is at most 16,000,000;
 * ``eval_under_600s``: each seed's evaluation time (:func:`golf.significance.eval_seconds`) is at most 600 s;
-* ``score_first_ttt``: a seed that adapts at evaluation (``eval_kind`` ttt) recorded its TTT statistics,
-  which the evaluator writes only once its ledger has checked that every target was scored exactly once
-  and before any update that used it (:class:`golf.kernel.ttt.ScoreLedger`); true for a seed without TTT;
+* ``score_first_ttt``: a seed that adapts at evaluation (``eval_kind`` ttt or phased) recorded its TTT
+  statistics, which the evaluator writes only once its ledger has checked that every target was scored
+  exactly once and before any update that used it (:class:`golf.kernel.ttt.ScoreLedger`,
+  :class:`golf.kernel.phased.DocLedger`); true for a seed without TTT;
 * ``no_pre_quant_ttt``: each seed's score was logged after its artifact (the round-tripped model is what
   is scored, and adapted, never the weights before quantization);
 * ``three_seeds``: exactly 3 seeds, one run each, no completed run of the group left out, one
@@ -51,7 +52,7 @@ def counted_train_seconds(summary: dict) -> float | None:
 
 
 def _adapts(run: Run) -> bool:
-    return (run.summary.get("eval_kind") or run.config.get("eval.kind")) == "ttt"
+    return (run.summary.get("eval_kind") or run.config.get("eval.kind")) in ("ttt", "phased")
 
 
 def _scored_after_artifact(run: Run) -> bool:

@@ -7,7 +7,14 @@ keeps frozen, the progress display the evaluators report to and the final evalua
 ``eval.budget_s`` (:mod:`golf.eval.progress`).
 """
 
-from golf.eval.config import EvalConfig, TTTConfig, check_ttt_model, ttt_frozen_prefixes, validate_eval
+from golf.eval.config import (
+    EvalConfig,
+    PhasedConfig,
+    TTTConfig,
+    check_ttt_model,
+    ttt_frozen_prefixes,
+    validate_eval,
+)
 from golf.eval.progress import EvalBudget, eval_progress
 
-__all__ = ["EvalBudget", "EvalConfig", "TTTConfig", "check_ttt_model", "eval_progress", "ttt_frozen_prefixes", "validate_eval"]
+__all__ = ["EvalBudget", "EvalConfig", "PhasedConfig", "TTTConfig", "check_ttt_model", "eval_progress", "ttt_frozen_prefixes", "validate_eval"]

@@ -16,10 +16,12 @@ from golf.model.config import parse_layers
 if TYPE_CHECKING:
     from golf.model.config import ArchConfig
 
-EVAL_KINDS = ("standard", "sliding", "ttt")
+EVAL_KINDS = ("standard", "sliding", "ttt", "phased")
 TTT_OPTIMIZERS = ("sgd", "adamw")
 TTT_ADAPT = ("all", "lora")
 TTT_SCHEDULES = ("cosine", "constant")
+PHASED_TARGETS = ("q", "k", "v", "o", "mlp", "head")
+PHASED_RESETS = ("b", "ab")
 
 
 @dataclass
@@ -69,6 +71,60 @@ class TTTConfig:
 
 
 @dataclass
+class PhasedConfig:
+    """Phased score-first LoRA TTT per document (``eval.kind: phased``, :mod:`golf.kernel.phased`);
+    defaults are the PR #1855 record's (frontier-1855 spec §6.3).
+
+    The validation stream is split into documents at BOS; batches of documents (longest first) are scored
+    chunk by chunk, each document with its own LoRA adapters that train on each chunk once it is scored.
+    At ``phases`` pauses the base weights (the evaluator's own copy) train with SGD on the shortest
+    documents scored so far. The exported weights never change.
+    """
+
+    # targets per chunk: scored, then trained on by the document's adapters (TTT_CHUNK_SIZE)
+    chunk: int = 48
+    # longest context of a chunk's forward: a chunk sees at most its document's last `window` tokens
+    window: int = 2048
+    # documents per batch; their adapters train together, one row each (TTT_BATCH_SIZE)
+    batch_docs: int = 64
+    # adapter rank r (TTT_LORA_RANK)
+    lora_rank: int = 80
+    # adapter output scale alpha / r (TTT_LORA_ALPHA)
+    lora_alpha: float = 144.0
+    # where adapters go: q, k, v (added to W n), o, mlp (bypasses fed by the normalised block inputs), head
+    # (added to the logits before the soft-cap); one set per block application
+    lora_targets: list[str] = field(default_factory=lambda: list(PHASED_TARGETS))
+    # adapters' AdamW: lr, betas, eps, decoupled weight decay (TTT_LORA_LR, TTT_BETA1/2, TTT_WEIGHT_DECAY)
+    lr: float = 0.0001
+    beta1: float = 0.0
+    beta2: float = 0.99
+    eps: float = 1.0e-10
+    weight_decay: float = 0.5
+    # before each batch: "b" zeroes B and keeps A (warm across this rank's batches; the record), "ab" also
+    # draws A again from a seed of the batch (the score is then the same on any number of ranks); the
+    # AdamW moments start afresh either way
+    reset: str = "b"
+    # seed of the adapters' A draws
+    seed: int = 0
+    # pauses for global SGD on the base weights (PHASED_TTT_NUM_PHASES; 0 = none)
+    phases: int = 3
+    # pause p trains on the shortest floor(prefix_docs (p+1) / phases) documents scored so far
+    prefix_docs: int = 2500
+    # global SGD: lr (cosine over the phase's chunks), momentum (fresh each phase)
+    global_lr: float = 0.001
+    global_momentum: float = 0.9
+    # global SGD: tokens per step (the last chunk of a phase is skipped)
+    global_chunk_tokens: int = 32768
+    # global SGD: sequence length of the training rows; null = window
+    global_seq_len: int | None = None
+    # global SGD: clip the all-reduced gradient to this L2 norm; null = no clipping
+    global_grad_clip: float | None = 1.0
+    # when compiling, first run the adapted forward and backward on random tokens (never validation data),
+    # outside the timed part (the record's compile warm-up)
+    warmup: bool = True
+
+
+@dataclass
 class EvalConfig:
     """How val_bpb is measured.
 
@@ -76,11 +132,13 @@ class EvalConfig:
     ``sliding`` runs windows of ``seq_len`` tokens every ``stride`` tokens and scores each target once,
     with at least ``seq_len - stride`` tokens of context (the first window scores all of its positions).
     ``ttt`` scores with the same sliding windows, chunk by chunk, training a copy of the model on each
-    chunk once it has been scored (settings in ``ttt``).
+    chunk once it has been scored (settings in ``ttt``). ``phased`` scores document by document with
+    per-document LoRA test-time training and global phases (settings in ``phased``); its plain form (the
+    pre-quantization score) is ``standard``.
     """
 
     name: str = "standard"
-    # standard | sliding | ttt
+    # standard | sliding | ttt | phased
     kind: str = "standard"
     # window length; None = the training sequence length
     seq_len: int | None = None
@@ -99,6 +157,8 @@ class EvalConfig:
     max_tokens: int | None = None
     # kind=ttt: the test-time training settings (absent otherwise)
     ttt: TTTConfig | None = None
+    # kind=phased: the per-document LoRA TTT settings (absent otherwise)
+    phased: PhasedConfig | None = None
     # seconds the final evaluation may take; the challenge gives it 600 s on 8xH100, apart from training's
     # 600 s (null = no budget; scale=cpu, as for train.max_wallclock_s). What counts: loading the artifact,
     # decompressing and dequantizing it, any warm-up or precompute that touches validation data (compile
@@ -137,6 +197,12 @@ def validate_eval(cfg: EvalConfig, prefix: str = "eval", window: int | None = No
         raise ConfigError(f"{prefix}.ttt", None, "kind=ttt needs the ttt settings (e.g. eval=ttt)")
     if cfg.kind != "ttt" and cfg.ttt is not None:
         raise ConfigError(f"{prefix}.ttt", "set", f"test-time training settings given but {prefix}.kind={cfg.kind}")
+    if (cfg.kind == "phased") != (cfg.phased is not None):
+        raise ConfigError(f"{prefix}.phased", "set" if cfg.phased else None,
+                          "kind=phased needs the phased settings (e.g. eval=pr1855)" if cfg.phased is None
+                          else f"per-document TTT settings given but {prefix}.kind={cfg.kind}")
+    if cfg.phased is not None:
+        validate_phased(cfg.phased, f"{prefix}.phased")
     if cfg.ttt is not None:
         validate_ttt(cfg.ttt, f"{prefix}.ttt")
         in_force = cfg.seq_len if cfg.seq_len is not None else window
@@ -189,6 +255,34 @@ def validate_ttt(t: TTTConfig, prefix: str = "eval.ttt") -> None:
                 raise ConfigError(f"{prefix}.lora_targets", name, f"unknown projection; use {', '.join(LORA_TARGETS)}")
         if t.freeze_layers not in ("", "none"):
             raise ConfigError(f"{prefix}.freeze_layers", t.freeze_layers, "applies to adapt=all only (LoRA freezes the base)")
+
+
+def validate_phased(t: PhasedConfig, prefix: str = "eval.phased") -> None:
+    for key in ("chunk", "window", "batch_docs", "lora_rank", "global_chunk_tokens"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"{prefix}.{key}", getattr(t, key), "must be positive")
+    if t.window < t.chunk:
+        raise ConfigError(f"{prefix}.window", t.window, f"must hold a chunk ({prefix}.chunk={t.chunk})")
+    for name in t.lora_targets:
+        if name not in PHASED_TARGETS:
+            raise ConfigError(f"{prefix}.lora_targets", name, f"unknown adapter; use {', '.join(PHASED_TARGETS)}")
+    for key in ("lr", "weight_decay", "global_lr", "eps"):
+        if not getattr(t, key) >= 0:
+            raise ConfigError(f"{prefix}.{key}", getattr(t, key), "must be >= 0")
+    for key in ("beta1", "beta2", "global_momentum"):
+        if not 0 <= getattr(t, key) < 1:
+            raise ConfigError(f"{prefix}.{key}", getattr(t, key), "must be in [0, 1)")
+    if t.reset not in PHASED_RESETS:
+        raise ConfigError(f"{prefix}.reset", t.reset, f"must be one of {', '.join(PHASED_RESETS)}")
+    if t.phases < 0 or t.prefix_docs < 0:
+        key = "phases" if t.phases < 0 else "prefix_docs"
+        raise ConfigError(f"{prefix}.{key}", getattr(t, key), "must be >= 0")
+    seq = t.global_seq_len or t.window
+    if seq < 1 or seq > t.global_chunk_tokens:
+        raise ConfigError(f"{prefix}.global_seq_len", t.global_seq_len,
+                          f"must be positive and fit a global chunk ({prefix}.global_chunk_tokens={t.global_chunk_tokens})")
+    if t.global_grad_clip is not None and not t.global_grad_clip > 0:
+        raise ConfigError(f"{prefix}.global_grad_clip", t.global_grad_clip, "must be positive (or null)")
 
 
 def check_ttt_model(cfg: EvalConfig, arch: ArchConfig, prefix: str = "eval") -> None:

@@ -25,7 +25,7 @@ import torch
 from golf.logging.progress import Progress
 
 log = logging.getLogger("golf")
-UNITS = {"ttt": "chunk"}  # what one step of each kind counts (default: window)
+UNITS = {"ttt": "chunk", "phased": "batch", "warm-up": "pass"}  # what one step of each kind counts (default: window)
 
 
 def running_bpb(sums: torch.Tensor) -> float:

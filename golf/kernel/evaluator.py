@@ -5,8 +5,9 @@ stream and the bytes of its tokens, window, ranks, precision); ``evaluator(model
 eval mode (its train/eval mode is put back) through ``forward`` (an equivalent callable, e.g. its
 compiled form), else the one registered with ``use_forward``, else the model itself (compiled once
 when ``compile_model``). ``plain()`` is the same scorer without adaptation (TTT's is the sliding one).
-Standard and sliding evaluation change nothing; score-first TTT adapts a private copy
-(:mod:`golf.kernel.ttt`), so the weights exported or scored elsewhere are the same before and after.
+Standard and sliding evaluation change nothing; score-first TTT (:mod:`golf.kernel.ttt`) and per-document
+phased LoRA TTT (:mod:`golf.kernel.phased`, whose plain form is the standard scorer) adapt a private
+copy, so the weights exported or scored elsewhere are the same before and after.
 
 ``progress``, when given, is called ``progress(kind, done, total, sums)`` after each batch (or TTT chunk):
 the lab's display; ``sums`` are this rank's running float64 [nll, targets, bytes].
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from golf.kernel.evaluate import EvalResult, evaluate_sliding, evaluate_standard
+from golf.kernel.phased import phased_evaluate
 from golf.kernel.ttt import ttt_evaluate
 
 if TYPE_CHECKING:
@@ -67,8 +69,11 @@ def build_evaluator(cfg: EvalConfig, tokens, nbytes, seq_len, dist, autocast=con
     kw = dict(tokens=tokens, nbytes=nbytes[:len(tokens)], seq_len=seq_len, dist=dist, autocast=autocast,
               progress=progress)
     forwards = {}  # id(model) -> (model, forward), shared with the plain form
-    if cfg.kind == "standard" or kind == "standard":
+    if cfg.kind == "standard" or cfg.kind == "phased" or kind == "standard":
         ev = Evaluator(lambda f, m: evaluate_standard(f, batch_tokens=cfg.batch_tokens, **kw), compile_model, forwards)
+        if cfg.kind == "phased" and kind is None:
+            ev = Evaluator(lambda f, m: phased_evaluate(m, m.cfg, cfg.phased, compile_model, **kw), compile_model,
+                           forwards, ev)
     else:
         ev = Evaluator(lambda f, m: evaluate_sliding(f, stride=cfg.stride, batch_windows=cfg.batch_windows, **kw),
                        compile_model, forwards)

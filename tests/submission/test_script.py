@@ -1,7 +1,7 @@
 """The generated submission runs like a record and computes what golf computes.
 
 For the baseline (also on CaseOps data, packed rows and document-aware attention), #507, #1493 and #1855
-recipes at ``scale=cpu`` (cut to a few steps, one thread, demo data):
+(also with its phased per-document LoRA TTT) recipes at ``scale=cpu`` (cut to a few steps, one thread, demo data):
 golf trains, exports and scores; then the run's own ``submission.py`` is run as a plain script — with
 golf, hydra and omegaconf made unimportable, data paths from the environment — and must print the same
 train loss at every step, the same round-trip val_bpb and the same artifact bytes.
@@ -43,8 +43,15 @@ RECIPES = {
                "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
                "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
                "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
+    # with #1855's own evaluation: phased per-document LoRA TTT (golf/kernel/phased.py), on CaseOps data
+    "pr1855_phased": ["experiment=pr1855", "eval=pr1855", "quant.passthrough_max_numel=4096",
+                      "quant.calibration.batches=2", "data=demo_caseops", "optimizer.schedule.kind=wallclock_fraction",
+                      "train.max_wallclock_s=null", "eval.seq_len=128", "eval.phased.chunk=16",
+                      "eval.phased.window=128", "eval.phased.batch_docs=8", "eval.phased.lora_rank=8",
+                      "eval.phased.prefix_docs=24", "eval.phased.phases=2", "eval.phased.global_chunk_tokens=512",
+                      "eval.phased.global_seq_len=128"],
 }
-NEEDS_LRZIP = {"pr1855"}
+NEEDS_LRZIP = {"pr1855", "pr1855_phased"}
 
 # Runs a script with golf, hydra and omegaconf unimportable (whatever sys.path and installed finders say).
 BLOCKED_RUNNER = """

@@ -114,3 +114,12 @@ def test_three_seeds_means_three_of_one_configuration_all_reported(tmp_path):
     sub, _ = record(tmp_path, no_ttt)
     assert all(sub["compliance"].values())
     assert sub["compliance_evidence"]["score_first_ttt"]["ttt_chunks_checked"]["1"] == "no test-time training"
+
+
+def test_phased_ttt_runs_need_the_ledgers_record_too(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (1, 2, 3):  # eval=pr1855 (kind phased) adapts at evaluation: its ttt_chunks are its evidence
+        write_run(runs, f"s{seed}", seed=seed, extra={"eval_kind": "phased", **({"ttt_chunks": None} if seed == 2 else {})})
+    sub, _ = record(tmp_path, runs)
+    assert sub["compliance"]["score_first_ttt"] is False
+    assert sub["compliance_evidence"]["score_first_ttt"]["ttt_chunks_checked"]["1"] == 1238

@@ -88,7 +88,8 @@ SWITCHES: dict[str, tuple[str, ...]] = {
 
 # values that build on another value of the same field: path -> {value: (label, the value it builds on)};
 # the field's own switch (above) then stands for the value underneath (TTT scores with sliding windows)
-STACKED = {"eval.kind": {"ttt": ("ttt", "sliding")}}
+# (phased per-document TTT stands on the standard scorer: switched off, nothing of sliding is left)
+STACKED = {"eval.kind": {"ttt": ("ttt", "sliding"), "phased": ("phased", "standard")}}
 
 # tables: group -> (fields, label); one technique when any differs from the schema default
 # (GPTQ's calibration belongs to the tables: a scheme with `gptq` needs it, the default int8 tables do not)
@@ -175,8 +176,9 @@ def _walk(obj: Any, path: str, found: list[Technique]) -> None:
                 stacked = STACKED.get(key, {}).get(value) if key in STACKED else None
                 if stacked is not None:
                     found.append(Technique(stacked[0], [key], {key: stacked[1]}))
-                edits = {key: DELETE, **{k: DELETE for k in _switch(key)}}
-                found.append(Technique(_label(key, f.name), [key], edits))
+                if stacked is None or stacked[1] != default:  # the value underneath is a technique too
+                    edits = {key: DELETE, **{k: DELETE for k in _switch(key)}}
+                    found.append(Technique(_label(key, f.name), [key], edits))
         elif _is_enum(hint) and key not in POLICIES:
             if value != default:
                 found.append(Technique(_label(key, value.name), [key], {key: DELETE}))

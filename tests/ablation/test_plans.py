@@ -24,7 +24,7 @@ def _labels(overrides: list[str]) -> set[str]:
 # the frontier recipes' own techniques are found without being named anywhere in the planner
 FRONTIER = {"pr1493": {"parallel_residuals", "depth_loop", "muoneq_r"},
             "pr1855": {"two_lane_decoder", "depth_loop", "muoneq_r", "polar_express", "per_rank_clip", "smear_gate",
-                       "attn_gate"}}
+                       "attn_gate", "phased"}}
 
 
 @pytest.mark.parametrize("experiment", [*sorted(set(SPEC_SEEDS) - {"baseline"}), *FRONTIER])
@@ -38,8 +38,10 @@ def test_every_leave_one_out_point_of_a_seed_validates(experiment):
     assert not plan.skipped  # every technique can be switched off
     if experiment in SPEC_SEEDS:
         assert not plan.groups  # every technique of the seeds comes off alone
-    else:  # TTT scores with sliding windows: the sliding evaluation comes off only together with it
+    elif experiment == "pr1493":  # TTT scores with sliding windows: the sliding evaluation comes off with it
         assert set(plan.groups) == {"ttt+sliding_eval"}
+    else:  # phased TTT stands on the standard scorer: it comes off alone
+        assert not plan.groups and "sliding_eval" not in plan.techniques
     dropped = [r.split(":", 1)[1] for p in plan.points for r in p.roles if r.startswith("drop:")]
     # one point per technique that comes off alone, one per group for the members that do not
     alone_only_in_group = {m for g in plan.groups for m in g.split("+")} - set(dropped)

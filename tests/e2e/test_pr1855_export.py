@@ -28,8 +28,10 @@ pytestmark = pytest.mark.skipif(shutil.which("lrzip") is None, reason="the lrzip
 
 @pytest.mark.slow
 def test_pr1855_export_scores_its_per_group_artifact(tmp_path):
-    overrides = [o for o in CPU_SCALE if not o.startswith(("data=", "experiment="))]
-    cfg = load_config(compose_config(["experiment=pr1855", *overrides, "data=demo_caseops",
+    overrides = [o for o in CPU_SCALE if not o.startswith(("data=", "experiment=", "eval."))]
+    # the standard scorer: the phased evaluation has its own end-to-end test (tests/e2e/test_phased_e2e.py)
+    cfg = load_config(compose_config(["experiment=pr1855", *overrides, "data=demo_caseops", "eval=standard",
+                                      "eval.max_tokens=4096",
                                       "quant.passthrough_max_numel=4096", "quant.calibration.batches=2",
                                       "train.iterations=8", "train.max_wallclock_s=null"]))
     run_dir = tmp_path / "pr1855"

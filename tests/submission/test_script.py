@@ -36,22 +36,16 @@ RECIPES = {
     "pr1493": ["experiment=pr1493", "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
                "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
                "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
-    # every #1855 option folded in: its model, optimizer and export (LQER, int8 gates, the per-group
-    # container through lrzip; every matrix above 4,096 elements quantized so that each group holds codes
-    # at this width); its CaseOps data is the baseline_caseops case's
+    # every #1855 option folded in: its model and optimizer on packed CaseOps rows, its export (LQER, int8
+    # gates, the per-group container through lrzip; every matrix above 4,096 elements quantized so that
+    # each group holds codes at this width) and its evaluation (phased per-document LoRA TTT)
     "pr1855": ["experiment=pr1855", "quant.passthrough_max_numel=4096", "quant.calibration.batches=2",
-               "data=demo_sp8192", "optimizer.schedule.kind=wallclock_fraction",
-               "train.max_wallclock_s=null", "train.warmup_steps=1", "eval.stride=64",
-               "eval.ttt.chunk_tokens=1024", "eval.ttt.seq_len=128", "eval.ttt.batch_seqs=4"],
-    # with #1855's own evaluation: phased per-document LoRA TTT (golf/kernel/phased.py), on CaseOps data
-    "pr1855_phased": ["experiment=pr1855", "eval=pr1855", "quant.passthrough_max_numel=4096",
-                      "quant.calibration.batches=2", "data=demo_caseops", "optimizer.schedule.kind=wallclock_fraction",
-                      "train.max_wallclock_s=null", "eval.seq_len=128", "eval.phased.chunk=16",
-                      "eval.phased.window=128", "eval.phased.batch_docs=8", "eval.phased.lora_rank=8",
-                      "eval.phased.prefix_docs=24", "eval.phased.phases=2", "eval.phased.global_chunk_tokens=512",
-                      "eval.phased.global_seq_len=128"],
+               "data=demo_caseops", "optimizer.schedule.kind=wallclock_fraction", "train.max_wallclock_s=null",
+               "eval.seq_len=128", "eval.phased.chunk=16", "eval.phased.window=128", "eval.phased.batch_docs=8",
+               "eval.phased.lora_rank=8", "eval.phased.prefix_docs=24", "eval.phased.phases=2",
+               "eval.phased.global_chunk_tokens=512", "eval.phased.global_seq_len=128"],
 }
-NEEDS_LRZIP = {"pr1855", "pr1855_phased"}
+NEEDS_LRZIP = {"pr1855"}
 
 # Runs a script with golf, hydra and omegaconf unimportable (whatever sys.path and installed finders say).
 BLOCKED_RUNNER = """

@@ -217,9 +217,11 @@ def doc_loss(m, cfg: ArchConfig, h, x, y):
     h.j = -1
     m(x)
     z = h.z
-    logits = F.linear(z, (m.tok_emb.weight if cfg.tie_embeddings else m.lm_head.weight).to(z.dtype)).float()
+    logits = F.linear(z, (m.tok_emb.weight if cfg.tie_embeddings else m.lm_head.weight).to(z.dtype))
+    if cfg.logit_softcap_fp32:  # else capped in the stream's dtype, as the model's own head does
+        logits = logits.float()
     logits = logits + h.lora.delta("head", z, 0)
-    logits = cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)
+    logits = (cfg.logit_softcap * torch.tanh(logits / cfg.logit_softcap)).float()
     return F.cross_entropy(logits.transpose(1, 2), y, reduction="none")
 
 

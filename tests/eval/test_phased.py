@@ -158,6 +158,8 @@ def test_lora_at_reset_gives_exactly_the_base_models_predictions():
     h.lora = lora = DocLoRA(shapes, 3, 4, 8.0, torch.device("cpu"))
     lora.draw(torch.Generator().manual_seed(0))
     assert torch.equal(doc_loss(c, c.cfg, h, x, y), base)  # B = 0: exactly the base
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):  # in bf16 too: the head capped in bf16
+        assert torch.equal(doc_loss(c, c.cfg, h, x, y), _base_ce(m, x, y))
     assert h.j == 16  # one slot per block application (looped blocks 3-5 three times)
     with torch.no_grad():
         lora.B["head"][0, 1].normal_()

@@ -61,13 +61,17 @@ def sort_rows(a):
     return np.array(order)
 
 
+# lrzip's own config file (~/.lrzip/lrzip.conf) could change its output: the child runs without it
+LRZIP_ENV = {**os.environ, "LRZIP": "NOCONFIG"}
+
+
 def group_pack(b: bytes, g: PackGroupConfig, p: PerGroupConfig) -> bytes:
     """One group's stream compressed with its codec (an empty stream stays empty)."""
     if not b:
         return b
     if g.codec == "lrzip":
         return subprocess.run(["lrzip", "-q", "-z", "-L", str(g.level), "-p", str(p.lrzip_threads)], input=b,
-                              capture_output=True, check=True, env={**os.environ, "LRZIP": "NOCONFIG"}).stdout
+                              capture_output=True, check=True, env=LRZIP_ENV).stdout
     if g.codec == "brotli":
         return brotli.compress(b, quality=g.level)
     if g.codec == "zstd":
@@ -82,7 +86,7 @@ def group_unpack(z: bytes, g: PackGroupConfig) -> bytes:
         return z
     if g.codec == "lrzip":
         return subprocess.run(["lrzip", "-q", "-d"], input=z, capture_output=True, check=True,
-                              env={**os.environ, "LRZIP": "NOCONFIG"}).stdout
+                              env=LRZIP_ENV).stdout
     if g.codec == "brotli":
         return brotli.decompress(z)
     if g.codec == "zstd":

@@ -10,11 +10,9 @@ Schemes are named entries (``schemes``); an ordered rule table (``base_rules`` t
 expression → scheme name, :mod:`golf.rules`) routes each tensor by its parameter's role, first match
 wins (see :mod:`golf.quant.routing`). ``conf/quant/base/common.yaml`` holds what every preset shares
 (the fp32 control tensors of ``base_rules``, the passthrough size, container, compressor, budget).
-QAT has its own scheme/rule tables (:class:`QATConfig`) because it fake-quantizes Linear weights
-during training.
-The optional stages of #1855 — LQER (``lqer``) and the per-group container (``pergroup``) — have their
-own module, :mod:`golf.quant.config_stages`.
-A scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.kernel.gptq`) and makes
+QAT has its own scheme/rule tables (:class:`QATConfig`): it fake-quantizes Linear weights in training.
+#1855's optional stages, LQER and the per-group container, are in :mod:`golf.quant.config_stages`. A
+scheme with a ``gptq`` sub-config quantizes with full-Hessian GPTQ (:mod:`golf.kernel.gptq`) and makes
 the export need calibration (``calibration``, :mod:`golf.quant.calibrate`).
 """
 
@@ -219,9 +217,7 @@ class CalibrationConfig:
     temperature: float = 0.8  # source=generated: sampling temperature (#1019: 0.8)
     start_token: int = 1      # source=generated: first token of every sequence (1 = BOS of the challenge data)
     seed: int = 0             # source=generated: sampling seed (the same on every rank plus its rank)
-    # where the Hessians are kept and GPTQ runs: "model" (the model's device: fast on a GPU) or "cpu"
-    # (#1493, #1855: GPTQ in fp32 on the CPU, clear of the run's TF32 matmuls)
-    device: str = "model"
+    device: str = "model"     # where GPTQ runs: the model's device, or "cpu" (#1493/#1855: fp32, no TF32)
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -19,7 +18,7 @@ import threading
 
 import numpy as np
 
-from golf.kernel.pergroup import restore_codes
+from golf.kernel.pergroup import LRZIP_ENV, restore_codes
 from golf.quant.validate_artifact import CHUNK, FRAME_BYTES, ArtifactError, decompress, unframe
 
 GROUP_CODECS = ("zlib", "zstd", "lzma", "brotli", "lrzip")
@@ -38,7 +37,7 @@ def _lrzip(data: bytes, expected: int, where: str) -> bytes:
         raise ArtifactError(f"{where}: the lrzip stream declares {declared} bytes, its matrices need {expected}; "
                             "refused before decompressing")
     proc = subprocess.Popen(["lrzip", "-q", "-d"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "LRZIP": "NOCONFIG"})
+                            stderr=subprocess.DEVNULL, env=LRZIP_ENV)
 
     def feed():
         try:
